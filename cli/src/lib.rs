@@ -1,0 +1,6 @@
+//! The local runner and operator CLI behind the `morag` binary, as a library
+//! so that the integration tests provision their resources with the same code
+//! as `make dev`.
+
+pub mod keys;
+pub mod local;

@@ -1,0 +1,210 @@
+//! `morag`: the local runner (`morag dev`, what `make dev` starts) and the
+//! operator CLI (`morag keys ...`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use clap::{Parser, Subcommand};
+use tower::ServiceExt;
+
+use morag_cli::{keys, local};
+use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::config::{
+    ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
+};
+use morag_shared::domain::TenantId;
+use morag_shared::net::TargetPolicy;
+
+#[derive(Parser)]
+#[command(name = "morag", about = "morag-status local runner and operator CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision local resources on an emulator and serve the HTTP functions.
+    Dev {
+        /// The emulator (moto server) endpoint.
+        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
+        endpoint: String,
+        /// Where to serve the API.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Prefix of every local resource name.
+        #[arg(long, default_value = "morag-local")]
+        prefix: String,
+    },
+    /// Manage API keys (shown once, stored only as SHA-256 hashes).
+    Keys {
+        /// The table (the stack's `TableName` output).
+        #[arg(long, env = "MORAG_TABLE_NAME")]
+        table: String,
+        /// An endpoint override (the emulator); unset for AWS.
+        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
+        endpoint: Option<String>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key for a tenant and print it once.
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List a tenant's keys (ids only).
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    /// Revoke a tenant's key by the id `list` shows.
+    Revoke {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    morag_shared::telemetry::init();
+    match Cli::parse().command {
+        Command::Dev {
+            endpoint,
+            addr,
+            prefix,
+        } => dev(endpoint, addr, &prefix).await,
+        Command::Keys {
+            table,
+            endpoint,
+            action,
+        } => keys_command(table, endpoint, action).await,
+    }
+}
+
+async fn keys_command(table: String, endpoint: Option<String>, action: KeysAction) -> Result<()> {
+    let sdk = match &endpoint {
+        Some(ep) => morag_shared::aws::local(ep),
+        None => morag_shared::aws::load(&AwsSettings::default()).await,
+    };
+    let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
+    match action {
+        KeysAction::Create {
+            tenant,
+            description,
+        } => {
+            let (key, record) = keys::create(&store, &tenant, &description).await?;
+            eprintln!(
+                "Created key {} for tenant {tenant}. It is shown only now:",
+                record.key_hash.key_id()
+            );
+            println!("{key}");
+        }
+        KeysAction::List { tenant } => {
+            for k in morag_shared::ports::KeyStore::list_keys(&store, &tenant).await? {
+                println!(
+                    "{}\t{}\t{}",
+                    k.key_hash.key_id(),
+                    k.created_at.to_rfc3339(),
+                    k.description
+                );
+            }
+        }
+        KeysAction::Revoke { tenant, key_id } => {
+            let k = keys::revoke(&store, &tenant, &key_id).await?;
+            println!("revoked {} (tenant {tenant})", k.key_hash.key_id());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Apps {
+    ingest: Router,
+    status: Router,
+}
+
+/// Routes like the API Gateway does: by path, to one function or the other.
+async fn dispatch(State(apps): State<Apps>, request: Request) -> Response {
+    let app = if request.uri().path().starts_with("/api/v1/ingest/") {
+        apps.ingest
+    } else {
+        apps.status
+    };
+    match app.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+    .into_response()
+}
+
+async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
+    let sdk = morag_shared::aws::local(&endpoint);
+    let names = local::Names::with_prefix(prefix);
+    let resources = local::provision(&sdk, &names)
+        .await
+        .with_context(|| format!("provisioning local resources on {endpoint}"))?;
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::aws::dynamodb(&sdk),
+        &names.table,
+    ));
+    local::seed_local_key(&store).await?;
+
+    let aws = AwsSettings {
+        endpoint_url: Some(endpoint.clone()),
+    };
+    let api = ApiSettings {
+        table: names.table.clone(),
+        auth_cache_ttl: Duration::from_secs(60),
+    };
+    let ingest_cfg = IngestConfig {
+        api: api.clone(),
+        uploads_bucket: names.bucket.clone(),
+        processing_queue_url: resources.processing_queue_url.clone(),
+        max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        target_policy: TargetPolicy {
+            allow_http: true,
+            allow_loopback: true,
+        },
+        aws: aws.clone(),
+    };
+    let status_cfg = StatusConfig { api, aws };
+    let apps = Apps {
+        ingest: morag_ingest::router(Arc::new(morag_ingest::Ingest::from_sdk(&sdk, &ingest_cfg))),
+        status: morag_status::router(Arc::new(morag_status::Status::from_sdk(&sdk, &status_cfg))),
+    };
+    let app = Router::new().fallback(dispatch).with_state(apps);
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let base = format!("http://{addr}");
+    println!(
+        "\nmorag-status is running on {base} (emulator {endpoint}, table {table}, bucket {bucket})\n\
+         Local API key: test-api-key (tenant local; local mode only)\n\n\
+         Try:\n\
+         curl -X POST {base}/api/v1/ingest/file -H \"Authorization: Bearer test-api-key\" -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook\n\
+         curl {base}/api/v1/status/{{task_id}} -H \"Authorization: Bearer test-api-key\"\n\n\
+         Ctrl-C stops everything.",
+        table = names.table,
+        bucket = names.bucket,
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

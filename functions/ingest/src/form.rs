@@ -1,0 +1,304 @@
+//! Turning a request body into a validated [`Submission`]. Nothing here
+//! writes anything.
+
+use axum::extract::{FromRequest, Multipart, Request};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use url::Url;
+
+use morag_shared::domain::SourceType;
+use morag_shared::http::ApiError;
+use morag_shared::net::{check_target_url, MAX_URL_LEN};
+
+use crate::{too_large, Limits, MAX_METADATA_BYTES};
+
+/// A validated request.
+#[derive(Debug)]
+pub struct Submission {
+    pub source_type: SourceType,
+    pub input: SubmissionInput,
+    pub webhook_url: Option<Url>,
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub enum SubmissionInput {
+    File {
+        /// Sanitized: safe as the last segment of an S3 key.
+        name: String,
+        content_type: String,
+        bytes: Bytes,
+    },
+    Url(Url),
+}
+
+const FILE_FIELDS: [&str; 4] = ["source_type", "file", "webhook_url", "metadata"];
+const URL_FIELDS: [&str; 4] = ["source_type", "url", "webhook_url", "metadata"];
+
+fn missing(field: &str) -> ApiError {
+    ApiError::unprocessable("missing_field", format!("{field} is required"))
+}
+
+fn parse_source_type(raw: &str) -> Result<SourceType, ApiError> {
+    raw.trim()
+        .parse()
+        .map_err(|e: String| ApiError::unprocessable("invalid_source_type", e))
+}
+
+fn parse_webhook_url(raw: &str, limits: &Limits) -> Result<Url, ApiError> {
+    check_target_url(raw.trim(), limits.target_policy, true)
+        .map_err(|e| ApiError::unprocessable("invalid_webhook_url", format!("webhook_url {e}")))
+}
+
+fn parse_source_url(raw: &str, limits: &Limits) -> Result<Url, ApiError> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(ApiError::unprocessable(
+            "invalid_url",
+            format!("url must be at most {MAX_URL_LEN} characters"),
+        ));
+    }
+    check_target_url(raw.trim(), limits.target_policy, false)
+        .map_err(|e| ApiError::unprocessable("invalid_url", format!("url {e}")))
+}
+
+fn check_metadata(value: Value) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Null => Ok(Map::new()),
+        Value::Object(map) => {
+            if Value::Object(map.clone()).to_string().len() > MAX_METADATA_BYTES {
+                return Err(ApiError::unprocessable(
+                    "invalid_metadata",
+                    format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+                ));
+            }
+            Ok(map)
+        }
+        _ => Err(ApiError::unprocessable(
+            "invalid_metadata",
+            "metadata must be a JSON object",
+        )),
+    }
+}
+
+/// Keeps the last path segment of a client's file name, with only
+/// `A-Z a-z 0-9 . - _`, no leading dots and at most 128 characters; anything
+/// else becomes `_`. An empty result becomes `upload`.
+pub fn sanitize_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_start_matches('.');
+    let name: String = if trimmed.len() > 128 {
+        // keep the extension when truncating
+        match trimmed.rfind('.') {
+            Some(dot) if trimmed.len() - dot <= 16 => {
+                let ext = &trimmed[dot..];
+                format!("{}{}", &trimmed[..128 - ext.len()], ext)
+            }
+            _ => trimmed[..128].to_owned(),
+        }
+    } else {
+        trimmed.to_owned()
+    };
+    if name.chars().all(|c| c == '_' || c == '.') {
+        "upload".to_owned()
+    } else {
+        name
+    }
+}
+
+fn multipart_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        "invalid_multipart",
+        format!("malformed multipart body: {e}"),
+    )
+}
+
+/// `multipart/form-data`: `source_type`, `file`, optional `webhook_url` and
+/// `metadata` (a JSON object as a string).
+pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submission, ApiError> {
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(multipart_error)?;
+    let mut source_type = None;
+    let mut file = None;
+    let mut webhook_url = None;
+    let mut metadata = None;
+    let mut seen: Vec<String> = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_owned();
+        if !FILE_FIELDS.contains(&name.as_str()) {
+            return Err(ApiError::unprocessable(
+                "unknown_field",
+                format!(
+                    "unknown field {name:?}; expected {}",
+                    FILE_FIELDS.join(", ")
+                ),
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(ApiError::unprocessable(
+                "duplicate_field",
+                format!("{name} given more than once"),
+            ));
+        }
+        seen.push(name.clone());
+        if name == "file" {
+            let file_name = sanitize_file_name(field.file_name().unwrap_or(""));
+            let content_type = field
+                .content_type()
+                .filter(|ct| is_simple_mime(ct))
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field.bytes().await.map_err(multipart_error)?;
+            if bytes.len() > limits.max_upload_bytes {
+                return Err(too_large(limits.max_upload_bytes));
+            }
+            file = Some((file_name, content_type, bytes));
+            continue;
+        }
+        let text = field.text().await.map_err(|_| {
+            ApiError::bad_request("invalid_multipart", format!("{name} must be UTF-8 text"))
+        })?;
+        match name.as_str() {
+            "source_type" => source_type = Some(text),
+            "webhook_url" => webhook_url = Some(text),
+            _ => metadata = Some(text),
+        }
+    }
+
+    let source_type = parse_source_type(&source_type.ok_or_else(|| missing("source_type"))?)?;
+    let (name, content_type, bytes) = file.ok_or_else(|| missing("file"))?;
+    if bytes.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_file",
+            "file must not be empty",
+        ));
+    }
+    let webhook_url = webhook_url
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| parse_webhook_url(&u, limits))
+        .transpose()?;
+    let metadata = match metadata.filter(|m| !m.trim().is_empty()) {
+        None => Map::new(),
+        Some(text) => check_metadata(serde_json::from_str(&text).map_err(|e| {
+            ApiError::unprocessable(
+                "invalid_metadata",
+                format!("metadata is not valid JSON: {e}"),
+            )
+        })?)?,
+    };
+    Ok(Submission {
+        source_type,
+        input: SubmissionInput::File {
+            name,
+            content_type,
+            bytes,
+        },
+        webhook_url,
+        metadata,
+    })
+}
+
+fn is_simple_mime(ct: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    matches!(ct.split_once('/'), Some((a, b)) if token(a) && token(b))
+}
+
+fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::unprocessable(
+            "invalid_field_type",
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+/// `application/json`: `{source_type, url, webhook_url?, metadata?}`.
+pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "request body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = body.keys().find(|k| !URL_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::unprocessable(
+            "unknown_field",
+            format!(
+                "unknown field {unknown:?}; expected {}",
+                URL_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let source_type = parse_source_type(
+        string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?,
+    )?;
+    let url = parse_source_url(
+        string_field(&body, "url")?.ok_or_else(|| missing("url"))?,
+        limits,
+    )?;
+    let webhook_url = string_field(&body, "webhook_url")?
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| parse_webhook_url(u, limits))
+        .transpose()?;
+    let metadata = check_metadata(body.get("metadata").cloned().unwrap_or(Value::Null))?;
+    Ok(Submission {
+        source_type,
+        input: SubmissionInput::Url(url),
+        webhook_url,
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_cannot_escape_their_prefix() {
+        assert_eq!(sanitize_file_name("report.pdf"), "report.pdf");
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(sanitize_file_name(".."), "upload");
+        assert_eq!(sanitize_file_name(".htaccess"), "htaccess");
+        assert_eq!(sanitize_file_name("a\u{0}b\nc\rd.txt"), "a_b_c_d.txt");
+        assert_eq!(sanitize_file_name("résumé 2024.md"), "r_sum__2024.md");
+        assert_eq!(sanitize_file_name(""), "upload");
+        let long = format!("{}.markdown", "x".repeat(300));
+        let short = sanitize_file_name(&long);
+        assert_eq!(short.len(), 128);
+        assert!(short.ends_with(".markdown"));
+    }
+
+    #[test]
+    fn mime_types_are_checked() {
+        assert!(is_simple_mime("text/markdown"));
+        assert!(is_simple_mime(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        ));
+        assert!(!is_simple_mime("text/html\r\nX-Evil: 1"));
+        assert!(!is_simple_mime("nonsense"));
+    }
+}

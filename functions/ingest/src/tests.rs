@@ -1,0 +1,142 @@
+//! Unit tests of the ingest flow with in-memory adapters: every failure
+//! half-way leaves nothing behind. The same cases run against the emulator in
+//! `tests/`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use morag_shared::adapters::memory::{
+    MemoryBlobStore, MemoryJobQueue, MemoryKeyStore, MemoryTaskStore,
+};
+use morag_shared::auth::{Authenticator, KeyHash};
+use morag_shared::net::TargetPolicy;
+use morag_shared::ports::ApiKeyRecord;
+
+use super::*;
+
+struct Fixture {
+    tasks: Arc<MemoryTaskStore>,
+    jobs: Arc<MemoryJobQueue>,
+    blobs: Arc<MemoryBlobStore>,
+    app: Router,
+}
+
+fn fixture() -> Fixture {
+    let keys = Arc::new(MemoryKeyStore::default());
+    keys.insert(ApiKeyRecord {
+        key_hash: KeyHash::of("k"),
+        tenant: "acme".parse().unwrap(),
+        created_at: morag_shared::time::now(),
+        description: String::new(),
+    });
+    let tasks = Arc::new(MemoryTaskStore::default());
+    let jobs = Arc::new(MemoryJobQueue::default());
+    let blobs = Arc::new(MemoryBlobStore::default());
+    let state = Arc::new(Ingest {
+        tasks: tasks.clone(),
+        jobs: jobs.clone(),
+        blobs: blobs.clone(),
+        auth: Arc::new(Authenticator::new(keys, Duration::from_secs(60))),
+        limits: Limits {
+            max_upload_bytes: 1024,
+            target_policy: TargetPolicy::default(),
+        },
+    });
+    Fixture {
+        tasks,
+        jobs,
+        blobs,
+        app: router(state),
+    }
+}
+
+fn multipart(file: &[u8]) -> Request<Body> {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        b"--XX\r\nContent-Disposition: form-data; name=\"source_type\"\r\n\r\ndocument\r\n",
+    );
+    body.extend_from_slice(b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.md\"\r\nContent-Type: text/markdown\r\n\r\n");
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--XX--\r\n");
+    Request::post("/api/v1/ingest/file")
+        .header("authorization", "Bearer k")
+        .header("content-type", "multipart/form-data; boundary=XX")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+impl Fixture {
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.tasks.tasks.lock().unwrap().len(),
+            self.blobs.objects.lock().unwrap().len(),
+            self.jobs.jobs.lock().unwrap().len(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn happy_path_writes_object_task_and_job() {
+    let f = fixture();
+    let (status, body) = call(&f.app, multipart(b"# hello")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(f.counts(), (1, 1, 1));
+    assert_eq!(body["status"], "pending");
+}
+
+#[tokio::test]
+async fn s3_down_writes_nothing() {
+    let f = fixture();
+    f.blobs.fail.store(true, Ordering::SeqCst);
+    let (status, body) = call(&f.app, multipart(b"# hello")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    assert_eq!(f.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn dynamodb_down_removes_the_upload() {
+    let f = fixture();
+    f.tasks.fail.store(true, Ordering::SeqCst);
+    let (status, _) = call(&f.app, multipart(b"# hello")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(f.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn sqs_down_removes_task_and_upload() {
+    let f = fixture();
+    f.jobs.fail.store(true, Ordering::SeqCst);
+    let (status, _) = call(&f.app, multipart(b"# hello")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(f.counts(), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn over_the_limit_is_413_and_writes_nothing() {
+    let f = fixture();
+    let (status, body) = call(&f.app, multipart(&[b'a'; 1025])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert_eq!(f.counts(), (0, 0, 0));
+    // exactly at the limit is fine
+    let (status, _) = call(&f.app, multipart(&[b'a'; 1024])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}

@@ -1,0 +1,120 @@
+//! The status function: `GET /api/v1/status/{task_id}`. Read-only.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::auth::Authenticator;
+use morag_shared::aws::SdkConfig;
+use morag_shared::config::StatusConfig;
+use morag_shared::domain::{SourceType, Task, TaskId, TaskStatus};
+use morag_shared::http::{self as api, ApiError};
+use morag_shared::ports::TaskStore;
+
+/// Everything a request needs, built once per cold start.
+pub struct Status {
+    pub tasks: Arc<dyn TaskStore>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl Status {
+    pub async fn from_config(cfg: &StatusConfig) -> Self {
+        let sdk = morag_shared::aws::load(&cfg.aws).await;
+        Self::from_sdk(&sdk, cfg)
+    }
+
+    pub fn from_sdk(sdk: &SdkConfig, cfg: &StatusConfig) -> Self {
+        let store = Arc::new(DynamoStore::new(
+            morag_shared::aws::dynamodb(sdk),
+            &cfg.api.table,
+        ));
+        Self {
+            tasks: store.clone(),
+            auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
+        }
+    }
+}
+
+pub fn router(state: Arc<Status>) -> Router {
+    Router::new()
+        .route("/api/v1/status/{task_id}", get(get_status))
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::not_found)
+        .layer(middleware::from_fn(api::request_span))
+        .with_state(state)
+}
+
+/// The status answer (the MoRAG seed's shape).
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    pub progress: f64,
+    pub message: String,
+    pub source_type: SourceType,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub metadata: Map<String, Value>,
+}
+
+impl From<Task> for StatusView {
+    fn from(t: Task) -> Self {
+        Self {
+            task_id: t.task_id,
+            status: t.status,
+            progress: t.progress,
+            message: t.message,
+            source_type: t.source_type,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            result: t.result,
+            error: t.error,
+            metadata: t.metadata,
+        }
+    }
+}
+
+fn task_not_found() -> ApiError {
+    ApiError::not_found("no such task")
+}
+
+async fn get_status(
+    State(st): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+) -> Result<Json<StatusView>, ApiError> {
+    let tenant = api::authenticate(&st.auth, &headers).await?;
+    let task_id: TaskId = raw_id
+        .parse()
+        .map_err(|e: morag_shared::domain::InvalidId| {
+            ApiError::bad_request("invalid_task_id", e.0)
+        })?;
+    tracing::Span::current().record("task_id", task_id.to_string());
+    let task = st
+        .tasks
+        .get_task(&task_id)
+        .await?
+        .ok_or_else(task_not_found)?;
+    // another tenant's task is indistinguishable from a missing one
+    if task.tenant != tenant {
+        return Err(task_not_found());
+    }
+    Ok(Json(task.into()))
+}

@@ -1,0 +1,504 @@
+//! The table: tasks, idempotency records and API keys. Item mapping lives
+//! here only, through `serde_dynamo`.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | task | `TASK#{task_id}` | `STATE` |
+//! | idempotency record | `IDEM#{tenant}#{sha256(key)}` | `IDEM` |
+//! | API key | `APIKEY#{sha256(key)}` | `KEY` |
+//! | tenant's key index | `TENANT#{tenant}` | `APIKEY#{sha256(key)}` |
+//!
+//! `expires_at` (epoch seconds) is the table's TTL attribute.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::KeyHash;
+use crate::domain::{Source, SourceType, Task, TaskId, TaskStatus, TenantId};
+use crate::error::StoreError;
+use crate::ports::{ApiKeyRecord, CreateOutcome, IdempotencyRecord, KeyStore, TaskStore};
+
+type Item = HashMap<String, AttributeValue>;
+
+pub fn task_pk(id: &TaskId) -> String {
+    format!("TASK#{id}")
+}
+pub const TASK_SK: &str = "STATE";
+
+fn idem_pk(tenant: &TenantId, key_hash: &str) -> String {
+    format!("IDEM#{tenant}#{key_hash}")
+}
+const IDEM_SK: &str = "IDEM";
+
+fn apikey_pk(hash: &KeyHash) -> String {
+    format!("APIKEY#{}", hash.as_hex())
+}
+const APIKEY_SK: &str = "KEY";
+
+fn tenant_pk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn unavailable<E>(op: &'static str) -> impl FnOnce(E) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| StoreError::unavailable("dynamodb", op, DisplayErrorContext(e))
+}
+
+#[derive(Serialize, Deserialize)]
+struct TaskItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    status: TaskStatus,
+    progress: f64,
+    message: String,
+    source_type: SourceType,
+    source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook_url: Option<String>,
+    /// The client's metadata object as JSON text: kept verbatim (DynamoDB
+    /// numbers and empty sets would not round-trip every JSON value).
+    metadata: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_at: Option<DateTime<Utc>>,
+    /// JSON text, like `metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl TaskItem {
+    fn from_task(t: &Task) -> Self {
+        Self {
+            pk: task_pk(&t.task_id),
+            sk: TASK_SK.to_owned(),
+            task_id: t.task_id,
+            tenant: t.tenant.clone(),
+            status: t.status,
+            progress: t.progress,
+            message: t.message.clone(),
+            source_type: t.source_type,
+            source: t.source.clone(),
+            webhook_url: t.webhook_url.clone(),
+            metadata: Value::Object(t.metadata.clone()).to_string(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            result: t.result.as_ref().map(Value::to_string),
+            error: t.error.clone(),
+        }
+    }
+
+    fn into_task(self) -> Result<Task, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "task item",
+            detail,
+        };
+        let metadata: Map<String, Value> =
+            serde_json::from_str(&self.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
+        let result = self
+            .result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| corrupt(format!("result: {e}")))?;
+        Ok(Task {
+            task_id: self.task_id,
+            tenant: self.tenant,
+            status: self.status,
+            progress: self.progress,
+            message: self.message,
+            source_type: self.source_type,
+            source: self.source,
+            webhook_url: self.webhook_url,
+            metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            result,
+            error: self.error,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdemItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    key_hash: String,
+    fingerprint: String,
+    task_id: TaskId,
+    created_at: DateTime<Utc>,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    pk: String,
+    sk: String,
+    key_hash: String,
+    tenant: TenantId,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    description: String,
+}
+
+impl ApiKeyItem {
+    fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        let key_hash = KeyHash::from_hex(&self.key_hash).ok_or_else(|| StoreError::Corrupt {
+            what: "api key item",
+            detail: "key_hash is not a SHA-256 hex digest".to_owned(),
+        })?;
+        Ok(ApiKeyRecord {
+            key_hash,
+            tenant: self.tenant,
+            created_at: self.created_at,
+            description: self.description,
+        })
+    }
+}
+
+fn to_item<T: Serialize>(value: &T, what: &'static str) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(
+    item: Item,
+    what: &'static str,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// The table, through the DynamoDB API.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(
+        &self,
+        pk: String,
+        sk: &str,
+        op: &'static str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable(op))?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl TaskStore for DynamoStore {
+    async fn create_task(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let task_item = to_item(&TaskItem::from_task(task), "task item")?;
+        let Some(idem) = idem else {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(task_item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(CreateOutcome::Created),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::Conflict {
+                        op: "PutItem",
+                        detail: format!("task {} already exists", task.task_id),
+                    })
+                }
+                Err(e) => Err(unavailable("PutItem")(e)),
+            };
+        };
+
+        let idem_item = to_item(
+            &IdemItem {
+                pk: idem_pk(&idem.tenant, &idem.key_hash),
+                sk: IDEM_SK.to_owned(),
+                tenant: idem.tenant.clone(),
+                key_hash: idem.key_hash.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                task_id: idem.task_id,
+                created_at: idem.created_at,
+                expires_at: idem.expires_at.timestamp(),
+            },
+            "idempotency item",
+        )?;
+        let put_task = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(task_item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let put_idem = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(idem_item))
+            // an expired record (TTL deletion lags) may be replaced
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(crate::time::now().timestamp().to_string()),
+            )
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_task).build())
+            .transact_items(TransactWriteItem::builder().put(put_idem).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(e) => {
+                let idem_conflict = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                            Some(c.cancellation_reasons().get(1).and_then(|r| r.code()) == Some("ConditionalCheckFailed"))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(false);
+                if !idem_conflict {
+                    return Err(unavailable("TransactWriteItems")(e));
+                }
+                match self.get_idempotency(&idem.tenant, &idem.key_hash).await? {
+                    Some(existing) => Ok(CreateOutcome::IdempotencyHit(existing)),
+                    None => Err(StoreError::Conflict {
+                        op: "TransactWriteItems",
+                        detail: "idempotency record changed concurrently".to_owned(),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn discard_task(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let delete_task = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(&task.task_id)))
+            .key("sk", s(TASK_SK))
+            .condition_expression("attribute_not_exists(pk) OR #status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(TaskStatus::Pending.as_str()))
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete_task).build());
+        if let Some(idem) = idem {
+            let delete_idem = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(idem_pk(&idem.tenant, &idem.key_hash)))
+                .key("sk", s(IDEM_SK))
+                .condition_expression("attribute_not_exists(pk) OR task_id = :task")
+                .expression_attribute_values(":task", s(task.task_id.to_string()))
+                .build()
+                .map_err(unavailable("TransactWriteItems"))?;
+            tx = tx.transact_items(TransactWriteItem::builder().delete(delete_idem).build());
+        }
+        tx.send().await.map_err(unavailable("TransactWriteItems"))?;
+        Ok(())
+    }
+
+    async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
+        match self.get(task_pk(task_id), TASK_SK, "GetItem").await? {
+            None => Ok(None),
+            Some(item) => from_item::<TaskItem>(item, "task item")?
+                .into_task()
+                .map(Some),
+        }
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(item) = self
+            .get(idem_pk(tenant, key_hash), IDEM_SK, "GetItem")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let item: IdemItem = from_item(item, "idempotency item")?;
+        let expires_at = DateTime::from_timestamp(item.expires_at, 0).unwrap_or_default();
+        if expires_at <= crate::time::now() {
+            return Ok(None);
+        }
+        Ok(Some(IdempotencyRecord {
+            tenant: item.tenant,
+            key_hash: item.key_hash,
+            fingerprint: item.fingerprint,
+            task_id: item.task_id,
+            created_at: item.created_at,
+            expires_at,
+        }))
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        match self.get(apikey_pk(hash), APIKEY_SK, "GetItem").await? {
+            None => Ok(None),
+            Some(item) => from_item::<ApiKeyItem>(item, "api key item")?
+                .into_record()
+                .map(Some),
+        }
+    }
+
+    async fn put_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let item = |pk: String, sk: String| {
+            to_item(
+                &ApiKeyItem {
+                    pk,
+                    sk,
+                    key_hash: record.key_hash.as_hex().to_owned(),
+                    tenant: record.tenant.clone(),
+                    created_at: record.created_at,
+                    description: record.description.clone(),
+                },
+                "api key item",
+            )
+        };
+        let key = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item(
+                apikey_pk(&record.key_hash),
+                APIKEY_SK.to_owned(),
+            )?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let index = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item(
+                tenant_pk(&record.tenant),
+                apikey_pk(&record.key_hash),
+            )?))
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(key).build())
+            .transact_items(TransactWriteItem::builder().put(index).build())
+            .send()
+            .await
+            .map_err(unavailable("TransactWriteItems"))?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s("APIKEY#"))
+            .into_paginator()
+            .items()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.try_next().await.map_err(unavailable("Query"))? {
+            keys.push(from_item::<ApiKeyItem>(item, "api key item")?.into_record()?);
+        }
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, hash: &KeyHash) -> Result<bool, StoreError> {
+        let key = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(apikey_pk(hash)))
+            .key("sk", s(APIKEY_SK))
+            .condition_expression("tenant = :tenant")
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let index = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(apikey_pk(hash)))
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(key).build())
+            .transact_items(TransactWriteItem::builder().delete(index).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("TransactWriteItems")(e)),
+        }
+    }
+}

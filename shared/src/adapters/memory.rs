@@ -1,0 +1,185 @@
+//! In-memory adapters for unit tests of domain logic. Each can be told to
+//! fail, to exercise what happens when a dependency is down.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::auth::KeyHash;
+use crate::domain::{JobMessage, Task, TaskId, TaskStatus, TenantId};
+use crate::error::StoreError;
+use crate::ports::{
+    ApiKeyRecord, BlobStore, CreateOutcome, IdempotencyRecord, JobQueue, KeyStore, TaskStore,
+};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn down(flag: &AtomicBool, service: &'static str, op: &'static str) -> Result<(), StoreError> {
+    if flag.load(Ordering::SeqCst) {
+        Err(StoreError::unavailable(service, op, "injected failure"))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryTaskStore {
+    pub tasks: Mutex<HashMap<TaskId, Task>>,
+    pub idempotency: Mutex<HashMap<(TenantId, String), IdempotencyRecord>>,
+    /// Fail every call.
+    pub fail: AtomicBool,
+    /// Fail only `discard_task` (the compensation after a failed enqueue).
+    pub fail_discard: AtomicBool,
+}
+
+#[async_trait]
+impl TaskStore for MemoryTaskStore {
+    async fn create_task(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<CreateOutcome, StoreError> {
+        down(&self.fail, "memory", "create_task")?;
+        let mut tasks = lock(&self.tasks);
+        let mut idems = lock(&self.idempotency);
+        if let Some(idem) = idem {
+            let k = (idem.tenant.clone(), idem.key_hash.clone());
+            if let Some(existing) = idems.get(&k).filter(|r| r.expires_at > crate::time::now()) {
+                return Ok(CreateOutcome::IdempotencyHit(existing.clone()));
+            }
+            idems.insert(k, idem.clone());
+        }
+        if tasks.contains_key(&task.task_id) {
+            return Err(StoreError::Conflict {
+                op: "create_task",
+                detail: "exists".into(),
+            });
+        }
+        tasks.insert(task.task_id, task.clone());
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn discard_task(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "discard_task")?;
+        down(&self.fail_discard, "memory", "discard_task")?;
+        let mut tasks = lock(&self.tasks);
+        if tasks
+            .get(&task.task_id)
+            .is_some_and(|t| t.status == TaskStatus::Pending)
+        {
+            tasks.remove(&task.task_id);
+        }
+        if let Some(idem) = idem {
+            lock(&self.idempotency).remove(&(idem.tenant.clone(), idem.key_hash.clone()));
+        }
+        Ok(())
+    }
+
+    async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
+        down(&self.fail, "memory", "get_task")?;
+        Ok(lock(&self.tasks).get(task_id).cloned())
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        down(&self.fail, "memory", "get_idempotency")?;
+        Ok(lock(&self.idempotency)
+            .get(&(tenant.clone(), key_hash.to_owned()))
+            .filter(|r| r.expires_at > crate::time::now())
+            .cloned())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryJobQueue {
+    pub jobs: Mutex<Vec<JobMessage>>,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl JobQueue for MemoryJobQueue {
+    async fn enqueue(&self, job: &JobMessage) -> Result<String, StoreError> {
+        down(&self.fail, "memory", "enqueue")?;
+        let mut jobs = lock(&self.jobs);
+        jobs.push(job.clone());
+        Ok(format!("msg-{}", jobs.len()))
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryBlobStore {
+    pub objects: Mutex<HashMap<String, (Bytes, String)>>,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    fn bucket(&self) -> &str {
+        "memory-bucket"
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "put")?;
+        lock(&self.objects).insert(key.to_owned(), (body, content_type.to_owned()));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "delete")?;
+        lock(&self.objects).remove(key);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryKeyStore {
+    keys: Mutex<Vec<ApiKeyRecord>>,
+}
+
+impl MemoryKeyStore {
+    pub fn insert(&self, record: ApiKeyRecord) {
+        lock(&self.keys).push(record);
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(lock(&self.keys)
+            .iter()
+            .find(|r| r.key_hash.ct_eq(hash))
+            .cloned())
+    }
+
+    async fn put_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.insert(record.clone());
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(lock(&self.keys)
+            .iter()
+            .filter(|r| &r.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, hash: &KeyHash) -> Result<bool, StoreError> {
+        let mut keys = lock(&self.keys);
+        let before = keys.len();
+        keys.retain(|r| !(r.key_hash.ct_eq(hash) && &r.tenant == tenant));
+        Ok(keys.len() != before)
+    }
+}

@@ -1,0 +1,247 @@
+//! Typed configuration, read once at cold start. Every missing or invalid
+//! variable is named in one error, so a broken deployment says everything
+//! that is wrong at once. Nothing else in the code reads the environment.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::net::TargetPolicy;
+
+/// Default upload limit: 5 MiB, under Lambda's 6 MB synchronous payload limit
+/// once multipart and base64 overhead is added.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+
+/// All configuration problems found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads variables through a lookup function and collects every problem.
+pub struct EnvReader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<String>,
+}
+
+impl<'a> EnvReader<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            lookup,
+            errors: Vec::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&mut self, name: &str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.errors.push(format!("{name} is required"));
+            String::new()
+        })
+    }
+
+    pub fn optional(&mut self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    pub fn parse_or<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|e| {
+                self.errors.push(format!("{name}={raw:?} is invalid: {e}"));
+                default
+            }),
+        }
+    }
+
+    pub fn flag(&mut self, name: &str) -> bool {
+        match self.get(name).as_deref() {
+            None => false,
+            Some("1" | "true" | "TRUE" | "yes") => true,
+            Some("0" | "false" | "FALSE" | "no") => false,
+            Some(other) => {
+                self.errors.push(format!(
+                    "{name}={other:?} is invalid: expected true or false"
+                ));
+                false
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.errors))
+        }
+    }
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// How the AWS clients reach their services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// `MORAG_AWS_ENDPOINT_URL`: one endpoint for every service (moto in local
+    /// mode and tests). Unset on AWS.
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            endpoint_url: env.optional("MORAG_AWS_ENDPOINT_URL"),
+        }
+    }
+}
+
+/// Settings common to the HTTP functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// `MORAG_TABLE_NAME`
+    pub table: String,
+    /// `MORAG_AUTH_CACHE_SECONDS` (default 60; 0 disables the cache): how long a
+    /// warm function trusts a key lookup. A revoked key stops working within it.
+    pub auth_cache_ttl: Duration,
+}
+
+impl ApiSettings {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            table: env.required("MORAG_TABLE_NAME"),
+            auth_cache_ttl: Duration::from_secs(env.parse_or("MORAG_AUTH_CACHE_SECONDS", 60u64)),
+        }
+    }
+}
+
+/// The ingest function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub api: ApiSettings,
+    /// `MORAG_UPLOADS_BUCKET`
+    pub uploads_bucket: String,
+    /// `MORAG_PROCESSING_QUEUE_URL`
+    pub processing_queue_url: String,
+    /// `MORAG_MAX_UPLOAD_BYTES` (default 5 MiB)
+    pub max_upload_bytes: usize,
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
+    pub target_policy: TargetPolicy,
+    pub aws: AwsSettings,
+}
+
+impl IngestConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&process_env)
+    }
+
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let cfg = Self {
+            api: ApiSettings::read(&mut env),
+            uploads_bucket: env.required("MORAG_UPLOADS_BUCKET"),
+            processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
+            max_upload_bytes: env.parse_or("MORAG_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            target_policy: TargetPolicy {
+                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
+                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
+            },
+            aws: AwsSettings::read(&mut env),
+        };
+        if cfg.max_upload_bytes == 0 {
+            env.errors
+                .push("MORAG_MAX_UPLOAD_BYTES must be greater than 0".to_owned());
+        }
+        env.finish().map(|()| cfg)
+    }
+}
+
+/// The status function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    pub api: ApiSettings,
+    pub aws: AwsSettings,
+}
+
+impl StatusConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&process_env)
+    }
+
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let cfg = Self {
+            api: ApiSettings::read(&mut env),
+            aws: AwsSettings::read(&mut env),
+        };
+        env.finish().map(|()| cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn names_every_problem_at_once() {
+        let err = IngestConfig::from_lookup(&lookup(&[
+            ("MORAG_MAX_UPLOAD_BYTES", "lots"),
+            ("MORAG_ALLOW_HTTP_WEBHOOKS", "maybe"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "MORAG_TABLE_NAME",
+            "MORAG_UPLOADS_BUCKET",
+            "MORAG_PROCESSING_QUEUE_URL",
+            "MORAG_MAX_UPLOAD_BYTES",
+            "MORAG_ALLOW_HTTP_WEBHOOKS",
+        ] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_production_safe() {
+        let cfg = IngestConfig::from_lookup(&lookup(&[
+            ("MORAG_TABLE_NAME", "t"),
+            ("MORAG_UPLOADS_BUCKET", "b"),
+            ("MORAG_PROCESSING_QUEUE_URL", "https://sqs/q"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
+        assert_eq!(
+            cfg.target_policy,
+            TargetPolicy {
+                allow_http: false,
+                allow_loopback: false
+            }
+        );
+        assert_eq!(cfg.api.auth_cache_ttl, Duration::from_secs(60));
+        assert_eq!(cfg.aws.endpoint_url, None);
+    }
+}
