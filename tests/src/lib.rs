@@ -1,1 +1,271 @@
+//! Test and benchmark support: `spawn_env()` gives each test its own table,
+//! bucket and queues on the shared emulator (moto server, started by
+//! `make test`), plus helpers to call the real routers and to count what was
+//! written. `runtime` is a Lambda Runtime API emulator for running the real
+//! release binaries.
 
+pub mod multipart;
+pub mod runtime;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::body::Body;
+use axum::Router;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use morag_cli::local::{self, Names, Resources};
+use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::aws::SdkConfig;
+use morag_shared::config::{
+    ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
+};
+use morag_shared::net::TargetPolicy;
+
+/// The emulator's endpoint, from `MORAG_TEST_ENDPOINT` (set by `make test`).
+pub fn endpoint() -> String {
+    std::env::var("MORAG_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MORAG_TEST_ENDPOINT is not set: run the integration tests with `make test`, which starts moto server")
+    })
+}
+
+/// One test's world: its own resources, the real routers wired to them, and
+/// API keys for two tenants.
+pub struct TestEnv {
+    pub sdk: SdkConfig,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub store: Arc<DynamoStore>,
+    pub resources: Resources,
+    pub ingest_cfg: IngestConfig,
+    pub status_cfg: StatusConfig,
+    pub ingest: Router,
+    pub status: Router,
+    /// Tenant `acme`.
+    pub key_a: String,
+    /// Tenant `globex`.
+    pub key_b: String,
+    /// Table items present before the test does anything (the API keys).
+    pub baseline_items: i64,
+}
+
+/// Unique, lower-case resource prefix.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+pub async fn spawn_env() -> TestEnv {
+    spawn_env_with(|_| {}).await
+}
+
+/// Like `spawn_env`, with a chance to change the ingest configuration (the
+/// routers are built after `tweak`).
+pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
+    let endpoint = endpoint();
+    let sdk = morag_shared::aws::local(&endpoint);
+    let names = Names::with_prefix(&unique_prefix());
+    let resources = local::provision(&sdk, &names)
+        .await
+        .expect("provisioning test resources");
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::aws::dynamodb(&sdk),
+        &names.table,
+    ));
+    let (key_a, _) = morag_cli::keys::create(store.as_ref(), &"acme".parse().unwrap(), "test")
+        .await
+        .unwrap();
+    let (key_b, _) = morag_cli::keys::create(store.as_ref(), &"globex".parse().unwrap(), "test")
+        .await
+        .unwrap();
+    let aws = AwsSettings {
+        endpoint_url: Some(endpoint),
+    };
+    let api = ApiSettings {
+        table: names.table.clone(),
+        auth_cache_ttl: Duration::from_secs(60),
+    };
+    let mut ingest_cfg = IngestConfig {
+        api: api.clone(),
+        uploads_bucket: names.bucket.clone(),
+        processing_queue_url: resources.processing_queue_url.clone(),
+        max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        target_policy: TargetPolicy::default(),
+        aws: aws.clone(),
+    };
+    tweak(&mut ingest_cfg);
+    let status_cfg = StatusConfig { api, aws };
+    let mut env = TestEnv {
+        ddb: morag_shared::aws::dynamodb(&sdk),
+        s3: morag_shared::aws::s3(&sdk),
+        sqs: morag_shared::aws::sqs(&sdk),
+        ingest: morag_ingest::router(Arc::new(morag_ingest::Ingest::from_sdk(&sdk, &ingest_cfg))),
+        status: morag_status::router(Arc::new(morag_status::Status::from_sdk(&sdk, &status_cfg))),
+        sdk,
+        store,
+        resources,
+        ingest_cfg,
+        status_cfg,
+        key_a,
+        key_b,
+        baseline_items: 0,
+    };
+    env.baseline_items = env.table_items().await;
+    env
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+/// Sends a request through a router, the way Lambda's adapter does.
+pub async fn call<B>(router: &Router, request: Request<B>) -> TestResponse
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = router
+        .clone()
+        .oneshot(request.map(Body::new))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl TestEnv {
+    /// Items in the table (moto's `ItemCount` is live; AWS's is not).
+    pub async fn table_items(&self) -> i64 {
+        self.ddb
+            .describe_table()
+            .table_name(&self.resources.names.table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .and_then(|t| t.item_count)
+            .unwrap_or(-1)
+    }
+
+    pub async fn bucket_objects(&self) -> usize {
+        self.s3
+            .list_objects_v2()
+            .bucket(&self.resources.names.bucket)
+            .send()
+            .await
+            .unwrap()
+            .contents
+            .map_or(0, |c| c.len())
+    }
+
+    pub async fn queued_jobs(&self) -> u64 {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.resources.processing_queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            attrs
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    /// Asserts that a request wrote nothing anywhere.
+    pub async fn assert_nothing_written(&self, context: &str) {
+        assert_eq!(
+            self.table_items().await,
+            self.baseline_items,
+            "{context}: table items written"
+        );
+        assert_eq!(self.bucket_objects().await, 0, "{context}: objects written");
+        assert_eq!(self.queued_jobs().await, 0, "{context}: jobs enqueued");
+    }
+
+    /// Receives up to 10 jobs from the processing queue (and deletes them).
+    pub async fn receive_jobs(&self) -> Vec<Value> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.resources.processing_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let mut jobs = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            jobs.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            self.sqs
+                .delete_message()
+                .queue_url(&self.resources.processing_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        jobs
+    }
+
+    pub async fn object_bytes(&self, key: &str) -> Vec<u8> {
+        self.s3
+            .get_object()
+            .bucket(&self.resources.names.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes()
+            .to_vec()
+    }
+}

@@ -1,0 +1,21 @@
+# The two commands of the README, plus benchmarks and a release build.
+.PHONY: dev test bench build lint fmt
+
+dev:  ## moto server + local resources + the API on http://127.0.0.1:3000 (Ctrl-C stops all)
+	bash scripts/dev.sh
+
+test: ## fmt, clippy, template lint, and every test against moto server
+	bash scripts/test.sh
+
+bench: ## release binaries through a Lambda Runtime API emulator; see docs/BENCHMARKS.md
+	bash scripts/bench.sh
+
+build: ## release binaries for the host (sam build cross-compiles for arm64 with cargo-lambda)
+	cargo build --release --workspace --bins
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
