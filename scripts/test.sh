@@ -19,7 +19,13 @@ echo "==> aws-sam-translator + cfn-lint on the translated template"
 "$VENV/bin/python" scripts/sam_translate.py template.yaml target/template.translated.json
 "$VENV/bin/cfn-lint" target/template.translated.json
 
+echo "==> cargo build (function binaries, run by the tests through the Runtime API emulator)"
+cargo build --workspace --bins --quiet
+
 start_moto target/moto-test.log
 trap stop_moto EXIT
 echo "==> cargo test (emulator $MOTO_ENDPOINT)"
-MORAG_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --all-targets "$@"
+set -o pipefail
+MORAG_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --all-targets "$@" 2>&1 | tee target/test-output.log
+# one closing line for the whole run
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log

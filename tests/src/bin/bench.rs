@@ -1,1 +1,193 @@
-fn main() {}
+//! `make bench`: the release binaries, run through the Runtime API emulator
+//! against moto server (endpoint in `MORAG_BENCH_ENDPOINT`). Prints figures
+//! and ratios as Markdown; docs/BENCHMARKS.md records them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+
+use morag_cli::local::{self, Names};
+use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::domain::{Source, SourceType, Task, TaskId};
+use morag_shared::ports::TaskStore;
+use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
+
+const COLD_STARTS: usize = 20;
+const REQUESTS: usize = 1000;
+const WARMUP: usize = 50;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn release_binary(name: &str) -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release").join(name);
+    if !path.exists() {
+        bail!("{} is missing: make bench builds it with `cargo build --release`", path.display());
+    }
+    Ok(path)
+}
+
+fn status_event(key: &str, task_id: &str) -> Result<String> {
+    let mut event: Value = serde_json::from_str(include_str!("../../../events/status-get.json"))?;
+    event["headers"]["authorization"] = Value::String(format!("Bearer {key}"));
+    event["rawPath"] = Value::String(format!("/api/v1/status/{task_id}"));
+    event["requestContext"]["http"]["path"] = event["rawPath"].clone();
+    event["pathParameters"]["task_id"] = Value::String(task_id.to_owned());
+    Ok(event.to_string())
+}
+
+fn check(name: &str, ok: bool) -> String {
+    format!("{name}: {}", if ok { "met" } else { "MISSED" })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let endpoint = std::env::var("MORAG_BENCH_ENDPOINT").context("MORAG_BENCH_ENDPOINT (make bench sets it)")?;
+    let sdk = morag_shared::aws::local(&endpoint);
+    let names = Names::with_prefix(&morag_tests::unique_prefix());
+    let resources = local::provision(&sdk, &names).await?;
+    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
+    let task_id = TaskId::new();
+    store
+        .create_task(
+            &Task::pending(
+                task_id,
+                "bench".parse()?,
+                SourceType::Document,
+                Source::Url { url: "https://example.com/".into() },
+                None,
+                Default::default(),
+                morag_shared::time::now(),
+            ),
+            None,
+        )
+        .await?;
+    let env: Vec<(String, String)> = [
+        ("MORAG_TABLE_NAME", names.table.clone()),
+        ("MORAG_UPLOADS_BUCKET", names.bucket.clone()),
+        ("MORAG_PROCESSING_QUEUE_URL", resources.processing_queue_url.clone()),
+        ("MORAG_AWS_ENDPOINT_URL", endpoint.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    let mut report = vec!["## Results".to_owned(), String::new()];
+    let mut verdicts = Vec::new();
+
+    // --- binary sizes
+    report.push("| binary | size (MB) |".into());
+    report.push("|---|---|".into());
+    let mut largest = 0.0f64;
+    for name in ["morag-ingest", "morag-status"] {
+        let size = std::fs::metadata(release_binary(name)?)?.len() as f64 / 1_000_000.0;
+        largest = largest.max(size);
+        report.push(format!("| {name} | {size:.2} |"));
+    }
+    verdicts.push(check(&format!("binary <= 10 MB (largest {largest:.2} MB)"), largest <= 10.0));
+    report.push(String::new());
+
+    // --- cold starts
+    report.push(format!("| cold start, {COLD_STARTS} runs | median (ms) | min (ms) | max (ms) |"));
+    report.push("|---|---|---|---|".into());
+    let mut worst_median = Duration::ZERO;
+    for name in ["morag-status", "morag-ingest"] {
+        let binary = release_binary(name)?;
+        let mut samples = Vec::new();
+        for _ in 0..COLD_STARTS {
+            let emulator = RuntimeEmulator::start().await;
+            let started = Instant::now();
+            let mut child = emulator.spawn(&binary, &env)?;
+            let ready = emulator
+                .wait_ready(Duration::from_secs(10))
+                .await
+                .with_context(|| format!("{name} never polled for work"))?;
+            samples.push(ready.duration_since(started));
+            child.kill().await?;
+        }
+        samples.sort();
+        let median = percentile(&samples, 0.5);
+        worst_median = worst_median.max(median);
+        report.push(format!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            ms(median),
+            ms(samples[0]),
+            ms(samples[samples.len() - 1])
+        ));
+    }
+    verdicts.push(check(&format!("cold start <= 30 ms (worst median {:.1} ms)", ms(worst_median)), worst_median <= Duration::from_millis(30)));
+    report.push(String::new());
+
+    // --- status latency through the handler vs a bare GetItem, and peak RSS
+    let emulator = RuntimeEmulator::start().await;
+    let child = emulator.spawn(&release_binary("morag-status")?, &env)?;
+    emulator.wait_ready(Duration::from_secs(10)).await.context("status never ready")?;
+    let event = status_event(&key, &task_id.to_string())?;
+    let mut handler = Vec::with_capacity(REQUESTS);
+    for i in 0..WARMUP + REQUESTS {
+        let started = Instant::now();
+        let out = emulator.invoke(event.clone()).await.map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
+        let elapsed = started.elapsed();
+        if i == 0 {
+            let v: Value = serde_json::from_slice(&out)?;
+            if v["statusCode"] != 200 {
+                bail!("status answered {v}");
+            }
+        }
+        if i >= WARMUP {
+            handler.push(elapsed);
+        }
+    }
+    let pid = child.id().context("status pid")?;
+    let rss_mb = peak_rss_kib(pid).context("VmHWM")? as f64 / 1024.0;
+    drop(child);
+
+    let ddb = morag_shared::aws::dynamodb(&sdk);
+    let mut bare = Vec::with_capacity(REQUESTS);
+    for i in 0..WARMUP + REQUESTS {
+        let started = Instant::now();
+        ddb.get_item()
+            .table_name(&names.table)
+            .key("pk", AttributeValue::S(format!("TASK#{task_id}")))
+            .key("sk", AttributeValue::S("STATE".into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        if i >= WARMUP {
+            bare.push(started.elapsed());
+        }
+    }
+    handler.sort();
+    bare.sort();
+    let (h50, h99) = (percentile(&handler, 0.5), percentile(&handler, 0.99));
+    let (b50, b99) = (percentile(&bare, 0.5), percentile(&bare, 0.99));
+    let ratio50 = ms(h50) / ms(b50);
+    let ratio99 = ms(h99) / ms(b99);
+    report.push(format!("| status latency, {REQUESTS} requests | median (ms) | p99 (ms) |"));
+    report.push("|---|---|---|".into());
+    report.push(format!("| through the handler (Runtime API emulator) | {:.3} | {:.3} |", ms(h50), ms(h99)));
+    report.push(format!("| bare SDK GetItem, same emulator | {:.3} | {:.3} |", ms(b50), ms(b99)));
+    report.push(format!("| ratio | {ratio50:.2} | {ratio99:.2} |"));
+    report.push(String::new());
+    report.push(format!("Peak RSS of morag-status after {} requests: {rss_mb:.1} MB", WARMUP + REQUESTS));
+    verdicts.push(check(&format!("peak RSS <= 40 MB ({rss_mb:.1} MB)"), rss_mb <= 40.0));
+    verdicts.push(check(&format!("handler/GetItem ratio <= 1.2 (median {ratio50:.2}, p99 {ratio99:.2})"), ratio50 <= 1.2));
+
+    report.push(String::new());
+    report.push("## Targets".into());
+    report.push(String::new());
+    report.extend(verdicts.into_iter().map(|v| format!("- {v}")));
+    println!("{}", report.join("\n"));
+    Ok(())
+}

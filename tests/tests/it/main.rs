@@ -7,6 +7,7 @@ mod failures;
 mod fixtures;
 mod idempotency;
 mod ingest;
+mod lambda;
 mod status;
 
 use axum::body::Body;
