@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use morag_shared::config::StatusConfig;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     morag_shared::telemetry::init();
     let cfg =
