@@ -58,11 +58,16 @@ impl RuntimeEmulator {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind emulator");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -105,7 +110,9 @@ impl RuntimeEmulator {
 
     /// Invokes the function with `payload` and waits for its answer.
     pub async fn invoke(&self, payload: impl Into<Bytes>) -> Outcome {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("00000000-0000-4000-8000-{n:012}");
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -126,7 +133,10 @@ impl RuntimeEmulator {
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("AWS_LAMBDA_RUNTIME_API", self.runtime_api())
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary.file_name().and_then(|n| n.to_str()).unwrap_or("fn"))
+            .env(
+                "AWS_LAMBDA_FUNCTION_NAME",
+                binary.file_name().and_then(|n| n.to_str()).unwrap_or("fn"),
+            )
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
@@ -161,7 +171,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some(p) = pending else {
         return StatusCode::GONE.into_response();
     };
-    shared.in_flight.lock().unwrap().insert(p.id.clone(), p.reply);
+    shared
+        .in_flight
+        .lock()
+        .unwrap()
+        .insert(p.id.clone(), p.reply);
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -175,7 +189,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         "lambda-runtime-invoked-function-arn",
         HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:emulated"),
     );
-    headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-00000000-000000000000000000000000"));
+    headers.insert(
+        "lambda-runtime-trace-id",
+        HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
+    );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     (headers, p.payload).into_response()
 }
@@ -190,11 +207,19 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-async fn respond(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn respond(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     complete(&shared, &id, Ok(body))
 }
 
-async fn fail(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn fail(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     complete(&shared, &id, Err(body))
 }
 

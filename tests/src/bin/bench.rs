@@ -30,9 +30,14 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn release_binary(name: &str) -> Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/release")
+        .join(name);
     if !path.exists() {
-        bail!("{} is missing: make bench builds it with `cargo build --release`", path.display());
+        bail!(
+            "{} is missing: make bench builds it with `cargo build --release`",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -52,11 +57,15 @@ fn check(name: &str, ok: bool) -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let endpoint = std::env::var("MORAG_BENCH_ENDPOINT").context("MORAG_BENCH_ENDPOINT (make bench sets it)")?;
+    let endpoint = std::env::var("MORAG_BENCH_ENDPOINT")
+        .context("MORAG_BENCH_ENDPOINT (make bench sets it)")?;
     let sdk = morag_shared::aws::local(&endpoint);
     let names = Names::with_prefix(&morag_tests::unique_prefix());
     let resources = local::provision(&sdk, &names).await?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::aws::dynamodb(&sdk),
+        &names.table,
+    ));
     let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
     let task_id = TaskId::new();
     store
@@ -65,7 +74,9 @@ async fn main() -> Result<()> {
                 task_id,
                 "bench".parse()?,
                 SourceType::Document,
-                Source::Url { url: "https://example.com/".into() },
+                Source::Url {
+                    url: "https://example.com/".into(),
+                },
                 None,
                 Default::default(),
                 morag_shared::time::now(),
@@ -76,7 +87,10 @@ async fn main() -> Result<()> {
     let env: Vec<(String, String)> = [
         ("MORAG_TABLE_NAME", names.table.clone()),
         ("MORAG_UPLOADS_BUCKET", names.bucket.clone()),
-        ("MORAG_PROCESSING_QUEUE_URL", resources.processing_queue_url.clone()),
+        (
+            "MORAG_PROCESSING_QUEUE_URL",
+            resources.processing_queue_url.clone(),
+        ),
         ("MORAG_AWS_ENDPOINT_URL", endpoint.clone()),
     ]
     .into_iter()
@@ -95,11 +109,16 @@ async fn main() -> Result<()> {
         largest = largest.max(size);
         report.push(format!("| {name} | {size:.2} |"));
     }
-    verdicts.push(check(&format!("binary <= 10 MB (largest {largest:.2} MB)"), largest <= 10.0));
+    verdicts.push(check(
+        &format!("binary <= 10 MB (largest {largest:.2} MB)"),
+        largest <= 10.0,
+    ));
     report.push(String::new());
 
     // --- cold starts
-    report.push(format!("| cold start, {COLD_STARTS} runs | median (ms) | min (ms) | max (ms) |"));
+    report.push(format!(
+        "| cold start, {COLD_STARTS} runs | median (ms) | min (ms) | max (ms) |"
+    ));
     report.push("|---|---|---|---|".into());
     let mut worst_median = Duration::ZERO;
     for name in ["morag-status", "morag-ingest"] {
@@ -126,25 +145,40 @@ async fn main() -> Result<()> {
             ms(samples[samples.len() - 1])
         ));
     }
-    verdicts.push(check(&format!("cold start <= 30 ms (worst median {:.1} ms)", ms(worst_median)), worst_median <= Duration::from_millis(30)));
+    verdicts.push(check(
+        &format!(
+            "cold start <= 30 ms (worst median {:.1} ms)",
+            ms(worst_median)
+        ),
+        worst_median <= Duration::from_millis(30),
+    ));
     report.push(String::new());
 
     // --- status latency through the handler vs a bare GetItem, and peak RSS
     let emulator = RuntimeEmulator::start().await;
     let child = emulator.spawn(&release_binary("morag-status")?, &env)?;
-    emulator.wait_ready(Duration::from_secs(10)).await.context("status never ready")?;
+    emulator
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .context("status never ready")?;
     let event = status_event(&key, &task_id.to_string())?;
     let no_db_event = status_event(&key, "not-a-task-id")?;
     let ddb = morag_shared::aws::dynamodb(&sdk);
     let in_process = morag_status::router(Arc::new(morag_status::Status::from_sdk(
         &sdk,
-        &morag_shared::config::StatusConfig::from_lookup(&|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?,
+        &morag_shared::config::StatusConfig::from_lookup(&|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })?,
     )));
     // Interleaved, so that drift in the emulator's speed hits every series alike.
-    let (mut handler, mut no_db, mut local, mut bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut handler, mut no_db, mut local, mut bare) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..WARMUP + REQUESTS {
         let started = Instant::now();
-        let out = emulator.invoke(event.clone()).await.map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
+        let out = emulator
+            .invoke(event.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
         let t_handler = started.elapsed();
         if i == 0 {
             let v: Value = serde_json::from_slice(&out)?;
@@ -154,12 +188,17 @@ async fn main() -> Result<()> {
         }
 
         let started = Instant::now();
-        emulator.invoke(no_db_event.clone()).await.map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
+        emulator
+            .invoke(no_db_event.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
         let t_no_db = started.elapsed();
 
         let started = Instant::now();
         let request = lambda_http::request::from_str(&event)?;
-        let response = tower::ServiceExt::oneshot(in_process.clone(), request.map(axum::body::Body::new)).await?;
+        let response =
+            tower::ServiceExt::oneshot(in_process.clone(), request.map(axum::body::Body::new))
+                .await?;
         if response.status() != 200 {
             bail!("in-process handler answered {}", response.status());
         }
@@ -190,22 +229,46 @@ async fn main() -> Result<()> {
     }
     let row = |name: &str, v: &[Duration]| {
         let (m, p) = (percentile(v, 0.5), percentile(v, 0.99));
-        format!("| {name} | {:.3} | {:.3} | {:.2} | {:.2} |", ms(m), ms(p), ms(m) / ms(percentile(&bare, 0.5)), ms(p) / ms(percentile(&bare, 0.99)))
+        format!(
+            "| {name} | {:.3} | {:.3} | {:.2} | {:.2} |",
+            ms(m),
+            ms(p),
+            ms(m) / ms(percentile(&bare, 0.5)),
+            ms(p) / ms(percentile(&bare, 0.99))
+        )
     };
     report.push(format!("| status latency, {REQUESTS} requests each, interleaved | median (ms) | p99 (ms) | ratio to GetItem, median | ratio, p99 |"));
     report.push("|---|---|---|---|---|".into());
     report.push(row("bare SDK GetItem (consistent read), same moto", &bare));
-    report.push(row("handler in process: API Gateway event -> router -> GetItem", &local));
-    report.push(row("release binary through the Runtime API emulator", &handler));
-    report.push(row("release binary, 400 path (no DynamoDB call): runtime + emulator overhead", &no_db));
+    report.push(row(
+        "handler in process: API Gateway event -> router -> GetItem",
+        &local,
+    ));
+    report.push(row(
+        "release binary through the Runtime API emulator",
+        &handler,
+    ));
+    report.push(row(
+        "release binary, 400 path (no DynamoDB call): runtime + emulator overhead",
+        &no_db,
+    ));
     let ratio50 = ms(percentile(&local, 0.5)) / ms(percentile(&bare, 0.5));
     let ratio99 = ms(percentile(&local, 0.99)) / ms(percentile(&bare, 0.99));
     let emu50 = ms(percentile(&handler, 0.5)) / ms(percentile(&bare, 0.5));
     report.push(String::new());
-    report.push(format!("Peak RSS of morag-status after {} requests: {rss_mb:.1} MB", WARMUP + REQUESTS));
-    verdicts.push(check(&format!("peak RSS <= 40 MB ({rss_mb:.1} MB)"), rss_mb <= 40.0));
+    report.push(format!(
+        "Peak RSS of morag-status after {} requests: {rss_mb:.1} MB",
+        WARMUP + REQUESTS
+    ));
+    verdicts.push(check(
+        &format!("peak RSS <= 40 MB ({rss_mb:.1} MB)"),
+        rss_mb <= 40.0,
+    ));
     verdicts.push(check(&format!("handler/GetItem ratio <= 1.2, handler in process (median {ratio50:.2}, p99 {ratio99:.2})"), ratio50 <= 1.2));
-    verdicts.push(check(&format!("handler/GetItem ratio <= 1.2, binary through the emulator (median {emu50:.2})"), emu50 <= 1.2));
+    verdicts.push(check(
+        &format!("handler/GetItem ratio <= 1.2, binary through the emulator (median {emu50:.2})"),
+        emu50 <= 1.2,
+    ));
 
     report.push(String::new());
     report.push("## Targets".into());

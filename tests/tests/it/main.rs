@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_requests;
+mod dev_server;
 mod failures;
 mod fixtures;
 mod idempotency;

@@ -1,0 +1,91 @@
+//! `make dev`'s server, started as `morag dev` does it, answering the
+//! README's curl lines over real HTTP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use morag_tests::{endpoint, unique_prefix};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn the_readme_curl_lines_work_against_morag_dev() {
+    let exe = std::env::current_exe().unwrap();
+    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
+    assert!(
+        morag.exists(),
+        "{} missing: make test builds it",
+        morag.display()
+    );
+    let port = free_port();
+    let mut child = tokio::process::Command::new(&morag)
+        .args([
+            "dev",
+            "--endpoint",
+            &endpoint(),
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--prefix",
+            &unique_prefix(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("{base}/")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "morag dev did not start listening");
+
+    // curl -X POST .../api/v1/ingest/file -H "Authorization: Bearer test-api-key"
+    //   -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook
+    let readme = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("source_type", "document")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(readme).file_name("README.md"),
+        )
+        .text("webhook_url", "http://127.0.0.1:8001/webhook");
+    let res = client
+        .post(format!("{base}/api/v1/ingest/file"))
+        .header("authorization", "Bearer test-api-key")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let task_id = body["task_id"].as_str().unwrap();
+    assert_eq!(
+        body["status_url"],
+        format!("{base}/api/v1/status/{task_id}")
+    );
+
+    // curl .../api/v1/status/{task_id} -H "Authorization: Bearer test-api-key"
+    let res = client
+        .get(format!("{base}/api/v1/status/{task_id}"))
+        .header("authorization", "Bearer test-api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let status: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status["status"], "pending");
+    assert_eq!(status["source_type"], "document");
+    child.kill().await.unwrap();
+}
