@@ -82,6 +82,11 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// Records a problem found while checking values together.
+    pub fn invalid(&mut self, problem: impl Into<String>) {
+        self.errors.push(problem.into());
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.errors.is_empty() {
             Ok(())
@@ -93,6 +98,24 @@ impl<'a> EnvReader<'a> {
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// A function's configuration, read from the environment once at cold start.
+pub trait FromEnv: Sized {
+    /// Reads every variable, recording problems in `env`.
+    fn read(env: &mut EnvReader<'_>) -> Self;
+
+    /// From the process environment.
+    fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&process_env)
+    }
+
+    /// From any lookup (tests, the local runner).
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = EnvReader::new(lookup);
+        let cfg = Self::read(&mut env);
+        env.finish().map(|()| cfg)
+    }
 }
 
 /// How the AWS clients reach their services.
@@ -145,15 +168,10 @@ pub struct IngestConfig {
     pub aws: AwsSettings,
 }
 
-impl IngestConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&process_env)
-    }
-
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = EnvReader::new(lookup);
+impl FromEnv for IngestConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
         let cfg = Self {
-            api: ApiSettings::read(&mut env),
+            api: ApiSettings::read(env),
             uploads_bucket: env.required("MORAG_UPLOADS_BUCKET"),
             processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
             max_upload_bytes: env.parse_or("MORAG_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
@@ -161,13 +179,12 @@ impl IngestConfig {
                 allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
                 allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
             },
-            aws: AwsSettings::read(&mut env),
+            aws: AwsSettings::read(env),
         };
         if cfg.max_upload_bytes == 0 {
-            env.errors
-                .push("MORAG_MAX_UPLOAD_BYTES must be greater than 0".to_owned());
+            env.invalid("MORAG_MAX_UPLOAD_BYTES must be greater than 0");
         }
-        env.finish().map(|()| cfg)
+        cfg
     }
 }
 
@@ -178,18 +195,12 @@ pub struct StatusConfig {
     pub aws: AwsSettings,
 }
 
-impl StatusConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&process_env)
-    }
-
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = EnvReader::new(lookup);
-        let cfg = Self {
-            api: ApiSettings::read(&mut env),
-            aws: AwsSettings::read(&mut env),
-        };
-        env.finish().map(|()| cfg)
+impl FromEnv for StatusConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            api: ApiSettings::read(env),
+            aws: AwsSettings::read(env),
+        }
     }
 }
 

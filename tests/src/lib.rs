@@ -269,3 +269,29 @@ impl TestEnv {
             .to_vec()
     }
 }
+
+/// A `pending` task with a chosen id, for tests that need one to exist.
+pub fn sample_task(task_id: &str, tenant: &str) -> morag_shared::domain::Task {
+    use morag_shared::domain::{Source, SourceType, Task};
+    Task::pending(
+        task_id.parse().expect("task id"),
+        tenant.parse().expect("tenant"),
+        SourceType::Document,
+        Source::Url {
+            url: "https://example.com/".into(),
+        },
+        None,
+        Default::default(),
+        morag_shared::time::now(),
+    )
+}
+
+/// The keys of a JSON object, sorted (for asserting a contract's exact shape).
+pub fn sorted_keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    keys
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use morag_shared::config::IngestConfig;
+use morag_shared::config::{FromEnv, IngestConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use morag_shared::config::StatusConfig;
+use morag_shared::config::{FromEnv, StatusConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {

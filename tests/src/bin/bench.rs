@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use morag_cli::local::{self, Names};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::domain::{Source, SourceType, Task, TaskId};
+use morag_shared::domain::TaskId;
 use morag_shared::ports::TaskStore;
 use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
@@ -70,17 +70,7 @@ async fn main() -> Result<()> {
     let task_id = TaskId::new();
     store
         .create_task(
-            &Task::pending(
-                task_id,
-                "bench".parse()?,
-                SourceType::Document,
-                Source::Url {
-                    url: "https://example.com/".into(),
-                },
-                None,
-                Default::default(),
-                morag_shared::time::now(),
-            ),
+            &morag_tests::sample_task(&task_id.to_string(), "bench"),
             None,
         )
         .await?;
@@ -166,9 +156,9 @@ async fn main() -> Result<()> {
     let ddb = morag_shared::aws::dynamodb(&sdk);
     let in_process = morag_status::router(Arc::new(morag_status::Status::from_sdk(
         &sdk,
-        &morag_shared::config::StatusConfig::from_lookup(&|k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })?,
+        &<morag_shared::config::StatusConfig as morag_shared::config::FromEnv>::from_lookup(
+            &|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+        )?,
     )));
     // Interleaved, so that drift in the emulator's speed hits every series alike.
     let (mut handler, mut no_db, mut local, mut bare) =

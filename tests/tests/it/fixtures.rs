@@ -3,9 +3,8 @@
 
 use http::StatusCode;
 
-use morag_shared::domain::{Source, SourceType, Task, TaskId};
 use morag_shared::ports::TaskStore;
-use morag_tests::{call, spawn_env, TestEnv};
+use morag_tests::{call, sample_task, spawn_env, TestEnv};
 
 const FIXTURE_TASK: &str = "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b";
 
@@ -34,20 +33,7 @@ async fn every_fixture_gives_its_documented_answer() {
     let env = spawn_env().await;
     morag_cli::local::seed_local_key(&env.store).await.unwrap();
     env.store
-        .create_task(
-            &Task::pending(
-                FIXTURE_TASK.parse::<TaskId>().unwrap(),
-                "local".parse().unwrap(),
-                SourceType::Document,
-                Source::Url {
-                    url: "https://example.com/".into(),
-                },
-                None,
-                Default::default(),
-                morag_shared::time::now(),
-            ),
-            None,
-        )
+        .create_task(&sample_task(FIXTURE_TASK, "local"), None)
         .await
         .unwrap();
     let items_before = env.table_items().await;

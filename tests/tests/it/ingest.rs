@@ -38,13 +38,7 @@ async fn file_ingest_stores_the_upload_creates_the_task_and_enqueues_the_job() {
     let jobs = env.receive_jobs().await;
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
-    let mut fields: Vec<&str> = job
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    fields.sort_unstable();
+    let fields = morag_tests::sorted_keys(job);
     assert_eq!(
         fields,
         [

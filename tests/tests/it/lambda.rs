@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use morag_shared::domain::{Source, SourceType, Task};
 use morag_shared::ports::TaskStore;
 use morag_tests::runtime::RuntimeEmulator;
-use morag_tests::{endpoint, spawn_env, TestEnv};
+use morag_tests::{endpoint, sample_task, spawn_env, TestEnv};
 
 /// `target/debug/<name>`, built by `make test` before the tests run.
 fn binary(name: &str) -> PathBuf {
@@ -51,17 +50,8 @@ fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {
 async fn the_status_binary_answers_api_gateway_events() {
     let env = spawn_env().await;
     morag_cli::local::seed_local_key(&env.store).await.unwrap();
-    let task = Task::pending(
-        "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b".parse().unwrap(),
-        "local".parse().unwrap(),
-        SourceType::Text,
-        Source::Url {
-            url: "https://example.com/".into(),
-        },
-        None,
-        Default::default(),
-        morag_shared::time::now(),
-    );
+    let mut task = sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "local");
+    task.source_type = morag_shared::domain::SourceType::Text;
     env.store.create_task(&task, None).await.unwrap();
 
     let emulator = RuntimeEmulator::start().await;

@@ -9,6 +9,7 @@ mod fixtures;
 mod idempotency;
 mod ingest;
 mod lambda;
+mod logs;
 mod status;
 
 use axum::body::Body;

@@ -11,14 +11,7 @@ async fn status_reads_back_the_task_with_the_contract_fields() {
     let task_id = created.body["task_id"].as_str().unwrap();
     let res = call(&env.status, status_request(&env.key_a, task_id)).await;
     assert_eq!(res.status, StatusCode::OK);
-    let mut fields: Vec<&str> = res
-        .body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    fields.sort_unstable();
+    let fields = morag_tests::sorted_keys(&res.body);
     // optional fields (started_at, completed_at, result, error) are absent while pending
     assert_eq!(
         fields,
@@ -94,4 +87,25 @@ async fn status_routes_answer_json_404_and_405() {
     let res = call(&env.status, req).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(res.error_code(), "not_found");
+}
+
+#[tokio::test]
+async fn a_corrupt_item_is_an_opaque_500() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = spawn_env().await;
+    let task_id = uuid::Uuid::new_v4().to_string();
+    env.ddb
+        .put_item()
+        .table_name(&env.resources.names.table)
+        .item("pk", AttributeValue::S(format!("TASK#{task_id}")))
+        .item("sk", AttributeValue::S("STATE".into()))
+        .item("tenant", AttributeValue::S("acme".into()))
+        .item("status", AttributeValue::S("exploded".into()))
+        .send()
+        .await
+        .unwrap();
+    let res = call(&env.status, status_request(&env.key_a, &task_id)).await;
+    assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.error_code(), "internal_error");
+    assert_eq!(res.body["error"]["message"], "internal error");
 }
