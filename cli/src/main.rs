@@ -197,6 +197,8 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
          Try:\n\
          curl -X POST {base}/api/v1/ingest/file -H \"Authorization: Bearer test-api-key\" -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook\n\
          curl {base}/api/v1/status/{{task_id}} -H \"Authorization: Bearer test-api-key\"\n\n\
+         More API keys for this local stack:\n\
+         MORAG_AWS_ENDPOINT_URL={endpoint} MORAG_TABLE_NAME={table} target/debug/morag keys create --tenant acme\n\n\
          Ctrl-C stops everything.",
         table = names.table,
         bucket = names.bucket,
