@@ -8,11 +8,7 @@ use morag_shared::domain::TenantId;
 use morag_shared::ports::{ApiKeyRecord, KeyStore};
 
 /// Creates a key for `tenant`; returns the key (to print once) and its record.
-pub async fn create(
-    store: &dyn KeyStore,
-    tenant: &TenantId,
-    description: &str,
-) -> Result<(String, ApiKeyRecord)> {
+pub async fn create(store: &dyn KeyStore, tenant: &TenantId, description: &str) -> Result<(String, ApiKeyRecord)> {
     let key = generate_key();
     let record = ApiKeyRecord {
         key_hash: KeyHash::of(&key),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
@@ -66,12 +66,7 @@ fn attr(name: &str) -> Result<AttributeDefinition> {
 /// Creates the resources if they do not exist yet. Safe to run again.
 pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
     let ddb = morag_shared::aws::dynamodb(sdk);
-    let exists = ddb
-        .describe_table()
-        .table_name(&names.table)
-        .send()
-        .await
-        .is_ok();
+    let exists = ddb.describe_table().table_name(&names.table).send().await.is_ok();
     if !exists {
         ddb.create_table()
             .table_name(&names.table)
@@ -87,11 +82,7 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
                     .index_name("GSI1")
                     .key_schema(key("gsi1pk", KeyType::Hash)?)
                     .key_schema(key("gsi1sk", KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()?,
             )
             .send()
@@ -138,9 +129,7 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .context("no queue arn")?;
-    let redrive =
-        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": PROCESSING_MAX_RECEIVES})
-            .to_string();
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": PROCESSING_MAX_RECEIVES}).to_string();
     let queue_url = sqs
         .create_queue()
         .queue_name(&names.processing_queue)

@@ -14,9 +14,7 @@ use tower::ServiceExt;
 
 use morag_cli::{keys, local};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::config::{
-    ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
-};
+use morag_shared::config::{ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES};
 use morag_shared::domain::TenantId;
 use morag_shared::net::TargetPolicy;
 
@@ -81,11 +79,7 @@ enum KeysAction {
 async fn main() -> Result<()> {
     morag_shared::telemetry::init();
     match Cli::parse().command {
-        Command::Dev {
-            endpoint,
-            addr,
-            prefix,
-        } => dev(endpoint, addr, &prefix).await,
+        Command::Dev { endpoint, addr, prefix } => dev(endpoint, addr, &prefix).await,
         Command::Keys {
             table,
             endpoint,
@@ -101,10 +95,7 @@ async fn keys_command(table: String, endpoint: Option<String>, action: KeysActio
     };
     let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
     match action {
-        KeysAction::Create {
-            tenant,
-            description,
-        } => {
+        KeysAction::Create { tenant, description } => {
             let (key, record) = keys::create(&store, &tenant, &description).await?;
             eprintln!(
                 "Created key {} for tenant {tenant}. It is shown only now:",
@@ -156,10 +147,7 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
     let resources = local::provision(&sdk, &names)
         .await
         .with_context(|| format!("provisioning local resources on {endpoint}"))?;
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::aws::dynamodb(&sdk),
-        &names.table,
-    ));
+    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
     local::seed_local_key(&store).await?;
 
     let aws = AwsSettings {
@@ -180,7 +168,11 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
         },
         aws: aws.clone(),
     };
-    let status_cfg = StatusConfig { api, aws };
+    let status_cfg = StatusConfig {
+        api,
+        cursor_secret: morag_shared::config::SecretString::from(morag_shared::auth::generate_key()),
+        aws,
+    };
     let apps = Apps {
         ingest: morag_ingest::router(Arc::new(morag_ingest::Ingest::from_sdk(&sdk, &ingest_cfg))),
         status: morag_status::router(Arc::new(morag_status::Status::from_sdk(&sdk, &status_cfg))),

@@ -33,11 +33,8 @@ impl KeyHash {
 
     /// From stored hex; `None` if it is not 64 lower-case hex digits.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        (hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| Self(hex.to_owned()))
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Self(hex.to_owned()))
     }
 
     pub fn as_hex(&self) -> &str {
@@ -65,10 +62,7 @@ impl fmt::Debug for KeyHash {
 pub fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!(
-        "mrg_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("mrg_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Why a request is not authenticated.
@@ -169,21 +163,9 @@ mod tests {
     #[tokio::test]
     async fn bearer_keys_resolve_to_their_tenant() {
         let auth = Authenticator::new(store_with("k1", "acme"), Duration::from_secs(60));
-        assert_eq!(
-            auth.authenticate(Some("Bearer k1")).await.unwrap().as_str(),
-            "acme"
-        );
-        assert_eq!(
-            auth.authenticate(Some("bearer   k1 "))
-                .await
-                .unwrap()
-                .as_str(),
-            "acme"
-        );
-        assert!(matches!(
-            auth.authenticate(None).await,
-            Err(AuthError::Missing)
-        ));
+        assert_eq!(auth.authenticate(Some("Bearer k1")).await.unwrap().as_str(), "acme");
+        assert_eq!(auth.authenticate(Some("bearer   k1 ")).await.unwrap().as_str(), "acme");
+        assert!(matches!(auth.authenticate(None).await, Err(AuthError::Missing)));
         assert!(matches!(
             auth.authenticate(Some("Basic k1")).await,
             Err(AuthError::Malformed)

@@ -51,7 +51,6 @@ pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
 /// S3 with path-style addressing when an endpoint override is set (emulators
 /// do not serve virtual-hosted bucket names).
 pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder =
-        aws_sdk_s3::config::Builder::from(conf).force_path_style(conf.endpoint_url().is_some());
+    let builder = aws_sdk_s3::config::Builder::from(conf).force_path_style(conf.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
 }

@@ -6,7 +6,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use secrecy::SecretString;
+
 use crate::net::TargetPolicy;
+use crate::ports::Retention;
 
 /// Default upload limit: 5 MiB, under Lambda's 6 MB synchronous payload limit
 /// once multipart and base64 overhead is added.
@@ -74,9 +77,8 @@ impl<'a> EnvReader<'a> {
             Some("1" | "true" | "TRUE" | "yes") => true,
             Some("0" | "false" | "FALSE" | "no") => false,
             Some(other) => {
-                self.errors.push(format!(
-                    "{name}={other:?} is invalid: expected true or false"
-                ));
+                self.errors
+                    .push(format!("{name}={other:?} is invalid: expected true or false"));
                 false
             }
         }
@@ -189,18 +191,102 @@ impl FromEnv for IngestConfig {
 }
 
 /// The status function.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StatusConfig {
     pub api: ApiSettings,
+    /// `MORAG_CURSOR_SECRET` (at least 32 characters): seals pagination cursors.
+    pub cursor_secret: SecretString,
     pub aws: AwsSettings,
 }
 
 impl FromEnv for StatusConfig {
     fn read(env: &mut EnvReader<'_>) -> Self {
+        let secret = env.required("MORAG_CURSOR_SECRET");
+        if !secret.is_empty() && secret.len() < 32 {
+            env.invalid("MORAG_CURSOR_SECRET must be at least 32 characters");
+        }
         Self {
             api: ApiSettings::read(env),
+            cursor_secret: SecretString::from(secret),
             aws: AwsSettings::read(env),
         }
+    }
+}
+
+/// How long history and ended tasks are kept.
+fn read_retention(env: &mut EnvReader<'_>) -> Retention {
+    let days = |d: u64| Duration::from_secs(d * 86_400);
+    let history = env.parse_or("MORAG_HISTORY_TTL_DAYS", 7u64);
+    let task = env.parse_or("MORAG_TASK_TTL_DAYS", 30u64);
+    if history == 0 || task == 0 {
+        env.invalid("MORAG_HISTORY_TTL_DAYS and MORAG_TASK_TTL_DAYS must be at least 1");
+    }
+    Retention {
+        history: days(history),
+        ended_task: days(task),
+    }
+}
+
+/// The status-recorder function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderConfig {
+    /// `MORAG_TABLE_NAME`
+    pub table: String,
+    /// `MORAG_STATUS_EVENTS_DLQ_URL`: where malformed and unknown-task events are parked.
+    pub status_events_dlq_url: String,
+    /// `MORAG_HISTORY_TTL_DAYS` (default 7), `MORAG_TASK_TTL_DAYS` (default 30)
+    pub retention: Retention,
+    pub aws: AwsSettings,
+}
+
+impl FromEnv for RecorderConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            table: env.required("MORAG_TABLE_NAME"),
+            status_events_dlq_url: env.required("MORAG_STATUS_EVENTS_DLQ_URL"),
+            retention: read_retention(env),
+            aws: AwsSettings::read(env),
+        }
+    }
+}
+
+/// The reference processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorConfig {
+    /// `MORAG_STATUS_EVENTS_QUEUE_URL`: where it reports.
+    pub status_events_queue_url: String,
+    /// `MORAG_PROCESSING_DLQ_URL`: where malformed jobs are parked.
+    pub processing_dlq_url: String,
+    /// `MORAG_MAX_SOURCE_BYTES` (default 5 MiB): largest object or download.
+    pub max_source_bytes: usize,
+    /// `MORAG_FETCH_TIMEOUT_SECONDS` (default 10)
+    pub fetch_timeout: Duration,
+    /// `MORAG_CHUNK_CHARS` (default 1000): target chunk size.
+    pub chunk_chars: usize,
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS`: the same
+    /// outbound policy as webhooks (local mode only).
+    pub target_policy: TargetPolicy,
+    pub aws: AwsSettings,
+}
+
+impl FromEnv for ProcessorConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        let cfg = Self {
+            status_events_queue_url: env.required("MORAG_STATUS_EVENTS_QUEUE_URL"),
+            processing_dlq_url: env.required("MORAG_PROCESSING_DLQ_URL"),
+            max_source_bytes: env.parse_or("MORAG_MAX_SOURCE_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            fetch_timeout: Duration::from_secs(env.parse_or("MORAG_FETCH_TIMEOUT_SECONDS", 10u64)),
+            chunk_chars: env.parse_or("MORAG_CHUNK_CHARS", 1000usize),
+            target_policy: TargetPolicy {
+                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
+                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
+            },
+            aws: AwsSettings::read(env),
+        };
+        if cfg.chunk_chars < 100 {
+            env.invalid("MORAG_CHUNK_CHARS must be at least 100");
+        }
+        cfg
     }
 }
 
@@ -210,10 +296,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 

@@ -21,11 +21,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn unavailable(
-        service: &'static str,
-        op: &'static str,
-        detail: impl std::fmt::Display,
-    ) -> Self {
+    pub fn unavailable(service: &'static str, op: &'static str, detail: impl std::fmt::Display) -> Self {
         StoreError::Unavailable {
             service,
             op,

@@ -47,11 +47,7 @@ impl ApiError {
     /// An unexpected failure: logged in full here, answered opaquely.
     pub fn internal(err: &dyn std::error::Error) -> Self {
         tracing::error!(error = %err, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
     }
 
     /// A dependency is down: logged, answered 503 so the client retries.
@@ -103,10 +99,7 @@ impl IntoResponse for ApiError {
 pub async fn authenticate(auth: &Authenticator, headers: &HeaderMap) -> Result<TenantId, ApiError> {
     let value = match headers.get(header::AUTHORIZATION) {
         None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::from(AuthError::Malformed))?,
-        ),
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::from(AuthError::Malformed))?),
     };
     let tenant = auth.authenticate(value).await.inspect_err(|e| {
         if !matches!(e, AuthError::Store(_)) {

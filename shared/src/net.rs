@@ -36,11 +36,7 @@ pub enum UrlError {
 }
 
 /// Validates a URL we will connect to later.
-pub fn check_target_url(
-    raw: &str,
-    policy: TargetPolicy,
-    https_only: bool,
-) -> Result<Url, UrlError> {
+pub fn check_target_url(raw: &str, policy: TargetPolicy, https_only: bool) -> Result<Url, UrlError> {
     if raw.len() > MAX_URL_LEN {
         return Err(UrlError::TooLong);
     }
@@ -95,14 +91,7 @@ fn check_name(name: &str, policy: TargetPolicy) -> Result<(), UrlError> {
         "instance-data",
         "instance-data.ec2.internal",
     ];
-    let internal_suffix = [
-        ".internal",
-        ".local",
-        ".localdomain",
-        ".home.arpa",
-        ".lan",
-        ".intranet",
-    ];
+    let internal_suffix = [".internal", ".local", ".localdomain", ".home.arpa", ".lan", ".intranet"];
     if name.is_empty()
         || !name.contains('.')
         || internal.contains(&name.as_str())
@@ -117,9 +106,7 @@ fn check_name(name: &str, policy: TargetPolicy) -> Result<(), UrlError> {
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 
@@ -242,11 +229,7 @@ mod tests {
             "https://intranet/h",
         ];
         for u in refused {
-            assert_eq!(
-                check_target_url(u, STRICT, true),
-                Err(UrlError::NonPublic),
-                "{u}"
-            );
+            assert_eq!(check_target_url(u, STRICT, true), Err(UrlError::NonPublic), "{u}");
         }
     }
 
@@ -277,19 +260,13 @@ mod tests {
             check_target_url("https://u:p@example.com/", STRICT, true),
             Err(UrlError::UserInfo)
         );
-        assert_eq!(
-            check_target_url("/relative", STRICT, true),
-            Err(UrlError::NotAbsolute)
-        );
+        assert_eq!(check_target_url("/relative", STRICT, true), Err(UrlError::NotAbsolute));
         assert_eq!(
             check_target_url("https://exa mple.com/", STRICT, true),
             Err(UrlError::NotAbsolute)
         );
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
-        assert_eq!(
-            check_target_url(&long, STRICT, true),
-            Err(UrlError::TooLong)
-        );
+        assert_eq!(check_target_url(&long, STRICT, true), Err(UrlError::TooLong));
     }
 
     #[test]

@@ -7,7 +7,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::auth::KeyHash;
-use crate::domain::{JobMessage, Task, TaskId, TenantId};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{HistoryEntry, JobMessage, StatusEvent, Task, TaskId, TaskStatus, TenantId};
 use crate::error::StoreError;
 
 /// The first answer given for an `Idempotency-Key`, kept for 24 hours.
@@ -32,34 +37,97 @@ pub enum CreateOutcome {
     IdempotencyHit(IdempotencyRecord),
 }
 
+/// Where a query page stopped: the store's own key, carried in a sealed
+/// cursor (see `cursor`), never interpreted by clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageKey(pub BTreeMap<String, String>);
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<PageKey>,
+}
+
+/// A history entry with the task it belongs to (recent events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentEvent {
+    pub task_id: TaskId,
+    pub entry: HistoryEntry,
+}
+
+/// How long things are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// History items (TTL from when they are recorded).
+    pub history: Duration,
+    /// Tasks, from when they complete or fail.
+    pub ended_task: Duration,
+}
+
+/// What happened to an event write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied,
+    /// The task changed since it was read (another writer): read and decide again.
+    Conflict,
+}
+
 /// Task state (and idempotency records) in the table.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Creates the task, and the idempotency record with it when given, in one
     /// atomic write. Never overwrites an existing task.
-    async fn create_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome, StoreError>;
+    async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError>;
 
     /// Removes a task (and its idempotency record) created by a request that
     /// then failed before its job was enqueued. Only removes a task that is
     /// still `pending`.
-    async fn discard_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError>;
+    async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError>;
 
     async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError>;
 
-    /// An unexpired idempotency record, if any.
-    async fn get_idempotency(
+    /// Stores an applied event atomically: the task as `after` (only if it is
+    /// still as `before` was read), the history entry, and the removal of
+    /// the history entry that falls out of the newest 100.
+    async fn apply_event(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        retention: &Retention,
+    ) -> Result<ApplyOutcome, StoreError>;
+
+    /// A task's history, newest first.
+    async fn history(
+        &self,
+        task_id: &TaskId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<HistoryEntry>, StoreError>;
+
+    /// One hour bucket of a tenant's events at or after `since`, newest first.
+    async fn recent_events(
         &self,
         tenant: &TenantId,
-        key_hash: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+        bucket: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<RecentEvent>, StoreError>;
+
+    /// A tenant's tasks, newest first, optionally in one status.
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        status: Option<TaskStatus>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Task>, StoreError>;
+
+    /// An unexpired idempotency record, if any.
+    async fn get_idempotency(&self, tenant: &TenantId, key_hash: &str)
+        -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
 /// The processing queue.
@@ -67,6 +135,27 @@ pub trait TaskStore: Send + Sync {
 pub trait JobQueue: Send + Sync {
     /// Sends one job; returns the queue's message id.
     async fn enqueue(&self, job: &JobMessage) -> Result<String, StoreError>;
+}
+
+/// The status-events queue, as pipelines use it.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn send(&self, event: &StatusEvent) -> Result<(), StoreError>;
+}
+
+/// A dead-letter queue that a function parks messages in itself, with the
+/// reason, when retrying them could never help.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    async fn park(&self, body: &str, reason: &str, detail: &str, source_message_id: &str) -> Result<(), StoreError>;
+}
+
+/// Reading uploaded content (the processor).
+#[async_trait]
+pub trait BlobReader: Send + Sync {
+    /// The object's bytes and content type, reading at most `max_bytes`
+    /// (`Ok(None)` if the object does not exist).
+    async fn get(&self, bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError>;
 }
 
 /// The uploads bucket.

@@ -12,3 +12,27 @@ pub fn now() -> DateTime<Utc> {
 pub fn epoch_seconds(t: DateTime<Utc>) -> i64 {
     t.timestamp()
 }
+
+/// Fixed-width RFC 3339 with milliseconds, for sort keys (sorts as time).
+pub fn sort_ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The hour bucket of a time, `yyyy-mm-ddThh`.
+pub fn hour_bucket(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_keys_are_fixed_width_and_sort_as_time() {
+        let a = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let b = DateTime::from_timestamp_millis(1_700_000_000_001).unwrap();
+        assert_eq!(sort_ts(a), "2023-11-14T22:13:20.000Z");
+        assert!(sort_ts(a) < sort_ts(b));
+        assert_eq!(hour_bucket(a), "2023-11-14T22");
+    }
+}

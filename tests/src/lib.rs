@@ -21,9 +21,7 @@ use tower::ServiceExt;
 use morag_cli::local::{self, Names, Resources};
 use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::aws::SdkConfig;
-use morag_shared::config::{
-    ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
-};
+use morag_shared::config::{ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES};
 use morag_shared::net::TargetPolicy;
 
 /// The emulator's endpoint, from `MORAG_TEST_ENDPOINT` (set by `make test`).
@@ -72,10 +70,7 @@ pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
     let resources = local::provision(&sdk, &names)
         .await
         .expect("provisioning test resources");
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::aws::dynamodb(&sdk),
-        &names.table,
-    ));
+    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
     let (key_a, _) = morag_cli::keys::create(store.as_ref(), &"acme".parse().unwrap(), "test")
         .await
         .unwrap();
@@ -98,7 +93,11 @@ pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
         aws: aws.clone(),
     };
     tweak(&mut ingest_cfg);
-    let status_cfg = StatusConfig { api, aws };
+    let status_cfg = StatusConfig {
+        api,
+        cursor_secret: morag_shared::config::SecretString::from("test-cursor-secret-0123456789abcdef".to_owned()),
+        aws,
+    };
     let mut env = TestEnv {
         ddb: morag_shared::aws::dynamodb(&sdk),
         s3: morag_shared::aws::s3(&sdk),
@@ -128,9 +127,7 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn error_code(&self) -> &str {
-        self.body["error"]["code"]
-            .as_str()
-            .unwrap_or("<no error code>")
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
     }
 }
 
@@ -147,23 +144,13 @@ where
         .expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    TestResponse { status, headers, body }
 }
 
 impl TestEnv {
@@ -208,12 +195,7 @@ impl TestEnv {
             QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
         ]
         .iter()
-        .map(|k| {
-            attrs
-                .get(k)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
+        .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
         .sum()
     }
 

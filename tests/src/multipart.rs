@@ -14,8 +14,9 @@ impl Form {
     }
 
     pub fn text(mut self, name: &str, value: &str) -> Self {
-        self.body
-            .extend_from_slice(format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+        self.body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
         self
     }
 
@@ -36,8 +37,7 @@ impl Form {
     }
 
     pub fn build(mut self) -> Vec<u8> {
-        self.body
-            .extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        self.body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
         self.body
     }
 }

@@ -58,10 +58,7 @@ impl RuntimeEmulator {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(respond),
-            )
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
@@ -110,9 +107,7 @@ impl RuntimeEmulator {
 
     /// Invokes the function with `payload` and waits for its answer.
     pub async fn invoke(&self, payload: impl Into<Bytes>) -> Outcome {
-        let n = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("00000000-0000-4000-8000-{n:012}");
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -171,11 +166,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some(p) = pending else {
         return StatusCode::GONE.into_response();
     };
-    shared
-        .in_flight
-        .lock()
-        .unwrap()
-        .insert(p.id.clone(), p.reply);
+    shared.in_flight.lock().unwrap().insert(p.id.clone(), p.reply);
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -207,19 +198,11 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-async fn respond(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
+async fn respond(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     complete(&shared, &id, Ok(body))
 }
 
-async fn fail(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
+async fn fail(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
     complete(&shared, &id, Err(body))
 }
 

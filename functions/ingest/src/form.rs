@@ -116,18 +116,13 @@ pub fn sanitize_file_name(raw: &str) -> String {
 }
 
 fn multipart_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(
-        "invalid_multipart",
-        format!("malformed multipart body: {e}"),
-    )
+    ApiError::bad_request("invalid_multipart", format!("malformed multipart body: {e}"))
 }
 
 /// `multipart/form-data`: `source_type`, `file`, optional `webhook_url` and
 /// `metadata` (a JSON object as a string).
 pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submission, ApiError> {
-    let mut form = Multipart::from_request(request, &())
-        .await
-        .map_err(multipart_error)?;
+    let mut form = Multipart::from_request(request, &()).await.map_err(multipart_error)?;
     let mut source_type = None;
     let mut file = None;
     let mut webhook_url = None;
@@ -138,10 +133,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
         if !FILE_FIELDS.contains(&name.as_str()) {
             return Err(ApiError::unprocessable(
                 "unknown_field",
-                format!(
-                    "unknown field {name:?}; expected {}",
-                    FILE_FIELDS.join(", ")
-                ),
+                format!("unknown field {name:?}; expected {}", FILE_FIELDS.join(", ")),
             ));
         }
         if seen.contains(&name) {
@@ -165,9 +157,10 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
             file = Some((file_name, content_type, bytes));
             continue;
         }
-        let text = field.text().await.map_err(|_| {
-            ApiError::bad_request("invalid_multipart", format!("{name} must be UTF-8 text"))
-        })?;
+        let text = field
+            .text()
+            .await
+            .map_err(|_| ApiError::bad_request("invalid_multipart", format!("{name} must be UTF-8 text")))?;
         match name.as_str() {
             "source_type" => source_type = Some(text),
             "webhook_url" => webhook_url = Some(text),
@@ -178,24 +171,19 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
     let source_type = parse_source_type(&source_type.ok_or_else(|| missing("source_type"))?)?;
     let (name, content_type, bytes) = file.ok_or_else(|| missing("file"))?;
     if bytes.is_empty() {
-        return Err(ApiError::unprocessable(
-            "empty_file",
-            "file must not be empty",
-        ));
+        return Err(ApiError::unprocessable("empty_file", "file must not be empty"));
     }
     let webhook_url = webhook_url
         .filter(|u| !u.trim().is_empty())
         .map(|u| parse_webhook_url(&u, limits))
         .transpose()?;
-    let metadata = match metadata.filter(|m| !m.trim().is_empty()) {
-        None => Map::new(),
-        Some(text) => check_metadata(serde_json::from_str(&text).map_err(|e| {
-            ApiError::unprocessable(
-                "invalid_metadata",
-                format!("metadata is not valid JSON: {e}"),
-            )
-        })?)?,
-    };
+    let metadata =
+        match metadata.filter(|m| !m.trim().is_empty()) {
+            None => Map::new(),
+            Some(text) => check_metadata(serde_json::from_str(&text).map_err(|e| {
+                ApiError::unprocessable("invalid_metadata", format!("metadata is not valid JSON: {e}"))
+            })?)?,
+        };
     Ok(Submission {
         source_type,
         input: SubmissionInput::File {
@@ -231,12 +219,8 @@ fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&
 
 /// `application/json`: `{source_type, url, webhook_url?, metadata?}`.
 pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else {
         return Err(ApiError::bad_request(
             "invalid_json",
@@ -246,19 +230,11 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError>
     if let Some(unknown) = body.keys().find(|k| !URL_FIELDS.contains(&k.as_str())) {
         return Err(ApiError::unprocessable(
             "unknown_field",
-            format!(
-                "unknown field {unknown:?}; expected {}",
-                URL_FIELDS.join(", ")
-            ),
+            format!("unknown field {unknown:?}; expected {}", URL_FIELDS.join(", ")),
         ));
     }
-    let source_type = parse_source_type(
-        string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?,
-    )?;
-    let url = parse_source_url(
-        string_field(&body, "url")?.ok_or_else(|| missing("url"))?,
-        limits,
-    )?;
+    let source_type = parse_source_type(string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?)?;
+    let url = parse_source_url(string_field(&body, "url")?.ok_or_else(|| missing("url"))?, limits)?;
     let webhook_url = string_field(&body, "webhook_url")?
         .filter(|u| !u.trim().is_empty())
         .map(|u| parse_webhook_url(u, limits))

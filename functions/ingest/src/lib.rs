@@ -73,20 +73,11 @@ impl Ingest {
     }
 
     pub fn from_sdk(sdk: &SdkConfig, cfg: &IngestConfig) -> Self {
-        let store = Arc::new(DynamoStore::new(
-            morag_shared::aws::dynamodb(sdk),
-            &cfg.api.table,
-        ));
+        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
         Self {
             tasks: store.clone(),
-            jobs: Arc::new(SqsJobQueue::new(
-                morag_shared::aws::sqs(sdk),
-                &cfg.processing_queue_url,
-            )),
-            blobs: Arc::new(S3BlobStore::new(
-                morag_shared::aws::s3(sdk),
-                &cfg.uploads_bucket,
-            )),
+            jobs: Arc::new(SqsJobQueue::new(morag_shared::aws::sqs(sdk), &cfg.processing_queue_url)),
+            blobs: Arc::new(S3BlobStore::new(morag_shared::aws::s3(sdk), &cfg.uploads_bucket)),
             auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
             limits: Limits {
                 max_upload_bytes: cfg.max_upload_bytes,
@@ -108,10 +99,7 @@ pub fn router(state: Arc<Ingest>) -> Router {
         .with_state(state)
 }
 
-async fn ingest_file(
-    State(st): State<Arc<Ingest>>,
-    request: Request,
-) -> Result<Response, ApiError> {
+async fn ingest_file(State(st): State<Arc<Ingest>>, request: Request) -> Result<Response, ApiError> {
     let tenant = api::authenticate(&st.auth, request.headers()).await?;
     let idem_key = idempotency_key(request.headers())?;
     require_content_type(request.headers(), "multipart/form-data")?;
@@ -147,10 +135,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )
     };
     let key = value.to_str().map_err(|_| bad())?;
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
     }
     Ok(Some(key.to_owned()))
@@ -160,13 +145,7 @@ fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiErro
     let actual = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
     if actual.as_deref() == Some(wanted) {
         Ok(())
     } else {
@@ -188,12 +167,7 @@ fn too_large(limit: usize) -> ApiError {
 
 /// Reads the body up to `limit` bytes; `shown_limit` is the limit named in the
 /// error (the file limit, not the file limit plus multipart overhead).
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    shown_limit: usize,
-) -> Result<Bytes, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, shown_limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -214,22 +188,14 @@ async fn read_body(
 /// `scheme://host` for absolute status URLs, when the request says where it
 /// was sent (API Gateway and local runs both do); otherwise relative URLs.
 fn base_url_from(headers: HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let host_ok = !host.is_empty()
         && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
     if !host_ok {
         return String::new();
     }
-    let proto = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
+    let proto = match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
         Some("https") => "https",
         Some("http") => "http",
         _ => "http",
@@ -279,11 +245,7 @@ fn accepted(task_id: TaskId, created_at: DateTime<Utc>, base: &str, replayed: bo
     response
 }
 
-fn replay(
-    existing: &IdempotencyRecord,
-    fingerprint: &str,
-    base: &str,
-) -> Result<Response, ApiError> {
+fn replay(existing: &IdempotencyRecord, fingerprint: &str, base: &str) -> Result<Response, ApiError> {
     if existing.fingerprint != fingerprint {
         return Err(ApiError::unprocessable(
             "idempotency_key_reused",
@@ -339,12 +301,7 @@ pub async fn submit(
                 Some(key),
             )
         }
-        SubmissionInput::Url(url) => (
-            Source::Url {
-                url: url.to_string(),
-            },
-            None,
-        ),
+        SubmissionInput::Url(url) => (Source::Url { url: url.to_string() }, None),
     };
     let delete_object = || async {
         if let Some(key) = &object_key {

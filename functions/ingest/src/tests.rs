@@ -12,9 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use morag_shared::adapters::memory::{
-    MemoryBlobStore, MemoryJobQueue, MemoryKeyStore, MemoryTaskStore,
-};
+use morag_shared::adapters::memory::{MemoryBlobStore, MemoryJobQueue, MemoryKeyStore, MemoryTaskStore};
 use morag_shared::auth::{Authenticator, KeyHash};
 use morag_shared::net::TargetPolicy;
 use morag_shared::ports::ApiKeyRecord;
@@ -59,9 +57,7 @@ fn fixture() -> Fixture {
 
 fn multipart(file: &[u8]) -> Request<Body> {
     let mut body = Vec::new();
-    body.extend_from_slice(
-        b"--XX\r\nContent-Disposition: form-data; name=\"source_type\"\r\n\r\ndocument\r\n",
-    );
+    body.extend_from_slice(b"--XX\r\nContent-Disposition: form-data; name=\"source_type\"\r\n\r\ndocument\r\n");
     body.extend_from_slice(b"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.md\"\r\nContent-Type: text/markdown\r\n\r\n");
     body.extend_from_slice(file);
     body.extend_from_slice(b"\r\n--XX--\r\n");
@@ -76,10 +72,7 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 impl Fixture {

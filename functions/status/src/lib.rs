@@ -1,4 +1,14 @@
-//! The status function: `GET /api/v1/status/{task_id}`. Read-only.
+//! The status function (read-only):
+//!
+//! - `GET /api/v1/status/{task_id}`: the task's state;
+//! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
+//! - `GET /api/v1/status/events/recent?hours=&limit=&cursor=`: the tenant's recent events,
+//!   newest first, one GSI1 query per hour bucket, stopping at the limit;
+//! - `GET /api/v1/tasks?status=&limit=&cursor=`: the tenant's tasks, newest first (GSI2/GSI3).
+//!
+//! No route scans: every read is a `GetItem` or a `Query`.
+
+mod queries;
 
 use std::sync::Arc;
 
@@ -14,7 +24,8 @@ use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::auth::Authenticator;
 use morag_shared::aws::SdkConfig;
 use morag_shared::config::StatusConfig;
-use morag_shared::domain::{SourceType, Task, TaskId, TaskStatus};
+use morag_shared::cursor::CursorCodec;
+use morag_shared::domain::{SourceType, Task, TaskId, TaskStatus, TenantId};
 use morag_shared::http::{self as api, ApiError};
 use morag_shared::ports::TaskStore;
 
@@ -22,6 +33,7 @@ use morag_shared::ports::TaskStore;
 pub struct Status {
     pub tasks: Arc<dyn TaskStore>,
     pub auth: Arc<Authenticator>,
+    pub cursors: CursorCodec,
 }
 
 impl Status {
@@ -31,13 +43,11 @@ impl Status {
     }
 
     pub fn from_sdk(sdk: &SdkConfig, cfg: &StatusConfig) -> Self {
-        let store = Arc::new(DynamoStore::new(
-            morag_shared::aws::dynamodb(sdk),
-            &cfg.api.table,
-        ));
+        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
         Self {
             tasks: store.clone(),
             auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
+            cursors: CursorCodec::new(cfg.cursor_secret.clone()),
         }
     }
 }
@@ -45,6 +55,9 @@ impl Status {
 pub fn router(state: Arc<Status>) -> Router {
     Router::new()
         .route("/api/v1/status/{task_id}", get(get_status))
+        .route("/api/v1/status/{task_id}/history", get(queries::history))
+        .route("/api/v1/status/events/recent", get(queries::recent_events))
+        .route("/api/v1/tasks", get(queries::list_tasks))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))
@@ -91,8 +104,22 @@ impl From<Task> for StatusView {
     }
 }
 
-fn task_not_found() -> ApiError {
+pub(crate) fn task_not_found() -> ApiError {
     ApiError::not_found("no such task")
+}
+
+/// The caller's task, or 404 (another tenant's task is indistinguishable
+/// from a missing one).
+pub(crate) async fn owned_task(st: &Status, tenant: &TenantId, raw_id: &str) -> Result<Task, ApiError> {
+    let task_id: TaskId = raw_id
+        .parse()
+        .map_err(|e: morag_shared::domain::InvalidId| ApiError::bad_request("invalid_task_id", e.0))?;
+    tracing::Span::current().record("task_id", task_id.to_string());
+    let task = st.tasks.get_task(&task_id).await?.ok_or_else(task_not_found)?;
+    if &task.tenant != tenant {
+        return Err(task_not_found());
+    }
+    Ok(task)
 }
 
 async fn get_status(
@@ -101,20 +128,5 @@ async fn get_status(
     Path(raw_id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let tenant = api::authenticate(&st.auth, &headers).await?;
-    let task_id: TaskId = raw_id
-        .parse()
-        .map_err(|e: morag_shared::domain::InvalidId| {
-            ApiError::bad_request("invalid_task_id", e.0)
-        })?;
-    tracing::Span::current().record("task_id", task_id.to_string());
-    let task = st
-        .tasks
-        .get_task(&task_id)
-        .await?
-        .ok_or_else(task_not_found)?;
-    // another tenant's task is indistinguishable from a missing one
-    if task.tenant != tenant {
-        return Err(task_not_found());
-    }
-    Ok(Json(task.into()))
+    Ok(Json(owned_task(&st, &tenant, &raw_id).await?.into()))
 }

@@ -20,9 +20,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::auth::KeyHash;
-use crate::domain::{Source, SourceType, Task, TaskId, TaskStatus, TenantId};
+use crate::domain::lifecycle::HISTORY_LIMIT;
+use crate::domain::{HistoryEntry, Source, SourceType, Task, TaskId, TaskStatus, TenantId};
 use crate::error::StoreError;
-use crate::ports::{ApiKeyRecord, CreateOutcome, IdempotencyRecord, KeyStore, TaskStore};
+use crate::ports::{
+    ApiKeyRecord, ApplyOutcome, CreateOutcome, IdempotencyRecord, KeyStore, Page, PageKey, RecentEvent, Retention,
+    TaskStore,
+};
+use crate::time::sort_ts;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -83,10 +88,26 @@ struct TaskItem {
     result: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(default)]
+    event_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_event_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    recent_event_ids: Vec<String>,
+    /// TTL, set once the task has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    /// GSI2: the tenant's tasks, newest first.
+    gsi2pk: String,
+    gsi2sk: String,
+    /// GSI3: the tenant's tasks in one status, newest first.
+    gsi3pk: String,
+    gsi3sk: String,
 }
 
 impl TaskItem {
-    fn from_task(t: &Task) -> Self {
+    fn from_task(t: &Task, expires_at: Option<i64>) -> Self {
+        let created = format!("{}#{}", sort_ts(t.created_at), t.task_id);
         Self {
             pk: task_pk(&t.task_id),
             sk: TASK_SK.to_owned(),
@@ -105,6 +126,14 @@ impl TaskItem {
             completed_at: t.completed_at,
             result: t.result.as_ref().map(Value::to_string),
             error: t.error.clone(),
+            event_seq: t.event_seq,
+            last_event_at: t.last_event_at,
+            recent_event_ids: t.recent_event_ids.clone(),
+            expires_at,
+            gsi2pk: format!("TASKS#{}", t.tenant),
+            gsi2sk: created.clone(),
+            gsi3pk: format!("TASKS#{}#{}", t.tenant, t.status),
+            gsi3sk: created,
         }
     }
 
@@ -136,8 +165,89 @@ impl TaskItem {
             completed_at: self.completed_at,
             result,
             error: self.error,
+            event_seq: self.event_seq,
+            last_event_at: self.last_event_at,
+            recent_event_ids: self.recent_event_ids,
         })
     }
+}
+
+fn history_sk(seq: u64) -> String {
+    format!("EVENT#{seq:010}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    seq: u64,
+    event_id: String,
+    timestamp: DateTime<Utc>,
+    status: TaskStatus,
+    progress: f64,
+    message: String,
+    /// JSON text, like the task's metadata.
+    metadata: String,
+    /// GSI1: `RECENT#{tenant}#{yyyy-mm-ddThh}` / `{timestamp}#{task_id}#{seq}`
+    gsi1pk: String,
+    gsi1sk: String,
+    expires_at: i64,
+}
+
+impl HistoryItem {
+    fn new(task: &Task, e: &HistoryEntry, expires_at: i64) -> Self {
+        Self {
+            pk: task_pk(&task.task_id),
+            sk: history_sk(e.seq),
+            task_id: task.task_id,
+            tenant: task.tenant.clone(),
+            seq: e.seq,
+            event_id: e.event_id.clone(),
+            timestamp: e.timestamp,
+            status: e.status,
+            progress: e.progress,
+            message: e.message.clone(),
+            metadata: Value::Object(e.metadata.clone()).to_string(),
+            gsi1pk: format!("RECENT#{}#{}", task.tenant, crate::time::hour_bucket(e.timestamp)),
+            gsi1sk: format!("{}#{}#{:010}", sort_ts(e.timestamp), task.task_id, e.seq),
+            expires_at,
+        }
+    }
+
+    fn into_recent(self) -> Result<RecentEvent, StoreError> {
+        let metadata = serde_json::from_str(&self.metadata).map_err(|e| StoreError::Corrupt {
+            what: "history item",
+            detail: format!("metadata: {e}"),
+        })?;
+        Ok(RecentEvent {
+            task_id: self.task_id,
+            entry: HistoryEntry {
+                seq: self.seq,
+                event_id: self.event_id,
+                timestamp: self.timestamp,
+                status: self.status,
+                progress: self.progress,
+                message: self.message,
+                metadata,
+            },
+        })
+    }
+}
+
+fn to_page_key(key: Option<Item>) -> Option<PageKey> {
+    key.map(|k| {
+        PageKey(
+            k.into_iter()
+                .filter_map(|(name, v)| v.as_s().ok().map(|s| (name, s.clone())))
+                .collect(),
+        )
+    })
+}
+
+fn from_page_key(key: Option<PageKey>) -> Option<Item> {
+    key.map(|k| k.0.into_iter().map(|(name, v)| (name, s(v))).collect())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,10 +295,7 @@ fn to_item<T: Serialize>(value: &T, what: &'static str) -> Result<Item, StoreErr
     })
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(
-    item: Item,
-    what: &'static str,
-) -> Result<T, StoreError> {
+fn from_item<T: for<'de> Deserialize<'de>>(item: Item, what: &'static str) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
@@ -214,12 +321,7 @@ impl DynamoStore {
         &self.table
     }
 
-    async fn get(
-        &self,
-        pk: String,
-        sk: &str,
-        op: &'static str,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn get(&self, pk: String, sk: &str, op: &'static str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -236,12 +338,8 @@ impl DynamoStore {
 
 #[async_trait]
 impl TaskStore for DynamoStore {
-    async fn create_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome, StoreError> {
-        let task_item = to_item(&TaskItem::from_task(task), "task item")?;
+    async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError> {
+        let task_item = to_item(&TaskItem::from_task(task, None), "task item")?;
         let Some(idem) = idem else {
             let result = self
                 .client
@@ -290,10 +388,7 @@ impl TaskStore for DynamoStore {
             .set_item(Some(idem_item))
             // an expired record (TTL deletion lags) may be replaced
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(crate::time::now().timestamp().to_string()),
-            )
+            .expression_attribute_values(":now", AttributeValue::N(crate::time::now().timestamp().to_string()))
             .build()
             .map_err(unavailable("TransactWriteItems"))?;
         let result = self
@@ -329,11 +424,7 @@ impl TaskStore for DynamoStore {
         }
     }
 
-    async fn discard_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError> {
+    async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
         let delete_task = Delete::builder()
             .table_name(&self.table)
             .key("pk", s(task_pk(&task.task_id)))
@@ -365,10 +456,173 @@ impl TaskStore for DynamoStore {
     async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
         match self.get(task_pk(task_id), TASK_SK, "GetItem").await? {
             None => Ok(None),
-            Some(item) => from_item::<TaskItem>(item, "task item")?
-                .into_task()
-                .map(Some),
+            Some(item) => from_item::<TaskItem>(item, "task item")?.into_task().map(Some),
         }
+    }
+
+    async fn apply_event(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        retention: &Retention,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let now = crate::time::now();
+        let ttl = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let task_expires = after
+            .status
+            .is_terminal()
+            .then(|| (after.completed_at.unwrap_or(now) + ttl(retention.ended_task)).timestamp());
+        let put_task = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&TaskItem::from_task(after, task_expires), "task item")?))
+            .condition_expression("attribute_exists(pk) AND event_seq = :seq")
+            .expression_attribute_values(":seq", AttributeValue::N(before.event_seq.to_string()))
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let history_expires = (now + ttl(retention.history)).timestamp();
+        let put_history = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(
+                &HistoryItem::new(after, entry, history_expires),
+                "history item",
+            )?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable("TransactWriteItems"))?;
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_task).build())
+            .transact_items(TransactWriteItem::builder().put(put_history).build());
+        if entry.seq > HISTORY_LIMIT {
+            let trim = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(task_pk(&after.task_id)))
+                .key("sk", s(history_sk(entry.seq - HISTORY_LIMIT)))
+                .build()
+                .map_err(unavailable("TransactWriteItems"))?;
+            tx = tx.transact_items(TransactWriteItem::builder().delete(trim).build());
+        }
+        match tx.send().await {
+            Ok(_) => Ok(ApplyOutcome::Applied),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+            {
+                Ok(ApplyOutcome::Conflict)
+            }
+            Err(e) => Err(unavailable("TransactWriteItems")(e)),
+        }
+    }
+
+    async fn history(
+        &self,
+        task_id: &TaskId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(task_pk(task_id)))
+            .expression_attribute_values(":prefix", s("EVENT#"))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(from_page_key(start))
+            .send()
+            .await
+            .map_err(unavailable("Query"))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| {
+                from_item::<HistoryItem>(i, "history item")
+                    .and_then(HistoryItem::into_recent)
+                    .map(|r| r.entry)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: to_page_key(out.last_evaluated_key),
+        })
+    }
+
+    async fn recent_events(
+        &self,
+        tenant: &TenantId,
+        bucket: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<RecentEvent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI1")
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :since")
+            .expression_attribute_values(
+                ":pk",
+                s(format!("RECENT#{tenant}#{}", crate::time::hour_bucket(bucket))),
+            )
+            .expression_attribute_values(":since", s(sort_ts(since)))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(from_page_key(start))
+            .send()
+            .await
+            .map_err(unavailable("Query"))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| from_item::<HistoryItem>(i, "history item").and_then(HistoryItem::into_recent))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: to_page_key(out.last_evaluated_key),
+        })
+    }
+
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        status: Option<TaskStatus>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Task>, StoreError> {
+        let (index, pk_name, pk) = match status {
+            None => ("GSI2", "gsi2pk", format!("TASKS#{tenant}")),
+            Some(st) => ("GSI3", "gsi3pk", format!("TASKS#{tenant}#{st}")),
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(from_page_key(start))
+            .send()
+            .await
+            .map_err(unavailable("Query"))?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| from_item::<TaskItem>(i, "task item").and_then(TaskItem::into_task))
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: to_page_key(out.last_evaluated_key),
+        })
     }
 
     async fn get_idempotency(
@@ -376,10 +630,7 @@ impl TaskStore for DynamoStore {
         tenant: &TenantId,
         key_hash: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let Some(item) = self
-            .get(idem_pk(tenant, key_hash), IDEM_SK, "GetItem")
-            .await?
-        else {
+        let Some(item) = self.get(idem_pk(tenant, key_hash), IDEM_SK, "GetItem").await? else {
             return Ok(None);
         };
         let item: IdemItem = from_item(item, "idempotency item")?;
@@ -403,9 +654,7 @@ impl KeyStore for DynamoStore {
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
         match self.get(apikey_pk(hash), APIKEY_SK, "GetItem").await? {
             None => Ok(None),
-            Some(item) => from_item::<ApiKeyItem>(item, "api key item")?
-                .into_record()
-                .map(Some),
+            Some(item) => from_item::<ApiKeyItem>(item, "api key item")?.into_record().map(Some),
         }
     }
 
@@ -425,19 +674,13 @@ impl KeyStore for DynamoStore {
         };
         let key = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item(
-                apikey_pk(&record.key_hash),
-                APIKEY_SK.to_owned(),
-            )?))
+            .set_item(Some(item(apikey_pk(&record.key_hash), APIKEY_SK.to_owned())?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable("TransactWriteItems"))?;
         let index = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item(
-                tenant_pk(&record.tenant),
-                apikey_pk(&record.key_hash),
-            )?))
+            .set_item(Some(item(tenant_pk(&record.tenant), apikey_pk(&record.key_hash))?))
             .build()
             .map_err(unavailable("TransactWriteItems"))?;
         self.client

@@ -9,10 +9,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::auth::KeyHash;
-use crate::domain::{JobMessage, Task, TaskId, TaskStatus, TenantId};
+use chrono::{DateTime, Utc};
+
+use crate::domain::lifecycle::HISTORY_LIMIT;
+use crate::domain::{HistoryEntry, JobMessage, StatusEvent, Task, TaskId, TaskStatus, TenantId};
 use crate::error::StoreError;
 use crate::ports::{
-    ApiKeyRecord, BlobStore, CreateOutcome, IdempotencyRecord, JobQueue, KeyStore, TaskStore,
+    ApiKeyRecord, ApplyOutcome, BlobStore, CreateOutcome, DeadLetters, EventSink, IdempotencyRecord, JobQueue,
+    KeyStore, Page, PageKey, RecentEvent, Retention, TaskStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -31,6 +35,8 @@ fn down(flag: &AtomicBool, service: &'static str, op: &'static str) -> Result<()
 pub struct MemoryTaskStore {
     pub tasks: Mutex<HashMap<TaskId, Task>>,
     pub idempotency: Mutex<HashMap<(TenantId, String), IdempotencyRecord>>,
+    /// Oldest first, at most 100 per task.
+    pub history: Mutex<HashMap<TaskId, Vec<HistoryEntry>>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -39,11 +45,7 @@ pub struct MemoryTaskStore {
 
 #[async_trait]
 impl TaskStore for MemoryTaskStore {
-    async fn create_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<CreateOutcome, StoreError> {
+    async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError> {
         down(&self.fail, "memory", "create_task")?;
         let mut tasks = lock(&self.tasks);
         let mut idems = lock(&self.idempotency);
@@ -64,11 +66,7 @@ impl TaskStore for MemoryTaskStore {
         Ok(CreateOutcome::Created)
     }
 
-    async fn discard_task(
-        &self,
-        task: &Task,
-        idem: Option<&IdempotencyRecord>,
-    ) -> Result<(), StoreError> {
+    async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
         down(&self.fail, "memory", "discard_task")?;
         down(&self.fail_discard, "memory", "discard_task")?;
         let mut tasks = lock(&self.tasks);
@@ -87,6 +85,82 @@ impl TaskStore for MemoryTaskStore {
     async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
         down(&self.fail, "memory", "get_task")?;
         Ok(lock(&self.tasks).get(task_id).cloned())
+    }
+
+    async fn apply_event(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        _retention: &Retention,
+    ) -> Result<ApplyOutcome, StoreError> {
+        down(&self.fail, "memory", "apply_event")?;
+        let mut tasks = lock(&self.tasks);
+        match tasks.get(&before.task_id) {
+            Some(current) if current.event_seq == before.event_seq => {}
+            _ => return Ok(ApplyOutcome::Conflict),
+        }
+        tasks.insert(after.task_id, after.clone());
+        let mut history = lock(&self.history);
+        let entries = history.entry(after.task_id).or_default();
+        entries.push(entry.clone());
+        entries.retain(|e| e.seq + HISTORY_LIMIT > entry.seq);
+        Ok(ApplyOutcome::Applied)
+    }
+
+    async fn history(
+        &self,
+        task_id: &TaskId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        down(&self.fail, "memory", "history")?;
+        let mut all: Vec<HistoryEntry> = lock(&self.history).get(task_id).cloned().unwrap_or_default();
+        all.reverse();
+        Ok(paginate(all, limit, start))
+    }
+
+    async fn recent_events(
+        &self,
+        tenant: &TenantId,
+        bucket: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<RecentEvent>, StoreError> {
+        down(&self.fail, "memory", "recent_events")?;
+        let tasks = lock(&self.tasks);
+        let hour = crate::time::hour_bucket(bucket);
+        let mut all: Vec<RecentEvent> = lock(&self.history)
+            .iter()
+            .filter(|(id, _)| tasks.get(id).is_some_and(|t| &t.tenant == tenant))
+            .flat_map(|(id, entries)| {
+                entries.iter().map(|e| RecentEvent {
+                    task_id: *id,
+                    entry: e.clone(),
+                })
+            })
+            .filter(|r| crate::time::hour_bucket(r.entry.timestamp) == hour && r.entry.timestamp >= since)
+            .collect();
+        all.sort_by(|a, b| b.entry.timestamp.cmp(&a.entry.timestamp));
+        Ok(paginate(all, limit, start))
+    }
+
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        status: Option<TaskStatus>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Task>, StoreError> {
+        down(&self.fail, "memory", "list_tasks")?;
+        let mut all: Vec<Task> = lock(&self.tasks)
+            .values()
+            .filter(|t| &t.tenant == tenant && status.is_none_or(|s| t.status == s))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(paginate(all, limit, start))
     }
 
     async fn get_idempotency(
@@ -157,10 +231,7 @@ impl MemoryKeyStore {
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(lock(&self.keys)
-            .iter()
-            .find(|r| r.key_hash.ct_eq(hash))
-            .cloned())
+        Ok(lock(&self.keys).iter().find(|r| r.key_hash.ct_eq(hash)).cloned())
     }
 
     async fn put_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -181,5 +252,53 @@ impl KeyStore for MemoryKeyStore {
         let before = keys.len();
         keys.retain(|r| !(r.key_hash.ct_eq(hash) && &r.tenant == tenant));
         Ok(keys.len() != before)
+    }
+}
+
+fn paginate<T>(all: Vec<T>, limit: usize, start: Option<PageKey>) -> Page<T> {
+    let offset: usize = start
+        .and_then(|k| k.0.get("offset").and_then(|o| o.parse().ok()))
+        .unwrap_or(0);
+    let total = all.len();
+    let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
+    let end = offset + items.len();
+    let next = (end < total).then(|| PageKey([("offset".to_owned(), end.to_string())].into_iter().collect()));
+    Page { items, next }
+}
+
+/// The status-events queue, in memory.
+#[derive(Default)]
+pub struct MemoryEventSink {
+    pub events: Mutex<Vec<StatusEvent>>,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl EventSink for MemoryEventSink {
+    async fn send(&self, event: &StatusEvent) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "send")?;
+        lock(&self.events).push(event.clone());
+        Ok(())
+    }
+}
+
+/// A dead-letter queue, in memory: (body, reason, detail, source message id).
+#[derive(Default)]
+pub struct MemoryDeadLetters {
+    pub parked: Mutex<Vec<(String, String, String, String)>>,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl DeadLetters for MemoryDeadLetters {
+    async fn park(&self, body: &str, reason: &str, detail: &str, source_message_id: &str) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "park")?;
+        lock(&self.parked).push((
+            body.to_owned(),
+            reason.to_owned(),
+            detail.to_owned(),
+            source_message_id.to_owned(),
+        ));
+        Ok(())
     }
 }

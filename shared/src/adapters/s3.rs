@@ -52,3 +52,34 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 }
+
+#[async_trait]
+impl crate::ports::BlobReader for S3BlobStore {
+    async fn get(&self, bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
+        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(StoreError::unavailable("s3", "GetObject", DisplayErrorContext(e))),
+        };
+        if out.content_length().is_some_and(|n| n > max_bytes as i64) {
+            return Err(StoreError::Conflict {
+                op: "GetObject",
+                detail: format!("object is larger than {max_bytes} bytes"),
+            });
+        }
+        let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::unavailable("s3", "GetObject", e))?
+            .into_bytes();
+        if bytes.len() > max_bytes {
+            return Err(StoreError::Conflict {
+                op: "GetObject",
+                detail: format!("object is larger than {max_bytes} bytes"),
+            });
+        }
+        Ok(Some((bytes, content_type)))
+    }
+}

@@ -46,3 +46,93 @@ impl JobQueue for SqsJobQueue {
         Ok(out.message_id.unwrap_or_default())
     }
 }
+
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, StoreError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| StoreError::unavailable("sqs", "SendMessage", e))
+}
+
+/// The status-events queue, for pipelines (through `TaskReporter`).
+pub struct SqsEventSink {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsEventSink {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ports::EventSink for SqsEventSink {
+    async fn send(&self, event: &crate::domain::StatusEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+            what: "status event",
+            detail: e.to_string(),
+        })?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("task_id", string_attribute(&event.task_id.to_string())?)
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
+
+/// A dead-letter queue a function parks unprocessable messages in, with the
+/// reason as message attributes (`morag_reason`, `morag_detail`,
+/// `morag_source_message_id`).
+pub struct SqsDeadLetters {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetters {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// Message attribute values are at most 256 KiB; keep details short.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[async_trait]
+impl crate::ports::DeadLetters for SqsDeadLetters {
+    async fn park(&self, body: &str, reason: &str, detail: &str, source_message_id: &str) -> Result<(), StoreError> {
+        // an empty body cannot be sent; park a placeholder that says so
+        let body = if body.is_empty() { "<empty message body>" } else { body };
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("morag_reason", string_attribute(reason)?)
+            .message_attributes("morag_detail", string_attribute(clip(detail, 1024))?)
+            .message_attributes("morag_source_message_id", string_attribute(source_message_id)?)
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}

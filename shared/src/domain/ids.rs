@@ -33,9 +33,7 @@ impl FromStr for TaskId {
     /// Accepts only the canonical 36-character hyphenated form, so that one
     /// task has exactly one spelling (and one DynamoDB key).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            InvalidId("task_id must be a UUID like 3f2b8c1e-9a4d-4e6f-8b21-5c7d9e0f1a2b".to_owned())
-        };
+        let bad = || InvalidId("task_id must be a UUID like 3f2b8c1e-9a4d-4e6f-8b21-5c7d9e0f1a2b".to_owned());
         if s.len() != 36 {
             return Err(bad());
         }
@@ -85,9 +83,9 @@ impl FromStr for TenantId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().enumerate().all(|(i, b)| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
-            });
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_')));
         if ok {
             Ok(Self(s.to_owned()))
         } else {

@@ -1,7 +1,9 @@
 //! The domain model. Nothing here knows about AWS.
 
 pub mod ids;
+pub mod lifecycle;
 pub mod task;
 
 pub use ids::{InvalidId, TaskId, TenantId};
+pub use lifecycle::{decide, Decision, EventStatus, HistoryEntry, Ignored, MalformedEvent, StatusEvent};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus};

@@ -48,13 +48,10 @@ impl SourceType {
 impl FromStr for SourceType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SourceType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                let allowed: Vec<&str> = SourceType::ALL.iter().map(|t| t.as_str()).collect();
-                format!("source_type must be one of: {}", allowed.join(", "))
-            })
+        SourceType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            let allowed: Vec<&str> = SourceType::ALL.iter().map(|t| t.as_str()).collect();
+            format!("source_type must be one of: {}", allowed.join(", "))
+        })
     }
 }
 
@@ -125,6 +122,12 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// Events applied so far (the sequence number of the newest history item).
+    pub event_seq: u64,
+    /// `occurred_at` of the newest applied event: older events are stale.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Ids of the newest applied events, so a redelivered event is a no-op.
+    pub recent_event_ids: Vec<String>,
 }
 
 impl Task {
@@ -155,6 +158,9 @@ impl Task {
             completed_at: None,
             result: None,
             error: None,
+            event_seq: 0,
+            last_event_at: None,
+            recent_event_ids: Vec::new(),
         }
     }
 
@@ -216,19 +222,9 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            [
-                "metadata",
-                "source",
-                "source_type",
-                "submitted_at",
-                "task_id",
-                "tenant"
-            ]
+            ["metadata", "source", "source_type", "submitted_at", "task_id", "tenant"]
         );
-        assert_eq!(
-            v["source"],
-            serde_json::json!({"url": "https://example.com/a"})
-        );
+        assert_eq!(v["source"], serde_json::json!({"url": "https://example.com/a"}));
         let back: JobMessage = serde_json::from_value(v).unwrap();
         assert_eq!(back, task.job());
     }

@@ -34,11 +34,9 @@ async fn every_route_requires_a_valid_bearer_key() {
         let reqs = [
             (
                 &env.ingest,
-                with(
-                    Request::post("/api/v1/ingest/url").header("content-type", "application/json"),
-                )
-                .body(Body::from(url_body.to_string()))
-                .unwrap(),
+                with(Request::post("/api/v1/ingest/url").header("content-type", "application/json"))
+                    .body(Body::from(url_body.to_string()))
+                    .unwrap(),
             ),
             (
                 &env.ingest,
@@ -76,20 +74,14 @@ async fn keys_are_stored_only_as_hashes() {
             "pk",
             aws_sdk_dynamodb::types::AttributeValue::S(format!("APIKEY#{}", hash.as_hex())),
         )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("KEY".into()),
-        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("KEY".into()))
         .send()
         .await
         .unwrap()
         .item
         .expect("key item");
     let dump = format!("{item:?}");
-    assert!(
-        !dump.contains(&env.key_a),
-        "the key itself must not be stored"
-    );
+    assert!(!dump.contains(&env.key_a), "the key itself must not be stored");
     assert!(dump.contains(hash.as_hex()));
     assert!(dump.contains("acme"));
 }
@@ -100,16 +92,12 @@ async fn a_revoked_key_stops_working_once_the_cache_expires() {
     // this env's routers cache lookups for 60 s; build one without a cache
     let mut cfg = env.status_cfg.clone();
     cfg.api.auth_cache_ttl = Duration::ZERO;
-    let status = morag_status::router(std::sync::Arc::new(morag_status::Status::from_sdk(
-        &env.sdk, &cfg,
-    )));
+    let status = morag_status::router(std::sync::Arc::new(morag_status::Status::from_sdk(&env.sdk, &cfg)));
 
     let created = call(&env.ingest, file_request(&env.key_a, doc_form())).await;
     let task_id = created.body["task_id"].as_str().unwrap();
     assert_eq!(
-        call(&status, status_request(&env.key_a, task_id))
-            .await
-            .status,
+        call(&status, status_request(&env.key_a, task_id)).await.status,
         StatusCode::OK
     );
 
@@ -117,10 +105,7 @@ async fn a_revoked_key_stops_working_once_the_cache_expires() {
     morag_cli::keys::revoke(env.store.as_ref(), &"acme".parse().unwrap(), &key_id)
         .await
         .unwrap();
-    assert_401(
-        &call(&status, status_request(&env.key_a, task_id)).await,
-        "revoked key",
-    );
+    assert_401(&call(&status, status_request(&env.key_a, task_id)).await, "revoked key");
     // revoking twice, or another tenant's key, fails
     assert!(
         morag_cli::keys::revoke(env.store.as_ref(), &"acme".parse().unwrap(), &key_id)
@@ -161,10 +146,7 @@ async fn created_keys_are_listed_by_id_only() {
     // the new key works at once
     let res = call(
         &env.ingest,
-        url_request(
-            &key,
-            &json!({"source_type": "web", "url": "https://example.com/"}),
-        ),
+        url_request(&key, &json!({"source_type": "web", "url": "https://example.com/"})),
     )
     .await;
     assert_eq!(res.status, StatusCode::ACCEPTED);

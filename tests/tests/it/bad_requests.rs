@@ -17,13 +17,7 @@ struct Case {
     code: &'static str,
 }
 
-fn url_case(
-    name: &'static str,
-    key: &str,
-    body: Value,
-    status: StatusCode,
-    code: &'static str,
-) -> Case {
+fn url_case(name: &'static str, key: &str, body: Value, status: StatusCode, code: &'static str) -> Case {
     Case {
         name,
         request: url_request(key, &body),
@@ -32,13 +26,7 @@ fn url_case(
     }
 }
 
-fn file_case(
-    name: &'static str,
-    key: &str,
-    form: Form,
-    status: StatusCode,
-    code: &'static str,
-) -> Case {
+fn file_case(name: &'static str, key: &str, form: Form, status: StatusCode, code: &'static str) -> Case {
     Case {
         name,
         request: file_request(key, form),
@@ -348,12 +336,9 @@ async fn bad_requests_are_refused_with_the_right_status_and_code_and_write_nothi
         file_case(
             "unknown source_type",
             &k,
-            Form::new().text("source_type", "spreadsheet").file(
-                "file",
-                "a.md",
-                "text/markdown",
-                DOC,
-            ),
+            Form::new()
+                .text("source_type", "spreadsheet")
+                .file("file", "a.md", "text/markdown", DOC),
             UNPROCESSABLE,
             "invalid_source_type",
         ),
@@ -395,12 +380,9 @@ async fn bad_requests_are_refused_with_the_right_status_and_code_and_write_nothi
         file_case(
             "file over the limit",
             &k,
-            Form::new().text("source_type", "document").file(
-                "file",
-                "big.md",
-                "text/markdown",
-                &[b'x'; 4097],
-            ),
+            Form::new()
+                .text("source_type", "document")
+                .file("file", "big.md", "text/markdown", &[b'x'; 4097]),
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
@@ -418,9 +400,7 @@ async fn bad_requests_are_refused_with_the_right_status_and_code_and_write_nothi
             &k,
             "/api/v1/ingest/file",
             &mp,
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"source_type\"\r\n\r\ndoc"
-            ),
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"source_type\"\r\n\r\ndoc"),
             StatusCode::BAD_REQUEST,
             "invalid_multipart",
         ),

@@ -18,11 +18,7 @@ fn free_port() -> u16 {
 async fn the_readme_curl_lines_work_against_morag_dev() {
     let exe = std::env::current_exe().unwrap();
     let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
-    assert!(
-        morag.exists(),
-        "{} missing: make test builds it",
-        morag.display()
-    );
+    assert!(morag.exists(), "{} missing: make test builds it", morag.display());
     let port = free_port();
     let mut child = tokio::process::Command::new(&morag)
         .args([
@@ -56,10 +52,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     let readme = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let form = reqwest::multipart::Form::new()
         .text("source_type", "document")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(readme).file_name("README.md"),
-        )
+        .part("file", reqwest::multipart::Part::bytes(readme).file_name("README.md"))
         .text("webhook_url", "http://127.0.0.1:8001/webhook");
     let res = client
         .post(format!("{base}/api/v1/ingest/file"))
@@ -71,10 +64,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     assert_eq!(res.status(), 202);
     let body: serde_json::Value = res.json().await.unwrap();
     let task_id = body["task_id"].as_str().unwrap();
-    assert_eq!(
-        body["status_url"],
-        format!("{base}/api/v1/status/{task_id}")
-    );
+    assert_eq!(body["status_url"], format!("{base}/api/v1/status/{task_id}"));
 
     // curl .../api/v1/status/{task_id} -H "Authorization: Bearer test-api-key"
     let res = client

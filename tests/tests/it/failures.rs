@@ -42,10 +42,7 @@ fn ingest_with(env: &TestEnv, broken: Broken) -> axum::Router {
     } else {
         cfg.processing_queue_url.clone()
     };
-    let auth_store = Arc::new(DynamoStore::new(
-        morag_shared::aws::dynamodb(sdk),
-        &cfg.api.table,
-    ));
+    let auth_store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
     morag_ingest::router(Arc::new(Ingest {
         tasks: Arc::new(tasks),
         jobs: Arc::new(SqsJobQueue::new(morag_shared::aws::sqs(sdk), queue)),
@@ -60,12 +57,7 @@ fn ingest_with(env: &TestEnv, broken: Broken) -> axum::Router {
 
 async fn assert_503(env: &TestEnv, router: &axum::Router, context: &str) {
     let res = call(router, file_request(&env.key_a, doc_form())).await;
-    assert_eq!(
-        res.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{context}: {:?}",
-        res.body
-    );
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{context}: {:?}", res.body);
     assert_eq!(res.error_code(), "service_unavailable");
     assert_eq!(res.headers["retry-after"], "1");
     // the answer does not leak internals
@@ -101,24 +93,16 @@ async fn sqs_down_after_the_task_removes_the_task_and_the_upload() {
 
     // with an idempotency key, the key is released too: a retry succeeds
     let mut req = file_request(&env.key_a, doc_form());
-    req.headers_mut()
-        .insert("idempotency-key", "retry-me".parse().unwrap());
-    assert_eq!(
-        call(&router, req).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    env.assert_nothing_written("sqs down with idempotency key")
-        .await;
+    req.headers_mut().insert("idempotency-key", "retry-me".parse().unwrap());
+    assert_eq!(call(&router, req).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    env.assert_nothing_written("sqs down with idempotency key").await;
     let mut req = file_request(&env.key_a, doc_form());
-    req.headers_mut()
-        .insert("idempotency-key", "retry-me".parse().unwrap());
+    req.headers_mut().insert("idempotency-key", "retry-me".parse().unwrap());
     let res = call(&env.ingest, req).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
     let task_id = res.body["task_id"].as_str().unwrap();
     assert_eq!(
-        call(&env.status, status_request(&env.key_a, task_id))
-            .await
-            .status,
+        call(&env.status, status_request(&env.key_a, task_id)).await.status,
         StatusCode::OK
     );
     assert_eq!(env.queued_jobs().await, 1);
@@ -127,27 +111,19 @@ async fn sqs_down_after_the_task_removes_the_task_and_the_upload() {
 #[tokio::test]
 async fn status_with_dynamodb_down_is_503() {
     let env = spawn_env().await;
-    // authenticate first with a working router so the key is cached, then
-    // read through a store whose table is missing
+    // authenticate against the real table, read through a store whose table is missing
     let mut cfg = env.status_cfg.clone();
     cfg.api.table = format!("{}-missing", cfg.api.table);
     let broken = morag_status::Status::from_sdk(&env.sdk, &cfg);
     let state = Arc::new(morag_status::Status {
         tasks: broken.tasks,
-        auth: Arc::new(Authenticator::new(
-            env.store.clone(),
-            cfg.api.auth_cache_ttl,
-        )),
+        auth: Arc::new(Authenticator::new(env.store.clone(), cfg.api.auth_cache_ttl)),
+        cursors: broken.cursors,
     });
     let res = call(
         &morag_status::router(state),
         status_request(&env.key_a, &uuid::Uuid::new_v4().to_string()),
     )
     .await;
-    assert_eq!(
-        res.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{:?}",
-        res.body
-    );
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", res.body);
 }

@@ -10,16 +10,13 @@ const FIXTURE_TASK: &str = "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b";
 
 macro_rules! fixture {
     ($name:literal) => {
-        (
-            $name,
-            include_str!(concat!("../../../events/", $name, ".json")),
-        )
+        ($name, include_str!(concat!("../../../events/", $name, ".json")))
     };
 }
 
 async fn run(env: &TestEnv, (name, json): (&str, &str)) -> morag_tests::TestResponse {
-    let request = lambda_http::request::from_str(json)
-        .unwrap_or_else(|e| panic!("{name}: not an API Gateway v2 event: {e}"));
+    let request =
+        lambda_http::request::from_str(json).unwrap_or_else(|e| panic!("{name}: not an API Gateway v2 event: {e}"));
     let router = if name.starts_with("ingest") {
         &env.ingest
     } else {
@@ -59,16 +56,8 @@ async fn every_fixture_gives_its_documented_answer() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_webhook_url",
         ),
-        (
-            fixture!("ingest-url-no-auth"),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
-        (
-            fixture!("status-get-unknown"),
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
+        (fixture!("ingest-url-no-auth"), StatusCode::UNAUTHORIZED, "unauthorized"),
+        (fixture!("status-get-unknown"), StatusCode::NOT_FOUND, "not_found"),
         (
             fixture!("status-get-bad-id"),
             StatusCode::BAD_REQUEST,
@@ -103,8 +92,7 @@ async fn every_fixture_gives_its_documented_answer() {
     // API Gateway's Host and X-Forwarded-Proto make the status URL absolute
     let status_url = res.body["status_url"].as_str().unwrap();
     assert!(
-        status_url
-            .starts_with("https://abc123defg.execute-api.us-east-1.amazonaws.com/api/v1/status/"),
+        status_url.starts_with("https://abc123defg.execute-api.us-east-1.amazonaws.com/api/v1/status/"),
         "{status_url}"
     );
 

@@ -41,22 +41,12 @@ async fn file_ingest_stores_the_upload_creates_the_task_and_enqueues_the_job() {
     let fields = morag_tests::sorted_keys(job);
     assert_eq!(
         fields,
-        [
-            "metadata",
-            "source",
-            "source_type",
-            "submitted_at",
-            "task_id",
-            "tenant"
-        ]
+        ["metadata", "source", "source_type", "submitted_at", "task_id", "tenant"]
     );
     assert_eq!(job["task_id"], task_id.as_str());
     assert_eq!(job["tenant"], "acme");
     assert_eq!(job["source_type"], "document");
-    assert_eq!(
-        job["source"],
-        json!({"bucket": env.resources.names.bucket, "key": key})
-    );
+    assert_eq!(job["source"], json!({"bucket": env.resources.names.bucket, "key": key}));
     assert_eq!(
         job["metadata"],
         json!({"project": "docs", "tags": ["a", "b"], "n": 1.5})
@@ -111,9 +101,7 @@ async fn url_ingest_creates_the_task_and_enqueues_a_url_job() {
 #[tokio::test]
 async fn every_source_type_is_accepted() {
     let env = spawn_env().await;
-    for t in [
-        "document", "audio", "video", "image", "web", "youtube", "text",
-    ] {
+    for t in ["document", "audio", "video", "image", "web", "youtube", "text"] {
         let body = json!({"source_type": t, "url": "https://example.com/x"});
         let res = call(&env.ingest, url_request(&env.key_a, &body)).await;
         assert_eq!(res.status, StatusCode::ACCEPTED, "{t}: {:?}", res.body);
@@ -142,19 +130,17 @@ async fn local_policy_allows_loopback_http_webhooks() {
 #[tokio::test]
 async fn upload_limit_is_configurable_and_exact() {
     let env = morag_tests::spawn_env_with(|cfg| cfg.max_upload_bytes = 1000).await;
-    let at_limit =
-        Form::new()
-            .text("source_type", "text")
-            .file("file", "a.txt", "text/plain", &[b'a'; 1000]);
+    let at_limit = Form::new()
+        .text("source_type", "text")
+        .file("file", "a.txt", "text/plain", &[b'a'; 1000]);
     let res = call(&env.ingest, file_request(&env.key_a, at_limit)).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
     let jobs = env.receive_jobs().await;
     assert_eq!(jobs.len(), 1);
 
-    let over =
-        Form::new()
-            .text("source_type", "text")
-            .file("file", "a.txt", "text/plain", &[b'a'; 1001]);
+    let over = Form::new()
+        .text("source_type", "text")
+        .file("file", "a.txt", "text/plain", &[b'a'; 1001]);
     let res = call(&env.ingest, file_request(&env.key_a, over)).await;
     assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(res.error_code(), "payload_too_large");

@@ -27,11 +27,9 @@ fn function_env(env: &TestEnv) -> Vec<(String, String)> {
     [
         ("MORAG_TABLE_NAME", env.resources.names.table.clone()),
         ("MORAG_UPLOADS_BUCKET", env.resources.names.bucket.clone()),
-        (
-            "MORAG_PROCESSING_QUEUE_URL",
-            env.resources.processing_queue_url.clone(),
-        ),
+        ("MORAG_PROCESSING_QUEUE_URL", env.resources.processing_queue_url.clone()),
         ("MORAG_AWS_ENDPOINT_URL", endpoint()),
+        ("MORAG_CURSOR_SECRET", "test-cursor-secret-0123456789abcdef".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -39,8 +37,7 @@ fn function_env(env: &TestEnv) -> Vec<(String, String)> {
 }
 
 fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {
-    let bytes =
-        outcome.unwrap_or_else(|e| panic!("invocation error: {}", String::from_utf8_lossy(&e)));
+    let bytes = outcome.unwrap_or_else(|e| panic!("invocation error: {}", String::from_utf8_lossy(&e)));
     let response: Value = serde_json::from_slice(&bytes).unwrap();
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap();
     (response["statusCode"].as_u64().unwrap() as u16, body)
@@ -55,19 +52,13 @@ async fn the_status_binary_answers_api_gateway_events() {
     env.store.create_task(&task, None).await.unwrap();
 
     let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-status"), &function_env(&env))
-        .unwrap();
+    let mut child = emulator.spawn(&binary("morag-status"), &function_env(&env)).unwrap();
     assert!(
         emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
         "never polled for work"
     );
 
-    let (status, body) = lambda_response(
-        emulator
-            .invoke(include_str!("../../../events/status-get.json"))
-            .await,
-    );
+    let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/status-get.json")).await);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["task_id"], "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b");
     assert_eq!(body["source_type"], "text");
@@ -87,23 +78,13 @@ async fn the_ingest_binary_accepts_a_url_and_enqueues_the_job() {
     let env = spawn_env().await;
     morag_cli::local::seed_local_key(&env.store).await.unwrap();
     let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-ingest"), &function_env(&env))
-        .unwrap();
+    let mut child = emulator.spawn(&binary("morag-ingest"), &function_env(&env)).unwrap();
     assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
 
-    let (status, body) = lambda_response(
-        emulator
-            .invoke(include_str!("../../../events/ingest-url.json"))
-            .await,
-    );
+    let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/ingest-url.json")).await);
     assert_eq!(status, 202, "{body}");
     assert_eq!(env.queued_jobs().await, 1);
-    let (status, body) = lambda_response(
-        emulator
-            .invoke(include_str!("../../../events/ingest-file.json"))
-            .await,
-    );
+    let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/ingest-file.json")).await);
     assert_eq!(status, 202, "{body}");
     assert_eq!(env.bucket_objects().await, 1);
     child.kill().await.unwrap();

@@ -47,11 +47,7 @@ async fn request_logs_carry_tenant_and_task_id_and_no_secrets() {
     let res = call(&env.ingest, file_request(&env.key_a, form)).await;
     assert_eq!(res.status, StatusCode::ACCEPTED);
     let task_id = res.body["task_id"].as_str().unwrap().to_owned();
-    let wrong = call(
-        &env.status,
-        status_request("mrg_wrong-key-never-logged", &task_id),
-    )
-    .await;
+    let wrong = call(&env.status, status_request("mrg_wrong-key-never-logged", &task_id)).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     drop(_guard);
 
@@ -71,9 +67,7 @@ async fn request_logs_carry_tenant_and_task_id_and_no_secrets() {
         .find(|l| l["message"] == "request finished" && l["status"] == 202)
         .expect("request finished line");
     assert_eq!(finished["span"]["method"], "POST");
-    assert!(lines
-        .iter()
-        .any(|l| l["message"] == "authentication failed"));
+    assert!(lines.iter().any(|l| l["message"] == "authentication failed"));
 
     for secret in [
         env.key_a.as_str(),

@@ -18,8 +18,7 @@ use morag_tests::multipart::Form;
 use serde_json::Value;
 
 /// A small document with non-ASCII and a NUL byte: stored bytes must match.
-pub const DOC: &[u8] =
-    b"# Notes\n\nFirst paragraph.\n\nSecond paragraph, with \xe2\x9c\x93 and a NUL \x00 byte.\n";
+pub const DOC: &[u8] = b"# Notes\n\nFirst paragraph.\n\nSecond paragraph, with \xe2\x9c\x93 and a NUL \x00 byte.\n";
 
 pub fn file_request(key: &str, form: Form) -> Request<Body> {
     Request::post("/api/v1/ingest/file")

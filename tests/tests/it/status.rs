@@ -49,9 +49,7 @@ async fn another_tenants_task_is_indistinguishable_from_a_missing_one() {
     assert_eq!(foreign.error_code(), "not_found");
     // and the owner still sees it
     assert_eq!(
-        call(&env.status, status_request(&env.key_a, task_id))
-            .await
-            .status,
+        call(&env.status, status_request(&env.key_a, task_id)).await.status,
         StatusCode::OK
     );
 }
@@ -59,12 +57,7 @@ async fn another_tenants_task_is_indistinguishable_from_a_missing_one() {
 #[tokio::test]
 async fn malformed_task_ids_are_400() {
     let env = spawn_env().await;
-    for bad in [
-        "not-a-uuid",
-        "123",
-        "0B7E5A4E2F1C4C8E9D3A6F5B4E3D2C1B",
-        "%2e%2e%2fetc",
-    ] {
+    for bad in ["not-a-uuid", "123", "0B7E5A4E2F1C4C8E9D3A6F5B4E3D2C1B", "%2e%2e%2fetc"] {
         let res = call(&env.status, status_request(&env.key_a, bad)).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(res.error_code(), "invalid_task_id", "{bad}");

@@ -1,0 +1,284 @@
+//! The status recorder: applies pipeline status events (SQS status-events
+//! queue) to tasks, one transaction per event, and reports partial batch
+//! failures.
+//!
+//! - Records of one task are applied in batch order; tasks run concurrently.
+//! - A malformed message, or one for an unknown task, is parked in the
+//!   status-events DLQ with the reason as message attributes and deleted from
+//!   the queue: it would never succeed, so it is not retried.
+//! - A dependency failure fails that record and the later records of the same
+//!   task in the batch (so they are retried in order), never the rest.
+//! - Duplicate, stale, already-started and post-terminal events are kept out
+//!   of the state, logged and counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::future::join_all;
+use tracing::Instrument;
+
+use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsDeadLetters};
+use morag_shared::aws::SdkConfig;
+use morag_shared::config::RecorderConfig;
+use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, TaskId, TaskStatus};
+use morag_shared::error::StoreError;
+use morag_shared::ports::{ApplyOutcome, DeadLetters, Retention, TaskStore};
+
+/// Optimistic-concurrency retries before a record is given back to SQS.
+const MAX_CONFLICTS: usize = 5;
+
+pub struct Recorder {
+    pub tasks: Arc<dyn TaskStore>,
+    pub dead_letters: Arc<dyn DeadLetters>,
+    pub retention: Retention,
+}
+
+/// What happened to the records of one batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStats {
+    pub applied: u32,
+    pub duplicate: u32,
+    pub stale: u32,
+    pub terminal: u32,
+    pub already_started: u32,
+    pub parked_malformed: u32,
+    pub parked_unknown_task: u32,
+    pub failed: u32,
+}
+
+impl BatchStats {
+    fn add(&mut self, o: &BatchStats) {
+        self.applied += o.applied;
+        self.duplicate += o.duplicate;
+        self.stale += o.stale;
+        self.terminal += o.terminal;
+        self.already_started += o.already_started;
+        self.parked_malformed += o.parked_malformed;
+        self.parked_unknown_task += o.parked_unknown_task;
+        self.failed += o.failed;
+    }
+
+    fn ignored(&mut self, why: Ignored) {
+        match why {
+            Ignored::Duplicate => self.duplicate += 1,
+            Ignored::Stale => self.stale += 1,
+            Ignored::Terminal => self.terminal += 1,
+            Ignored::AlreadyStarted => self.already_started += 1,
+        }
+    }
+
+    /// One CloudWatch Embedded Metric Format line, so the counts become metrics
+    /// without an API call.
+    pub fn emf(&self) -> String {
+        let names = [
+            ("EventsApplied", self.applied),
+            ("EventsDuplicate", self.duplicate),
+            ("EventsStale", self.stale),
+            ("EventsAfterTerminal", self.terminal),
+            ("EventsAlreadyStarted", self.already_started),
+            ("EventsParkedMalformed", self.parked_malformed),
+            ("EventsParkedUnknownTask", self.parked_unknown_task),
+            ("EventsFailed", self.failed),
+        ];
+        let mut doc = serde_json::json!({
+            "_aws": {
+                "Timestamp": morag_shared::time::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "MoRAG/Status",
+                    "Dimensions": [["Function"]],
+                    "Metrics": names.iter().map(|(n, _)| serde_json::json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>(),
+                }]
+            },
+            "Function": "status-recorder",
+        });
+        for (n, v) in names {
+            doc[n] = v.into();
+        }
+        doc.to_string()
+    }
+}
+
+/// What recording one event came to.
+enum Recorded {
+    Applied(TaskStatus),
+    Ignored(Ignored),
+    UnknownTask,
+}
+
+impl Recorder {
+    pub fn from_sdk(sdk: &SdkConfig, cfg: &RecorderConfig) -> Self {
+        Self {
+            tasks: Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.table)),
+            dead_letters: Arc::new(SqsDeadLetters::new(
+                morag_shared::aws::sqs(sdk),
+                &cfg.status_events_dlq_url,
+            )),
+            retention: cfg.retention,
+        }
+    }
+
+    /// Handles one SQS batch; only failed records are reported.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let (response, stats) = self.handle_with_stats(event).await;
+        println!("{}", stats.emf());
+        tracing::info!(?stats, "batch recorded");
+        response
+    }
+
+    pub async fn handle_with_stats(&self, event: SqsEvent) -> (SqsBatchResponse, BatchStats) {
+        let now = morag_shared::time::now();
+        let mut stats = BatchStats::default();
+        let mut failures: Vec<String> = Vec::new();
+        let mut groups: Vec<(TaskId, Vec<(String, StatusEvent)>)> = Vec::new();
+        let mut index: HashMap<TaskId, usize> = HashMap::new();
+        let mut parking = Vec::new();
+
+        for record in event.records {
+            let SqsMessage { message_id, body, .. } = record;
+            let Some(message_id) = message_id else {
+                // SQS always sets it; without one the record cannot be reported
+                tracing::error!("SQS record without a messageId; cannot report it");
+                stats.failed += 1;
+                continue;
+            };
+            let body = body.unwrap_or_default();
+            match StatusEvent::parse(&body, now) {
+                Ok(event) => {
+                    let slot = *index.entry(event.task_id).or_insert_with(|| {
+                        groups.push((event.task_id, Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[slot].1.push((message_id, event));
+                }
+                Err(bad) => parking.push((message_id, body, bad.code, bad.detail)),
+            }
+        }
+
+        let parked = join_all(parking.into_iter().map(|(message_id, body, code, detail)| async move {
+            let span = tracing::warn_span!("record", %message_id);
+            async {
+                tracing::warn!(reason = code, %detail, "malformed status event; parking it in the DLQ");
+                self.dead_letters
+                    .park(&body, code, &detail, &message_id)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "could not park a malformed event; leaving it to SQS");
+                        message_id.clone()
+                    })
+            }
+            .instrument(span)
+            .await
+        }))
+        .await;
+        for outcome in parked {
+            match outcome {
+                Ok(()) => stats.parked_malformed += 1,
+                Err(id) => {
+                    stats.failed += 1;
+                    failures.push(id);
+                }
+            }
+        }
+
+        let results = join_all(groups.into_iter().map(|(_, records)| self.record_in_order(records))).await;
+        for (group_stats, group_failures) in results {
+            stats.add(&group_stats);
+            failures.extend(group_failures);
+        }
+
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        (response, stats)
+    }
+
+    /// The records of one task, in order; after a failure the rest are failed too.
+    async fn record_in_order(&self, records: Vec<(String, StatusEvent)>) -> (BatchStats, Vec<String>) {
+        let mut stats = BatchStats::default();
+        let mut failures = Vec::new();
+        let mut records = records.into_iter();
+        while let Some((message_id, event)) = records.next() {
+            let span = tracing::info_span!(
+                "record",
+                %message_id,
+                task_id = %event.task_id,
+                event_id = %event.event_id,
+                status = ?event.status,
+            );
+            let outcome = self.record(&event).instrument(span.clone()).await;
+            let _enter = span.enter();
+            match outcome {
+                Ok(Recorded::Applied(status)) => {
+                    stats.applied += 1;
+                    tracing::info!(new_status = %status, "event applied");
+                }
+                Ok(Recorded::Ignored(why)) => {
+                    stats.ignored(why);
+                    tracing::info!(ignored = why.as_str(), "event kept out of the state");
+                }
+                Ok(Recorded::UnknownTask) => {
+                    tracing::warn!("status event for an unknown task; parking it in the DLQ");
+                    let body = serde_json::to_string(&event).unwrap_or_default();
+                    match self
+                        .dead_letters
+                        .park(
+                            &body,
+                            "unknown_task",
+                            &format!("no task {}", event.task_id),
+                            &message_id,
+                        )
+                        .await
+                    {
+                        Ok(()) => stats.parked_unknown_task += 1,
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not park; leaving it to SQS");
+                            stats.failed += 1;
+                            failures.push(message_id);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record the event; SQS will retry it");
+                    stats.failed += 1;
+                    failures.push(message_id);
+                    // keep this task's later events behind it
+                    for (later, _) in records.by_ref() {
+                        stats.failed += 1;
+                        failures.push(later);
+                    }
+                }
+            }
+        }
+        (stats, failures)
+    }
+
+    async fn record(&self, event: &StatusEvent) -> Result<Recorded, StoreError> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some(task) = self.tasks.get_task(&event.task_id).await? else {
+                return Ok(Recorded::UnknownTask);
+            };
+            let (after, entry) = match decide(&task, event) {
+                Decision::Ignore(why) => return Ok(Recorded::Ignored(why)),
+                Decision::Apply { task, entry } => (task, entry),
+            };
+            match self.tasks.apply_event(&task, &after, &entry, &self.retention).await? {
+                ApplyOutcome::Applied => return Ok(Recorded::Applied(after.status)),
+                ApplyOutcome::Conflict => tracing::debug!("task changed concurrently; deciding again"),
+            }
+        }
+        Err(StoreError::Conflict {
+            op: "apply_event",
+            detail: format!("task kept changing over {MAX_CONFLICTS} attempts"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
