@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod net;
+pub mod outbound;
 pub mod ports;
 pub mod reporter;
 pub mod telemetry;

@@ -1,1 +1,277 @@
-pub fn _todo() {}
+//! The reference pipeline worker (SQS processing queue): reads a `text` or
+//! `document` source that is plain text, Markdown or HTML (from the uploads
+//! bucket, or fetched from its URL under the same address rules as webhook
+//! targets), splits it into paragraph-aware chunks and reports `started`,
+//! `progress` and `completed` with `{chunks, characters, words, sha256}`
+//! through [`TaskReporter`], exactly as any MoRAG worker would. Anything it
+//! cannot process is reported `failed` with a clear error.
+//!
+//! Retries: a failure of our own infrastructure (S3, the status-events queue)
+//! fails the record so SQS delivers it again; a problem with the source is a
+//! `failed` task, not a retry. A malformed job is parked in the processing
+//! DLQ with the reason.
+
+pub mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use morag_shared::adapters::{s3::S3BlobStore, sqs::SqsDeadLetters, sqs::SqsEventSink};
+use morag_shared::aws::SdkConfig;
+use morag_shared::config::ProcessorConfig;
+use morag_shared::domain::{JobMessage, Source, SourceType};
+use morag_shared::error::StoreError;
+use morag_shared::net::{check_target_url, TargetPolicy};
+use morag_shared::outbound;
+use morag_shared::ports::{BlobReader, DeadLetters, EventSink};
+use morag_shared::reporter::TaskReporter;
+
+use text::TextKind;
+
+/// Knobs of one deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub max_source_bytes: usize,
+    pub chunk_chars: usize,
+    pub target_policy: TargetPolicy,
+}
+
+pub struct Processor {
+    pub blobs: Arc<dyn BlobReader>,
+    pub events: Arc<dyn EventSink>,
+    pub dead_letters: Arc<dyn DeadLetters>,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+}
+
+/// Why a source could not be processed (reported as the task's error).
+#[derive(Debug)]
+enum Problem {
+    /// The task fails with this message.
+    Source(String),
+    /// Our infrastructure failed: retry the job.
+    Infra(StoreError),
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        Problem::Infra(e)
+    }
+}
+
+impl Processor {
+    pub fn from_sdk(sdk: &SdkConfig, cfg: &ProcessorConfig) -> Self {
+        let sqs = morag_shared::aws::sqs(sdk);
+        Self {
+            blobs: Arc::new(S3BlobStore::new(morag_shared::aws::s3(sdk), "")),
+            events: Arc::new(SqsEventSink::new(sqs.clone(), &cfg.status_events_queue_url)),
+            dead_letters: Arc::new(SqsDeadLetters::new(sqs, &cfg.processing_dlq_url)),
+            http: outbound::client(
+                cfg.target_policy,
+                outbound::system_lookup(),
+                Duration::from_secs(5),
+                cfg.fetch_timeout,
+            ),
+            settings: Settings {
+                max_source_bytes: cfg.max_source_bytes,
+                chunk_chars: cfg.chunk_chars,
+                target_policy: cfg.target_policy,
+            },
+        }
+    }
+
+    /// Handles one SQS batch of jobs; only failed records are reported.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let outcomes = join_all(event.records.into_iter().map(|record| async move {
+            let Some(message_id) = record.message_id else {
+                tracing::error!("SQS record without a messageId; cannot report it");
+                return None;
+            };
+            let body = record.body.unwrap_or_default();
+            let job: JobMessage = match serde_json::from_str(&body) {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::warn!(%message_id, error = %e, "malformed job; parking it in the DLQ");
+                    return match self
+                        .dead_letters
+                        .park(&body, "invalid_job", &e.to_string(), &message_id)
+                        .await
+                    {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(%message_id, error = %e, "could not park; leaving it to SQS");
+                            Some(message_id)
+                        }
+                    };
+                }
+            };
+            let span = tracing::info_span!("job", %message_id, task_id = %job.task_id, tenant = %job.tenant);
+            match self.process(&job).instrument(span.clone()).await {
+                Ok(()) => None,
+                Err(e) => {
+                    span.in_scope(|| tracing::error!(error = %e, "job failed on our side; SQS will retry it"));
+                    Some(message_id)
+                }
+            }
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = outcomes
+            .into_iter()
+            .flatten()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        response
+    }
+
+    /// Processes one job, reporting as it goes.
+    pub async fn process(&self, job: &JobMessage) -> Result<(), StoreError> {
+        let reporter = TaskReporter::new(self.events.clone(), job.task_id);
+        reporter.started("Processing started").await?;
+        match self.run(job, &reporter).await {
+            Ok(result) => {
+                reporter.completed(result).await?;
+                tracing::info!("job completed");
+                Ok(())
+            }
+            Err(Problem::Source(message)) => {
+                tracing::info!(%message, "job failed: the source cannot be processed");
+                reporter.failed(message).await?;
+                Ok(())
+            }
+            Err(Problem::Infra(e)) => Err(e),
+        }
+    }
+
+    async fn run(&self, job: &JobMessage, reporter: &TaskReporter) -> Result<Map<String, Value>, Problem> {
+        if !matches!(job.source_type, SourceType::Text | SourceType::Document) {
+            return Err(Problem::Source(format!(
+                "the reference processor handles text and document sources, not {}",
+                job.source_type
+            )));
+        }
+        let (bytes, content_type, name) = match &job.source {
+            Source::Object { bucket, key } => {
+                let (bytes, ct) = self.read_object(bucket, key).await?;
+                (bytes, ct, key.clone())
+            }
+            Source::Url { url } => {
+                let (bytes, ct) = self.fetch(url).await?;
+                (bytes, ct, url.split(['?', '#']).next().unwrap_or(url).to_owned())
+            }
+        };
+        let kind = text::kind_of(&content_type, &name).ok_or_else(|| {
+            Problem::Source(format!(
+                "unsupported content type {content_type:?}: plain text, Markdown or HTML only"
+            ))
+        })?;
+        let raw =
+            std::str::from_utf8(&bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()))?;
+        let text = match kind {
+            TextKind::Html => text::html_to_text(raw),
+            TextKind::Plain | TextKind::Markdown => raw.replace("\r\n", "\n"),
+        };
+        reporter.progress(0.1, format!("Read {} bytes", bytes.len())).await?;
+
+        let chunks = text::chunk(&text, self.settings.chunk_chars);
+        if chunks.is_empty() {
+            return Err(Problem::Source("the source contains no text".to_owned()));
+        }
+        // report at each tenth of the way through the chunks
+        let n = chunks.len();
+        let mut reported = 0;
+        for i in 1..=n {
+            let decile = i * 10 / n;
+            if decile > reported {
+                reported = decile;
+                let fraction = 0.1 + 0.9 * (i as f64 / n as f64);
+                reporter
+                    .progress(fraction.min(1.0), format!("Chunked {i} of {n}"))
+                    .await?;
+            }
+        }
+        let mut result = Map::new();
+        result.insert("chunks".into(), json!(n));
+        result.insert("characters".into(), json!(text.chars().count()));
+        result.insert("words".into(), json!(text.split_whitespace().count()));
+        result.insert("sha256".into(), json!(hex::encode(Sha256::digest(&bytes))));
+        Ok(result)
+    }
+
+    async fn read_object(&self, bucket: &str, key: &str) -> Result<(Bytes, String), Problem> {
+        match self.blobs.get(bucket, key, self.settings.max_source_bytes).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(Problem::Source("the uploaded file no longer exists".to_owned())),
+            Err(StoreError::Conflict { .. }) => Err(Problem::Source(format!(
+                "the uploaded file is larger than {} bytes",
+                self.settings.max_source_bytes
+            ))),
+            Err(e) => Err(Problem::Infra(e)),
+        }
+    }
+
+    /// Fetches a URL under the target policy, reading at most the size cap.
+    async fn fetch(&self, url: &str) -> Result<(Bytes, String), Problem> {
+        let url = check_target_url(url, self.settings.target_policy, false)
+            .map_err(|e| Problem::Source(format!("url {e}")))?;
+        let host = url.host_str().unwrap_or("").to_owned();
+        let fail = |what: String| Problem::Source(format!("could not fetch {host}: {what}"));
+        let mut response =
+            self.http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| match outbound::blocked_by_policy(&e) {
+                    Some(b) => Problem::Source(format!("url host {} resolves to a non-public address", b.host)),
+                    None if e.is_timeout() => fail("timed out".to_owned()),
+                    None if e.is_connect() => fail("connection failed".to_owned()),
+                    None => fail("request failed".to_owned()),
+                })?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(fail(format!(
+                "HTTP {} redirect (redirects are not followed)",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {}", status.as_u16())));
+        }
+        let max = self.settings.max_source_bytes;
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            return Err(fail(format!("larger than {max} bytes")));
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|_| fail("the download broke off".to_owned()))?
+        {
+            if body.len() + chunk.len() > max {
+                return Err(fail(format!("larger than {max} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((Bytes::from(body), content_type))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -142,7 +142,7 @@ impl TaskStore for MemoryTaskStore {
             })
             .filter(|r| crate::time::hour_bucket(r.entry.timestamp) == hour && r.entry.timestamp >= since)
             .collect();
-        all.sort_by(|a, b| b.entry.timestamp.cmp(&a.entry.timestamp));
+        all.sort_by_key(|r| std::cmp::Reverse(r.entry.timestamp));
         Ok(paginate(all, limit, start))
     }
 
@@ -159,7 +159,7 @@ impl TaskStore for MemoryTaskStore {
             .filter(|t| &t.tenant == tenant && status.is_none_or(|s| t.status == s))
             .cloned()
             .collect();
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        all.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         Ok(paginate(all, limit, start))
     }
 
@@ -300,5 +300,20 @@ impl DeadLetters for MemoryDeadLetters {
             source_message_id.to_owned(),
         ));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ports::BlobReader for MemoryBlobStore {
+    async fn get(&self, _bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
+        down(&self.fail, "memory", "get")?;
+        match lock(&self.objects).get(key) {
+            None => Ok(None),
+            Some((bytes, _)) if bytes.len() > max_bytes => Err(StoreError::Conflict {
+                op: "get",
+                detail: "too large".into(),
+            }),
+            Some((bytes, ct)) => Ok(Some((bytes.clone(), ct.clone()))),
+        }
     }
 }
