@@ -2,5 +2,6 @@
 //! so that the integration tests provision their resources with the same code
 //! as `make dev`.
 
+pub mod esm;
 pub mod keys;
 pub mod local;

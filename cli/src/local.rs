@@ -17,8 +17,8 @@ use morag_shared::auth::{KeyHash, LOCAL_DEV_KEY, LOCAL_DEV_TENANT};
 use morag_shared::aws::SdkConfig;
 use morag_shared::ports::{ApiKeyRecord, KeyStore};
 
-/// Receives before a job is parked in the processing DLQ (as in the template).
-pub const PROCESSING_MAX_RECEIVES: u32 = 5;
+/// Receives before a message is parked in its DLQ (as in the template).
+pub const MAX_RECEIVES: u32 = 5;
 
 /// Names of one set of resources.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Names {
     pub bucket: String,
     pub processing_queue: String,
     pub processing_dlq: String,
+    pub status_events_queue: String,
+    pub status_events_dlq: String,
 }
 
 impl Names {
@@ -37,6 +39,8 @@ impl Names {
             bucket: format!("{prefix}-uploads"),
             processing_queue: format!("{prefix}-processing"),
             processing_dlq: format!("{prefix}-processing-dlq"),
+            status_events_queue: format!("{prefix}-status-events"),
+            status_events_dlq: format!("{prefix}-status-events-dlq"),
         }
     }
 }
@@ -47,6 +51,8 @@ pub struct Resources {
     pub names: Names,
     pub processing_queue_url: String,
     pub processing_dlq_url: String,
+    pub status_events_queue_url: String,
+    pub status_events_dlq_url: String,
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
@@ -63,6 +69,54 @@ fn attr(name: &str) -> Result<AttributeDefinition> {
         .build()?)
 }
 
+fn gsi(name: &str, pk: &str, sk: &str) -> Result<GlobalSecondaryIndex> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()?)
+}
+
+/// A queue and its dead-letter queue; returns (queue url, dlq url).
+async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dlq_name: &str,
+    visibility_timeout: u32,
+) -> Result<(String, String)> {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(dlq_name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .with_context(|| format!("creating queue {dlq_name}"))?
+        .queue_url
+        .context("no queue url")?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("no queue arn")?;
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES}).to_string();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string())
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .with_context(|| format!("creating queue {name}"))?
+        .queue_url
+        .context("no queue url")?;
+    Ok((queue_url, dlq_url))
+}
+
 /// Creates the resources if they do not exist yet. Safe to run again.
 pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
     let ddb = morag_shared::aws::dynamodb(sdk);
@@ -75,6 +129,10 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
             .attribute_definitions(attr("sk")?)
             .attribute_definitions(attr("gsi1pk")?)
             .attribute_definitions(attr("gsi1sk")?)
+            .attribute_definitions(attr("gsi2pk")?)
+            .attribute_definitions(attr("gsi2sk")?)
+            .attribute_definitions(attr("gsi3pk")?)
+            .attribute_definitions(attr("gsi3sk")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
             .global_secondary_indexes(
@@ -85,6 +143,8 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
                     .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()?,
             )
+            .global_secondary_indexes(gsi("GSI2", "gsi2pk", "gsi2sk")?)
+            .global_secondary_indexes(gsi("GSI3", "gsi3pk", "gsi3sk")?)
             .send()
             .await
             .with_context(|| format!("creating table {}", names.table))?;
@@ -111,40 +171,18 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
     }
 
     let sqs = morag_shared::aws::sqs(sdk);
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(&names.processing_dlq)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-        .send()
-        .await
-        .with_context(|| format!("creating queue {}", names.processing_dlq))?
-        .queue_url
-        .context("no queue url")?;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .context("no queue arn")?;
-    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": PROCESSING_MAX_RECEIVES}).to_string();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&names.processing_queue)
-        .attributes(QueueAttributeName::VisibilityTimeout, "360")
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
-        .await
-        .with_context(|| format!("creating queue {}", names.processing_queue))?
-        .queue_url
-        .context("no queue url")?;
+    // visibility timeouts: six times the consuming function's timeout, as in the template
+    let (processing_queue_url, processing_dlq_url) =
+        queue_with_dlq(&sqs, &names.processing_queue, &names.processing_dlq, 360).await?;
+    let (status_events_queue_url, status_events_dlq_url) =
+        queue_with_dlq(&sqs, &names.status_events_queue, &names.status_events_dlq, 180).await?;
 
     Ok(Resources {
         names: names.clone(),
-        processing_queue_url: queue_url,
-        processing_dlq_url: dlq_url,
+        processing_queue_url,
+        processing_dlq_url,
+        status_events_queue_url,
+        status_events_dlq_url,
     })
 }
 

@@ -12,11 +12,14 @@ use axum::Router;
 use clap::{Parser, Subcommand};
 use tower::ServiceExt;
 
-use morag_cli::{keys, local};
+use morag_cli::{esm, keys, local};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::config::{ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES};
+use morag_shared::config::{
+    ApiSettings, AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
+};
 use morag_shared::domain::TenantId;
 use morag_shared::net::TargetPolicy;
+use morag_shared::ports::Retention;
 
 #[derive(Parser)]
 #[command(name = "morag", about = "morag-status local runner and operator CLI")]
@@ -179,6 +182,58 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
     };
     let app = Router::new().fallback(dispatch).with_state(apps);
 
+    // the SQS functions, fed by local event-source mappings
+    let recorder = Arc::new(morag_recorder::Recorder::from_sdk(
+        &sdk,
+        &RecorderConfig {
+            table: names.table.clone(),
+            status_events_dlq_url: resources.status_events_dlq_url.clone(),
+            retention: Retention {
+                history: Duration::from_secs(7 * 86_400),
+                ended_task: Duration::from_secs(30 * 86_400),
+            },
+            aws: AwsSettings {
+                endpoint_url: Some(endpoint.clone()),
+            },
+        },
+    ));
+    let processor = Arc::new(morag_processor::Processor::from_sdk(
+        &sdk,
+        &ProcessorConfig {
+            status_events_queue_url: resources.status_events_queue_url.clone(),
+            processing_dlq_url: resources.processing_dlq_url.clone(),
+            max_source_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            fetch_timeout: Duration::from_secs(10),
+            chunk_chars: 1000,
+            target_policy: TargetPolicy {
+                allow_http: true,
+                allow_loopback: true,
+            },
+            aws: AwsSettings {
+                endpoint_url: Some(endpoint.clone()),
+            },
+        },
+    ));
+    let sqs = morag_shared::aws::sqs(&sdk);
+    tokio::spawn(esm::run(
+        sqs.clone(),
+        resources.processing_queue_url.clone(),
+        "processor",
+        move |batch| {
+            let processor = processor.clone();
+            async move { processor.handle(batch).await }
+        },
+    ));
+    tokio::spawn(esm::run(
+        sqs,
+        resources.status_events_queue_url.clone(),
+        "status-recorder",
+        move |batch| {
+            let recorder = recorder.clone();
+            async move { recorder.handle(batch).await }
+        },
+    ));
+
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -188,7 +243,10 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
          Local API key: test-api-key (tenant local; local mode only)\n\n\
          Try:\n\
          curl -X POST {base}/api/v1/ingest/file -H \"Authorization: Bearer test-api-key\" -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook\n\
-         curl {base}/api/v1/status/{{task_id}} -H \"Authorization: Bearer test-api-key\"\n\n\
+         curl {base}/api/v1/status/{{task_id}} -H \"Authorization: Bearer test-api-key\"\n\
+         curl {base}/api/v1/status/{{task_id}}/history -H \"Authorization: Bearer test-api-key\"\n\
+         curl \"{base}/api/v1/status/events/recent?hours=1\" -H \"Authorization: Bearer test-api-key\"\n\
+         curl {base}/api/v1/tasks -H \"Authorization: Bearer test-api-key\"\n\n\
          More API keys for this local stack:\n\
          MORAG_AWS_ENDPOINT_URL={endpoint} MORAG_TABLE_NAME={table} target/debug/morag keys create --tenant acme\n\n\
          Ctrl-C stops everything.",

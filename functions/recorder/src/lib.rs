@@ -120,10 +120,7 @@ impl Recorder {
 
     /// Handles one SQS batch; only failed records are reported.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let (response, stats) = self.handle_with_stats(event).await;
-        println!("{}", stats.emf());
-        tracing::info!(?stats, "batch recorded");
-        response
+        self.handle_with_stats(event).await.0
     }
 
     pub async fn handle_with_stats(&self, event: SqsEvent) -> (SqsBatchResponse, BatchStats) {
@@ -187,6 +184,7 @@ impl Recorder {
             failures.extend(group_failures);
         }
 
+        tracing::info!(?stats, "batch recorded");
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = failures
             .into_iter()

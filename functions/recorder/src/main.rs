@@ -14,7 +14,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let recorder = Arc::new(morag_recorder::Recorder::from_sdk(&sdk, &cfg));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let recorder = recorder.clone();
-        async move { Ok::<_, lambda_runtime::Error>(recorder.handle(event.payload).await) }
+        async move {
+            let (response, stats) = recorder.handle_with_stats(event.payload).await;
+            // counts as CloudWatch metrics (Embedded Metric Format on stdout)
+            println!("{}", stats.emf());
+            Ok::<_, lambda_runtime::Error>(response)
+        }
     }))
     .await
 }
