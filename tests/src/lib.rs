@@ -277,3 +277,126 @@ pub fn sorted_keys(value: &Value) -> Vec<&str> {
     keys.sort_unstable();
     keys
 }
+
+impl TestEnv {
+    /// The recorder wired to this env's table and status-events DLQ.
+    pub fn recorder(&self) -> morag_recorder::Recorder {
+        morag_recorder::Recorder::from_sdk(
+            &self.sdk,
+            &morag_shared::config::RecorderConfig {
+                table: self.resources.names.table.clone(),
+                status_events_dlq_url: self.resources.status_events_dlq_url.clone(),
+                retention: morag_shared::ports::Retention {
+                    history: Duration::from_secs(7 * 86_400),
+                    ended_task: Duration::from_secs(30 * 86_400),
+                },
+                aws: self.ingest_cfg.aws.clone(),
+            },
+        )
+    }
+
+    /// The processor wired to this env's queues, with an outbound policy.
+    pub fn processor(&self, policy: TargetPolicy) -> morag_processor::Processor {
+        morag_processor::Processor::from_sdk(
+            &self.sdk,
+            &morag_shared::config::ProcessorConfig {
+                status_events_queue_url: self.resources.status_events_queue_url.clone(),
+                processing_dlq_url: self.resources.processing_dlq_url.clone(),
+                max_source_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+                fetch_timeout: Duration::from_secs(5),
+                chunk_chars: 200,
+                target_policy: policy,
+                aws: self.ingest_cfg.aws.clone(),
+            },
+        )
+    }
+
+    /// Runs the processor, then the recorder, through local event-source
+    /// mappings until both queues are empty. Returns the batches run.
+    pub async fn run_pipeline(&self, processor: &morag_processor::Processor) -> usize {
+        let recorder = self.recorder();
+        let mut batches = 0;
+        loop {
+            let jobs = morag_cli::esm::poll_once(
+                &self.sqs,
+                &self.resources.processing_queue_url,
+                10,
+                Duration::ZERO,
+                |b| processor.handle(b),
+            )
+            .await
+            .unwrap();
+            let events = morag_cli::esm::poll_once(
+                &self.sqs,
+                &self.resources.status_events_queue_url,
+                10,
+                Duration::ZERO,
+                |b| recorder.handle(b),
+            )
+            .await
+            .unwrap();
+            batches += usize::from(jobs.received > 0) + usize::from(events.received > 0);
+            if jobs.received == 0 && events.received == 0 {
+                return batches;
+            }
+        }
+    }
+
+    /// Sends raw bodies to the status-events queue.
+    pub async fn send_status_events(&self, bodies: &[String]) {
+        for body in bodies {
+            self.sqs
+                .send_message()
+                .queue_url(&self.resources.status_events_queue_url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Drains a dead-letter queue: (body, reason attribute) pairs.
+    pub async fn drain_dlq(&self, queue_url: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        loop {
+            let res = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
+            let msgs = res.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                let reason = m
+                    .message_attributes()
+                    .and_then(|a| a.get("morag_reason"))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or("")
+                    .to_owned();
+                out.push((m.body().unwrap_or("").to_owned(), reason));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// A GET through the status router.
+    pub async fn get(&self, key: &str, path: &str) -> TestResponse {
+        let request = Request::get(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        call(&self.status, request).await
+    }
+}

@@ -9,6 +9,7 @@ mod fixtures;
 mod idempotency;
 mod ingest;
 mod lambda;
+mod lifecycle;
 mod logs;
 mod status;
 
