@@ -106,3 +106,66 @@ async fn every_fixture_gives_its_documented_answer() {
     );
     assert_eq!(env.queued_jobs().await, 2);
 }
+
+#[tokio::test]
+async fn the_sqs_fixtures_run_through_the_recorder_and_the_processor() {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    let env = spawn_env().await;
+    env.store
+        .create_task(&sample_task(FIXTURE_TASK, "local"), None)
+        .await
+        .unwrap();
+
+    let batch: SqsEvent = serde_json::from_str(include_str!("../../../events/sqs-status-events.json")).unwrap();
+    let (response, stats) = env.recorder().handle_with_stats(batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!((stats.applied, stats.duplicate, stats.parked_malformed), (2, 1, 1));
+    let task = env
+        .store
+        .get_task(&FIXTURE_TASK.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.status.as_str(), task.progress, task.message.as_str()),
+        ("progress", 0.5, "Halfway")
+    );
+    let parked = env.drain_dlq(&env.resources.status_events_dlq_url).await;
+    assert_eq!(
+        parked.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
+        ["invalid_progress"]
+    );
+
+    // the processing job reads its object from the bucket the fixture names
+    let s3 = &env.s3;
+    let _ = s3.create_bucket().bucket("morag-fixture-uploads").send().await;
+    s3.put_object()
+        .bucket("morag-fixture-uploads")
+        .key(format!("uploads/local/{FIXTURE_TASK}/notes.md"))
+        .content_type("text/markdown")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"# Notes\n\nOne paragraph.\n\nAnother one.",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let batch: SqsEvent = serde_json::from_str(include_str!("../../../events/sqs-processing-job.json")).unwrap();
+    let response = env
+        .processor(morag_shared::net::TargetPolicy::default())
+        .handle(batch)
+        .await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let parked = env.drain_dlq(&env.resources.processing_dlq_url).await;
+    assert_eq!(parked.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(), ["invalid_job"]);
+    // the processor's reports reach the status-events queue; the recorder applies them
+    env.run_pipeline(&env.processor(morag_shared::net::TargetPolicy::default()))
+        .await;
+    let task = env
+        .store
+        .get_task(&FIXTURE_TASK.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.status.as_str(), "completed");
+    assert_eq!(task.result.unwrap()["words"], 6);
+}

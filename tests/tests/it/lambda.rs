@@ -104,3 +104,56 @@ async fn a_binary_without_its_configuration_refuses_to_start() {
         "must not take work while misconfigured"
     );
 }
+
+#[tokio::test]
+async fn the_recorder_binary_reports_partial_batch_failures_as_lambda_expects() {
+    let env = spawn_env().await;
+    env.store
+        .create_task(&sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "local"), None)
+        .await
+        .unwrap();
+    let mut vars = function_env(&env);
+    vars.push((
+        "MORAG_STATUS_EVENTS_DLQ_URL".to_owned(),
+        env.resources.status_events_dlq_url.clone(),
+    ));
+    let emulator = RuntimeEmulator::start().await;
+    let mut child = emulator.spawn(&binary("morag-recorder"), &vars).unwrap();
+    assert!(
+        emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
+        "never polled for work"
+    );
+
+    let out = emulator
+        .invoke(include_str!("../../../events/sqs-status-events.json"))
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(response, serde_json::json!({"batchItemFailures": []}));
+    let task = env
+        .store
+        .get_task(&"0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.event_seq, 2);
+
+    // with the table gone, every record is reported failed (and nothing is lost)
+    env.ddb
+        .delete_table()
+        .table_name(&env.resources.names.table)
+        .send()
+        .await
+        .unwrap();
+    let out = emulator
+        .invoke(include_str!("../../../events/sqs-status-events.json"))
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_slice(&out).unwrap();
+    let failed = response["batchItemFailures"].as_array().unwrap();
+    assert_eq!(failed.len(), 3, "{response}");
+    assert!(failed
+        .iter()
+        .all(|f| f["itemIdentifier"].as_str().unwrap().starts_with("059f36b4-")));
+    child.kill().await.unwrap();
+}

@@ -11,6 +11,7 @@ mod ingest;
 mod lambda;
 mod lifecycle;
 mod logs;
+mod python_worker;
 mod status;
 
 use axum::body::Body;
