@@ -21,7 +21,7 @@ use tracing::Instrument;
 use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsDeadLetters};
 use morag_shared::aws::SdkConfig;
 use morag_shared::config::RecorderConfig;
-use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, TaskId, TaskStatus};
+use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, Task, TaskId, TaskStatus};
 use morag_shared::error::StoreError;
 use morag_shared::ports::{ApplyOutcome, DeadLetters, Retention, TaskStore};
 
@@ -202,6 +202,9 @@ impl Recorder {
         let mut stats = BatchStats::default();
         let mut failures = Vec::new();
         let mut records = records.into_iter();
+        // the task as last read or written: consecutive events of one task
+        // need no second read (the conditional write still guards it)
+        let mut known: Option<Task> = None;
         while let Some((message_id, event)) = records.next() {
             let span = tracing::info_span!(
                 "record",
@@ -210,64 +213,80 @@ impl Recorder {
                 event_id = %event.event_id,
                 status = ?event.status,
             );
-            let outcome = self.record(&event).instrument(span.clone()).await;
-            let _enter = span.enter();
-            match outcome {
-                Ok(Recorded::Applied(status)) => {
-                    stats.applied += 1;
-                    tracing::info!(new_status = %status, "event applied");
-                }
-                Ok(Recorded::Ignored(why)) => {
-                    stats.ignored(why);
-                    tracing::info!(ignored = why.as_str(), "event kept out of the state");
-                }
-                Ok(Recorded::UnknownTask) => {
-                    tracing::warn!("status event for an unknown task; parking it in the DLQ");
-                    let body = serde_json::to_string(&event).unwrap_or_default();
-                    match self
-                        .dead_letters
-                        .park(
-                            &body,
-                            "unknown_task",
-                            &format!("no task {}", event.task_id),
-                            &message_id,
-                        )
-                        .await
-                    {
-                        Ok(()) => stats.parked_unknown_task += 1,
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not park; leaving it to SQS");
-                            stats.failed += 1;
-                            failures.push(message_id);
+            let ok = async {
+                match self.record(&event, &mut known).await {
+                    Ok(Recorded::Applied(status)) => {
+                        stats.applied += 1;
+                        tracing::info!(new_status = %status, "event applied");
+                        true
+                    }
+                    Ok(Recorded::Ignored(why)) => {
+                        stats.ignored(why);
+                        tracing::info!(ignored = why.as_str(), "event kept out of the state");
+                        true
+                    }
+                    Ok(Recorded::UnknownTask) => {
+                        tracing::warn!("status event for an unknown task; parking it in the DLQ");
+                        let body = serde_json::to_string(&event).unwrap_or_default();
+                        let detail = format!("no task {}", event.task_id);
+                        match self
+                            .dead_letters
+                            .park(&body, "unknown_task", &detail, &message_id)
+                            .await
+                        {
+                            Ok(()) => stats.parked_unknown_task += 1,
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not park; leaving it to SQS");
+                                stats.failed += 1;
+                                failures.push(message_id.clone());
+                            }
                         }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not record the event; SQS will retry it");
+                        false
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not record the event; SQS will retry it");
+            }
+            .instrument(span)
+            .await;
+            if !ok {
+                // this record, and this task's later records behind it
+                stats.failed += 1;
+                failures.push(message_id);
+                for (later, _) in records.by_ref() {
                     stats.failed += 1;
-                    failures.push(message_id);
-                    // keep this task's later events behind it
-                    for (later, _) in records.by_ref() {
-                        stats.failed += 1;
-                        failures.push(later);
-                    }
+                    failures.push(later);
                 }
             }
         }
         (stats, failures)
     }
 
-    async fn record(&self, event: &StatusEvent) -> Result<Recorded, StoreError> {
+    async fn record(&self, event: &StatusEvent, known: &mut Option<Task>) -> Result<Recorded, StoreError> {
         for _ in 0..MAX_CONFLICTS {
-            let Some(task) = self.tasks.get_task(&event.task_id).await? else {
-                return Ok(Recorded::UnknownTask);
+            let task = match known.take() {
+                Some(task) => task,
+                None => match self.tasks.get_task(&event.task_id).await? {
+                    Some(task) => task,
+                    None => return Ok(Recorded::UnknownTask),
+                },
             };
             let (after, entry) = match decide(&task, event) {
-                Decision::Ignore(why) => return Ok(Recorded::Ignored(why)),
+                Decision::Ignore(why) => {
+                    *known = Some(task);
+                    return Ok(Recorded::Ignored(why));
+                }
                 Decision::Apply { task, entry } => (task, entry),
             };
             match self.tasks.apply_event(&task, &after, &entry, &self.retention).await? {
-                ApplyOutcome::Applied => return Ok(Recorded::Applied(after.status)),
+                ApplyOutcome::Applied => {
+                    let status = after.status;
+                    *known = Some(*after);
+                    return Ok(Recorded::Applied(status));
+                }
+                // changed since read: read again and decide again
                 ApplyOutcome::Conflict => tracing::debug!("task changed concurrently; deciding again"),
             }
         }

@@ -11,6 +11,8 @@
 //! `expires_at` (epoch seconds) is the table's TTL attribute.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
@@ -307,6 +309,8 @@ fn from_item<T: for<'de> Deserialize<'de>>(item: Item, what: &'static str) -> Re
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Items DynamoDB evaluated for this store's queries (`ScannedCount`).
+    scanned: Arc<AtomicU64>,
 }
 
 impl DynamoStore {
@@ -314,11 +318,54 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            scanned: Arc::default(),
         }
     }
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Items DynamoDB evaluated for this store's queries so far: what a
+    /// query costs, whatever the emulator's speed.
+    pub fn items_scanned(&self) -> u64 {
+        self.scanned.load(Ordering::Relaxed)
+    }
+
+    fn count_scanned(&self, n: i32) {
+        self.scanned.fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Writes history entries directly (25 per `BatchWriteItem`), without
+    /// touching the task: for benchmarks and backfills only.
+    pub async fn load_history(&self, task: &Task, entries: &[HistoryEntry], expires_at: i64) -> Result<(), StoreError> {
+        for chunk in entries.chunks(25) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let item = to_item(&HistoryItem::new(task, e, expires_at), "history item")?;
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(unavailable("BatchWriteItem"))?;
+                requests.push(
+                    aws_sdk_dynamodb::types::WriteRequest::builder()
+                        .put_request(put)
+                        .build(),
+                );
+            }
+            let mut pending = Some(HashMap::from([(self.table.clone(), requests)]));
+            while let Some(items) = pending.take().filter(|p| p.values().any(|v| !v.is_empty())) {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(items))
+                    .send()
+                    .await
+                    .map_err(unavailable("BatchWriteItem"))?;
+                pending = out.unprocessed_items;
+            }
+        }
+        Ok(())
     }
 
     async fn get(&self, pk: String, sk: &str, op: &'static str) -> Result<Option<Item>, StoreError> {
@@ -535,6 +582,7 @@ impl TaskStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable("Query"))?;
+        self.count_scanned(out.scanned_count);
         let items = out
             .items
             .unwrap_or_default()
@@ -576,6 +624,7 @@ impl TaskStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable("Query"))?;
+        self.count_scanned(out.scanned_count);
         let items = out
             .items
             .unwrap_or_default()
@@ -613,6 +662,7 @@ impl TaskStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable("Query"))?;
+        self.count_scanned(out.scanned_count);
         let items = out
             .items
             .unwrap_or_default()

@@ -17,15 +17,16 @@ use morag_shared::ports::TaskStore;
 use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
 const COLD_STARTS: usize = 20;
+const FUNCTIONS: [&str; 4] = ["morag-ingest", "morag-status", "morag-recorder", "morag-processor"];
 const REQUESTS: usize = 1000;
 const WARMUP: usize = 50;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -43,7 +44,7 @@ fn release_binary(name: &str) -> Result<PathBuf> {
 }
 
 fn status_event(key: &str, task_id: &str) -> Result<String> {
-    let mut event: Value = serde_json::from_str(include_str!("../../../events/status-get.json"))?;
+    let mut event: Value = serde_json::from_str(include_str!("../../../../events/status-get.json"))?;
     event["headers"]["authorization"] = Value::String(format!("Bearer {key}"));
     event["rawPath"] = Value::String(format!("/api/v1/status/{task_id}"));
     event["requestContext"]["http"]["path"] = event["rawPath"].clone();
@@ -58,6 +59,20 @@ fn check(name: &str, ok: bool) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let endpoint = std::env::var("MORAG_BENCH_ENDPOINT").context("MORAG_BENCH_ENDPOINT (make bench sets it)")?;
+    let section = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    let mut report = Vec::new();
+    if section == "all" || section == "intake" {
+        report.extend(intake(&endpoint).await?);
+    }
+    if section == "all" || section == "lifecycle" {
+        report.extend(lifecycle::run(&endpoint).await?);
+    }
+    println!("{}", report.join("\n"));
+    Ok(())
+}
+
+async fn intake(endpoint: &str) -> Result<Vec<String>> {
+    let endpoint = endpoint.to_owned();
     let sdk = morag_shared::aws::local(&endpoint);
     let names = Names::with_prefix(&morag_tests::unique_prefix());
     let resources = local::provision(&sdk, &names).await?;
@@ -73,19 +88,25 @@ async fn main() -> Result<()> {
         ("MORAG_PROCESSING_QUEUE_URL", resources.processing_queue_url.clone()),
         ("MORAG_AWS_ENDPOINT_URL", endpoint.clone()),
         ("MORAG_CURSOR_SECRET", "bench-cursor-secret-0123456789abcdef".to_owned()),
+        (
+            "MORAG_STATUS_EVENTS_QUEUE_URL",
+            resources.status_events_queue_url.clone(),
+        ),
+        ("MORAG_STATUS_EVENTS_DLQ_URL", resources.status_events_dlq_url.clone()),
+        ("MORAG_PROCESSING_DLQ_URL", resources.processing_dlq_url.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
 
-    let mut report = vec!["## Results".to_owned(), String::new()];
+    let mut report = vec!["## Intake and status".to_owned(), String::new()];
     let mut verdicts = Vec::new();
 
     // --- binary sizes
     report.push("| binary | size (MB) |".into());
     report.push("|---|---|".into());
     let mut largest = 0.0f64;
-    for name in ["morag-ingest", "morag-status"] {
+    for name in FUNCTIONS {
         let size = std::fs::metadata(release_binary(name)?)?.len() as f64 / 1_000_000.0;
         largest = largest.max(size);
         report.push(format!("| {name} | {size:.2} |"));
@@ -102,7 +123,7 @@ async fn main() -> Result<()> {
     ));
     report.push("|---|---|---|---|".into());
     let mut worst_median = Duration::ZERO;
-    for name in ["morag-status", "morag-ingest"] {
+    for name in FUNCTIONS {
         let binary = release_binary(name)?;
         let mut samples = Vec::new();
         for _ in 0..COLD_STARTS {
@@ -243,9 +264,11 @@ async fn main() -> Result<()> {
     ));
 
     report.push(String::new());
-    report.push("## Targets".into());
+    report.push("Targets:".into());
     report.push(String::new());
     report.extend(verdicts.into_iter().map(|v| format!("- {v}")));
-    println!("{}", report.join("\n"));
-    Ok(())
+    report.push(String::new());
+    Ok(report)
 }
+
+mod lifecycle;
