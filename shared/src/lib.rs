@@ -20,3 +20,4 @@ pub mod ports;
 pub mod reporter;
 pub mod telemetry;
 pub mod time;
+pub mod webhook;

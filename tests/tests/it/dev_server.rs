@@ -1,5 +1,6 @@
 //! `make dev`'s server, started as `morag dev` does it, answering the
-//! README's curl lines over real HTTP.
+//! README's curl lines over real HTTP, with the local event-source mappings
+//! taking the task to `completed`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -75,7 +76,53 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let status: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(status["status"], "pending");
     assert_eq!(status["source_type"], "document");
+
+    // the local event-source mappings carry it through the processor and the recorder
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = client
+            .get(format!("{base}/api/v1/status/{task_id}"))
+            .header("authorization", "Bearer test-api-key")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert!(last["result"]["chunks"].as_u64().unwrap() >= 1);
+    let history: serde_json::Value = client
+        .get(format!("{base}/api/v1/status/{task_id}/history"))
+        .header("authorization", "Bearer test-api-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"completed"));
+    assert_eq!(statuses.last(), Some(&"started"));
+    let recent: serde_json::Value = client
+        .get(format!("{base}/api/v1/status/events/recent?hours=1"))
+        .header("authorization", "Bearer test-api-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recent["count"], statuses.len());
     child.kill().await.unwrap();
 }

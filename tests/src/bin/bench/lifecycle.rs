@@ -100,6 +100,13 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
         samples.push(started.elapsed());
     }
     samples.sort();
+    // moto copies every table on each transaction: drop the big one before
+    // the recorder is measured
+    morag_shared::aws::dynamodb(&sdk)
+        .delete_table()
+        .table_name(&names.table)
+        .send()
+        .await?;
     Ok(RecentRun {
         median: percentile(&samples, 0.5),
         p99: percentile(&samples, 0.99),
@@ -199,7 +206,9 @@ async fn handler_rate(endpoint: &str, events_per_task_per_batch: usize) -> Resul
         if !res.batch_item_failures.is_empty() {
             bail!("recorder failed records: {res:?}");
         }
-        applied += stats.applied;
+        // an SDK retry of a transaction that did commit comes back as a
+        // duplicate (moto ignores the idempotency token): applied once either way
+        applied += stats.applied + stats.duplicate;
     }
     let elapsed = started.elapsed();
     if applied != 1000 {
@@ -229,30 +238,34 @@ async fn bare_rate(endpoint: &str) -> Result<f64> {
     Ok(writes.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-pub async fn run(endpoint: &str) -> Result<Vec<String>> {
+pub async fn run(endpoint: &str, with_recent: bool) -> Result<Vec<String>> {
     let mut report = vec!["## Lifecycle".to_owned(), String::new()];
-    let small = recent(endpoint, 0).await?;
-    let large = recent(endpoint, 49).await?;
-    let ratio = ms(large.median) / ms(small.median);
-    report.push("| recent events, `hours=24&limit=100`, 30 requests | events answered | median (ms) | p99 (ms) | items DynamoDB evaluated per request |".into());
-    report.push("|---|---|---|---|---|".into());
-    for (name, r) in [
-        ("1,000 history events in the table", &small),
-        ("50,000 history events in the table (49 other tenants)", &large),
-    ] {
+    let mut ratio = 0.0;
+    let mut scanned_ratio = 0.0;
+    if with_recent {
+        let small = recent(endpoint, 0).await?;
+        let large = recent(endpoint, 49).await?;
+        ratio = ms(large.median) / ms(small.median);
+        report.push("| recent events, `hours=24&limit=100`, 30 requests | events answered | median (ms) | p99 (ms) | items DynamoDB evaluated per request |".into());
+        report.push("|---|---|---|---|---|".into());
+        for (name, r) in [
+            ("1,000 history events in the table", &small),
+            ("50,000 history events in the table (49 other tenants)", &large),
+        ] {
+            report.push(format!(
+                "| {name} | {} | {:.2} | {:.2} | {:.0} |",
+                r.events,
+                ms(r.median),
+                ms(r.p99),
+                r.scanned_per_request
+            ));
+        }
+        scanned_ratio = large.scanned_per_request / small.scanned_per_request;
         report.push(format!(
-            "| {name} | {} | {:.2} | {:.2} | {:.0} |",
-            r.events,
-            ms(r.median),
-            ms(r.p99),
-            r.scanned_per_request
+            "| ratio 50,000 / 1,000 | | {ratio:.2} | | {scanned_ratio:.2} |"
         ));
+        report.push(String::new());
     }
-    let scanned_ratio = large.scanned_per_request / small.scanned_per_request;
-    report.push(format!(
-        "| ratio 50,000 / 1,000 | | {ratio:.2} | | {scanned_ratio:.2} |"
-    ));
-    report.push(String::new());
 
     let bare = bare_rate(endpoint).await?;
     let grouped = handler_rate(endpoint, 10).await?;
@@ -274,14 +287,16 @@ pub async fn run(endpoint: &str) -> Result<Vec<String>> {
     report.push("Targets:".into());
     report.push(String::new());
     let met = |ok: bool| if ok { "met" } else { "MISSED" };
-    report.push(format!(
-        "- recent events latency 50k/1k <= 1.5 ({ratio:.2}): {}",
-        met(ratio <= 1.5)
-    ));
-    report.push(format!(
-        "- recent events items evaluated 50k/1k <= 1.5 ({scanned_ratio:.2}): {}",
-        met(scanned_ratio <= 1.5)
-    ));
+    if with_recent {
+        report.push(format!(
+            "- recent events latency 50k/1k <= 1.5 ({ratio:.2}): {}",
+            met(ratio <= 1.5)
+        ));
+        report.push(format!(
+            "- recent events items evaluated 50k/1k <= 1.5 ({scanned_ratio:.2}): {}",
+            met(scanned_ratio <= 1.5)
+        ));
+    }
     report.push(format!(
         "- recorder handler/bare >= 0.7 (one task per batch {:.2}, ten tasks per batch {:.2}): {}",
         grouped / bare,

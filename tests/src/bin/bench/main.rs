@@ -64,8 +64,8 @@ async fn main() -> Result<()> {
     if section == "all" || section == "intake" {
         report.extend(intake(&endpoint).await?);
     }
-    if section == "all" || section == "lifecycle" {
-        report.extend(lifecycle::run(&endpoint).await?);
+    if section == "all" || section == "lifecycle" || section == "recorder" {
+        report.extend(lifecycle::run(&endpoint, section != "recorder").await?);
     }
     println!("{}", report.join("\n"));
     Ok(())

@@ -1,0 +1,286 @@
+//! Webhooks: event types, Standard Webhooks signing, the delivery policy
+//! (which answers are retried) and the retry schedule.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+pub const USER_AGENT: &str = "MoRAG-Webhook/1.0";
+/// SQS's longest visibility timeout: no retry gap may exceed it.
+pub const MAX_SQS_DELAY: Duration = Duration::from_secs(12 * 3600);
+
+/// What a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    TaskStarted,
+    TaskProgress,
+    TaskCompleted,
+    TaskFailed,
+}
+
+impl WebhookEvent {
+    pub const ALL: [WebhookEvent; 4] = [
+        WebhookEvent::TaskStarted,
+        WebhookEvent::TaskProgress,
+        WebhookEvent::TaskCompleted,
+        WebhookEvent::TaskFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::TaskStarted => "task_started",
+            WebhookEvent::TaskProgress => "task_progress",
+            WebhookEvent::TaskCompleted => "task_completed",
+            WebhookEvent::TaskFailed => "task_failed",
+        }
+    }
+}
+
+impl FromStr for WebhookEvent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WebhookEvent::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
+            format!("webhook_events may contain task_started, task_progress, task_completed, task_failed; not {s:?}")
+        })
+    }
+}
+
+impl fmt::Display for WebhookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tenant's signing secret, `whsec_` + base64 of 24 to 64 random bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret(Vec<u8>);
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret(..)")
+    }
+}
+
+impl SigningSecret {
+    /// A new random secret, as text.
+    pub fn generate() -> String {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        format!("whsec_{}", STANDARD.encode(bytes))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let b64 = text
+            .strip_prefix("whsec_")
+            .ok_or("a signing secret starts with whsec_")?;
+        let bytes = STANDARD
+            .decode(b64)
+            .map_err(|_| "a signing secret is whsec_ and base64".to_owned())?;
+        if !(24..=64).contains(&bytes.len()) {
+            return Err("a signing secret has 24 to 64 bytes".to_owned());
+        }
+        Ok(Self(bytes))
+    }
+
+    /// `v1,` + base64 HMAC-SHA256 over `id.timestamp.body`.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The `webhook-signature` header: one signature per active secret (two
+/// during a rotation), space-separated.
+pub fn signature_header(secrets: &[SigningSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .iter()
+        .map(|s| s.sign(id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What an answer means for a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    /// Never retried: 3xx (redirects are not followed), 410, and 4xx other
+    /// than 408/409/425/429.
+    Permanent,
+    /// 5xx, 408, 409, 425, 429.
+    Retry,
+}
+
+pub fn classify(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Success,
+        408 | 409 | 425 | 429 => Verdict::Retry,
+        500..=599 => Verdict::Retry,
+        _ => Verdict::Permanent,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, relative to `now`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Gaps between attempts. Attempts = gaps + 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(Vec<Duration>);
+
+impl Default for RetrySchedule {
+    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts over about
+    /// 28 hours.
+    fn default() -> Self {
+        Self(
+            [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+                .map(Duration::from_secs)
+                .to_vec(),
+        )
+    }
+}
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+    /// Comma-separated seconds, e.g. `1,2,4` (`MORAG_WEBHOOK_RETRY_SCHEDULE`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let gaps = s
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|_| format!("{p:?} is not a number of seconds"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if gaps.is_empty() || gaps.len() > 20 {
+            return Err("a retry schedule has 1 to 20 gaps".to_owned());
+        }
+        if let Some(g) = gaps.iter().find(|g| **g > MAX_SQS_DELAY) {
+            return Err(format!("{}s is longer than SQS's 12 h visibility limit", g.as_secs()));
+        }
+        Ok(Self(gaps))
+    }
+}
+
+impl RetrySchedule {
+    /// Total attempts, which is also the webhook queue's `maxReceiveCount`.
+    pub fn attempts(&self) -> u32 {
+        self.0.len() as u32 + 1
+    }
+
+    pub fn gaps(&self) -> &[Duration] {
+        &self.0
+    }
+
+    /// The wait after failed attempt `attempt` (1-based), with ±20 % jitter,
+    /// raised to a `Retry-After` (capped at 12 h); `None` when the budget is spent.
+    pub fn delay_after(&self, attempt: u32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Option<Duration> {
+        let base = *self.0.get(usize::try_from(attempt).ok()?.checked_sub(1)?)?;
+        let jitter = rng.gen_range(0.8..=1.2);
+        let mut delay = base.mul_f64(jitter);
+        if let Some(asked) = retry_after {
+            delay = delay.max(asked);
+        }
+        Some(delay.min(MAX_SQS_DELAY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_webhooks_test_vector() {
+        let secret = SigningSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        assert_eq!(
+            secret.sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body),
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+        );
+    }
+
+    #[test]
+    fn rotation_signs_with_both_secrets() {
+        let old = SigningSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let new = SigningSecret::parse(&SigningSecret::generate()).unwrap();
+        let header = signature_header(&[new.clone(), old.clone()], "msg_1", 1, b"{}");
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts, [new.sign("msg_1", 1, b"{}"), old.sign("msg_1", 1, b"{}")]);
+        assert!(SigningSecret::parse("nope").is_err());
+        assert!(SigningSecret::parse("whsec_c2hvcnQ=").is_err());
+        assert!(!format!("{new:?}").contains("whsec"));
+    }
+
+    #[test]
+    fn the_delivery_policy() {
+        for s in [200, 201, 204, 299] {
+            assert_eq!(classify(s), Verdict::Success);
+        }
+        for s in [408, 409, 425, 429, 500, 502, 503, 599] {
+            assert_eq!(classify(s), Verdict::Retry, "{s}");
+        }
+        for s in [301, 302, 307, 400, 401, 403, 404, 410, 413, 422] {
+            assert_eq!(classify(s), Verdict::Permanent, "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:15:20 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 13 Nov 2023 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn schedule_jitter_bounds_and_budget() {
+        let s = RetrySchedule::default();
+        assert_eq!(s.attempts(), 8);
+        let mut rng = rand::thread_rng();
+        for (i, gap) in s.gaps().iter().enumerate() {
+            for _ in 0..50 {
+                let d = s.delay_after(i as u32 + 1, None, &mut rng).unwrap();
+                assert!(
+                    d >= gap.mul_f64(0.8) && d <= gap.mul_f64(1.2).min(MAX_SQS_DELAY),
+                    "{d:?} for {gap:?}"
+                );
+            }
+        }
+        assert_eq!(s.delay_after(8, None, &mut rng), None, "budget spent");
+        assert_eq!(s.delay_after(0, None, &mut rng), None);
+        let d = s.delay_after(1, Some(Duration::from_secs(60)), &mut rng).unwrap();
+        assert_eq!(d, Duration::from_secs(60), "Retry-After raises the wait");
+        let d = s.delay_after(1, Some(Duration::from_secs(100_000)), &mut rng).unwrap();
+        assert_eq!(d, MAX_SQS_DELAY, "but never past 12 h");
+        assert_eq!("1, 2,4".parse::<RetrySchedule>().unwrap().attempts(), 4);
+        assert!("1,x".parse::<RetrySchedule>().is_err());
+        assert!("50000".parse::<RetrySchedule>().is_err());
+    }
+}
