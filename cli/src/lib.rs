@@ -2,6 +2,7 @@
 //! so that the integration tests provision their resources with the same code
 //! as `make dev`.
 
+pub mod dlq;
 pub mod esm;
 pub mod keys;
 pub mod local;

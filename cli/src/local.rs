@@ -29,6 +29,8 @@ pub struct Names {
     pub processing_dlq: String,
     pub status_events_queue: String,
     pub status_events_dlq: String,
+    pub webhook_queue: String,
+    pub webhook_dlq: String,
 }
 
 impl Names {
@@ -41,6 +43,8 @@ impl Names {
             processing_dlq: format!("{prefix}-processing-dlq"),
             status_events_queue: format!("{prefix}-status-events"),
             status_events_dlq: format!("{prefix}-status-events-dlq"),
+            webhook_queue: format!("{prefix}-webhooks"),
+            webhook_dlq: format!("{prefix}-webhooks-dlq"),
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct Resources {
     pub processing_dlq_url: String,
     pub status_events_queue_url: String,
     pub status_events_dlq_url: String,
+    pub webhook_queue_url: String,
+    pub webhook_dlq_url: String,
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement> {
@@ -84,6 +90,7 @@ async fn queue_with_dlq(
     name: &str,
     dlq_name: &str,
     visibility_timeout: u32,
+    max_receives: u32,
 ) -> Result<(String, String)> {
     let dlq_url = sqs
         .create_queue()
@@ -103,7 +110,7 @@ async fn queue_with_dlq(
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .context("no queue arn")?;
-    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES}).to_string();
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string();
     let queue_url = sqs
         .create_queue()
         .queue_name(name)
@@ -117,8 +124,14 @@ async fn queue_with_dlq(
     Ok((queue_url, dlq_url))
 }
 
-/// Creates the resources if they do not exist yet. Safe to run again.
+/// Creates the resources if they do not exist yet. Safe to run again. The
+/// webhook queue's `maxReceiveCount` is the default schedule's attempt budget.
 pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
+    provision_with(sdk, names, morag_shared::webhook::RetrySchedule::default().attempts()).await
+}
+
+/// Like `provision`, with the webhook attempt budget of a custom retry schedule.
+pub async fn provision_with(sdk: &SdkConfig, names: &Names, webhook_attempts: u32) -> Result<Resources> {
     let ddb = morag_shared::aws::dynamodb(sdk);
     let exists = ddb.describe_table().table_name(&names.table).send().await.is_ok();
     if !exists {
@@ -173,9 +186,18 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
     let sqs = morag_shared::aws::sqs(sdk);
     // visibility timeouts: six times the consuming function's timeout, as in the template
     let (processing_queue_url, processing_dlq_url) =
-        queue_with_dlq(&sqs, &names.processing_queue, &names.processing_dlq, 360).await?;
-    let (status_events_queue_url, status_events_dlq_url) =
-        queue_with_dlq(&sqs, &names.status_events_queue, &names.status_events_dlq, 180).await?;
+        queue_with_dlq(&sqs, &names.processing_queue, &names.processing_dlq, 360, MAX_RECEIVES).await?;
+    let (status_events_queue_url, status_events_dlq_url) = queue_with_dlq(
+        &sqs,
+        &names.status_events_queue,
+        &names.status_events_dlq,
+        180,
+        MAX_RECEIVES,
+    )
+    .await?;
+    // the webhook queue's maxReceiveCount is the delivery attempt budget
+    let (webhook_queue_url, webhook_dlq_url) =
+        queue_with_dlq(&sqs, &names.webhook_queue, &names.webhook_dlq, 180, webhook_attempts).await?;
 
     Ok(Resources {
         names: names.clone(),
@@ -183,6 +205,8 @@ pub async fn provision(sdk: &SdkConfig, names: &Names) -> Result<Resources> {
         processing_dlq_url,
         status_events_queue_url,
         status_events_dlq_url,
+        webhook_queue_url,
+        webhook_dlq_url,
     })
 }
 

@@ -15,11 +15,13 @@ use tower::ServiceExt;
 use morag_cli::{esm, keys, local};
 use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::config::{
-    ApiSettings, AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES,
+    ApiSettings, AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig,
+    DEFAULT_MAX_UPLOAD_BYTES,
 };
 use morag_shared::domain::TenantId;
 use morag_shared::net::TargetPolicy;
 use morag_shared::ports::Retention;
+use morag_shared::webhook::RetrySchedule;
 
 #[derive(Parser)]
 #[command(name = "morag", about = "morag-status local runner and operator CLI")]
@@ -41,6 +43,26 @@ enum Command {
         /// Prefix of every local resource name.
         #[arg(long, default_value = "morag-local")]
         prefix: String,
+        /// Tenant `local`'s webhook signing secret (`whsec_...`); generated and printed when unset.
+        #[arg(long, env = "MORAG_LOCAL_WEBHOOK_SECRET")]
+        webhook_secret: Option<String>,
+        /// Webhook retry gaps in seconds, comma-separated (default 5,300,1800,7200,18000,36000,36000).
+        #[arg(long, env = "MORAG_WEBHOOK_RETRY_SCHEDULE")]
+        retry_schedule: Option<RetrySchedule>,
+    },
+    /// Tenants' webhook signing secrets.
+    Webhooks {
+        #[arg(long, env = "MORAG_TABLE_NAME")]
+        table: String,
+        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
+        endpoint: Option<String>,
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
+    /// Dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
     },
     /// Manage API keys (shown once, stored only as SHA-256 hashes).
     Keys {
@@ -53,6 +75,26 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+}
+
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// Create or rotate a tenant's signing secret and print the new one once.
+    /// With --overlap-hours, the previous secret keeps signing (a second
+    /// signature) for that long.
+    Secret {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long, default_value_t = 0)]
+        overlap_hours: u32,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QueueName {
+    Webhook,
+    StatusEvents,
+    Processing,
 }
 
 #[derive(Subcommand)]
@@ -82,13 +124,108 @@ enum KeysAction {
 async fn main() -> Result<()> {
     morag_shared::telemetry::init();
     match Cli::parse().command {
-        Command::Dev { endpoint, addr, prefix } => dev(endpoint, addr, &prefix).await,
+        Command::Dev {
+            endpoint,
+            addr,
+            prefix,
+            webhook_secret,
+            retry_schedule,
+        } => {
+            dev(
+                endpoint,
+                addr,
+                &prefix,
+                webhook_secret,
+                retry_schedule.unwrap_or_default(),
+            )
+            .await
+        }
         Command::Keys {
             table,
             endpoint,
             action,
         } => keys_command(table, endpoint, action).await,
+        Command::Webhooks {
+            table,
+            endpoint,
+            action,
+        } => webhooks_command(table, endpoint, action).await,
+        Command::Dlq { action } => dlq_command(action).await,
     }
+}
+
+async fn dlq_command(action: DlqAction) -> Result<()> {
+    let DlqAction::Redrive {
+        queue,
+        queue_url,
+        dlq_url,
+        table,
+        endpoint,
+    } = action;
+    let sdk = match &endpoint {
+        Some(ep) => morag_shared::aws::local(ep),
+        None => morag_shared::aws::load(&AwsSettings::default()).await,
+    };
+    let sqs = morag_shared::aws::sqs(&sdk);
+    let done = match queue {
+        QueueName::Webhook => {
+            let table = table.context("--table (or MORAG_TABLE_NAME) is needed to redrive webhooks")?;
+            let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
+            let q = morag_shared::adapters::sqs::SqsWebhookQueue::new(sqs.clone(), queue_url.clone());
+            morag_cli::dlq::redrive_webhooks(&sqs, &dlq_url, &store, &q).await?
+        }
+        QueueName::StatusEvents | QueueName::Processing => {
+            morag_cli::dlq::redrive_plain(&sqs, &queue_url, &dlq_url).await?
+        }
+    };
+    if done.move_task_started {
+        println!("started an SQS message move task from {dlq_url} to {queue_url}");
+    } else {
+        println!(
+            "moved {} message(s) back; dropped {} without a delivery",
+            done.moved, done.dropped
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Move parked messages back to their queue (webhooks: a fresh attempt cycle each).
+    Redrive {
+        #[arg(long, value_enum)]
+        queue: QueueName,
+        /// The queue (stack output ...QueueUrl).
+        #[arg(long)]
+        queue_url: String,
+        /// Its dead-letter queue (stack output ...DLQUrl).
+        #[arg(long)]
+        dlq_url: String,
+        /// The table (webhook redrive only).
+        #[arg(long, env = "MORAG_TABLE_NAME")]
+        table: Option<String>,
+        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
+        endpoint: Option<String>,
+    },
+}
+
+async fn webhooks_command(table: String, endpoint: Option<String>, action: WebhooksAction) -> Result<()> {
+    let sdk = match &endpoint {
+        Some(ep) => morag_shared::aws::local(ep),
+        None => morag_shared::aws::load(&AwsSettings::default()).await,
+    };
+    let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
+    match action {
+        WebhooksAction::Secret { tenant, overlap_hours } => {
+            let secret = morag_shared::webhook::SigningSecret::generate();
+            let until = (overlap_hours > 0)
+                .then(|| morag_shared::time::now() + chrono::Duration::hours(i64::from(overlap_hours)));
+            morag_shared::ports::SecretStore::rotate_secret(&store, &tenant, &secret, until).await?;
+            eprintln!("New signing secret for tenant {tenant} (shown only now):");
+            println!("{secret}");
+        }
+    }
+    Ok(())
 }
 
 async fn keys_command(table: String, endpoint: Option<String>, action: KeysAction) -> Result<()> {
@@ -144,14 +281,29 @@ async fn dispatch(State(apps): State<Apps>, request: Request) -> Response {
     .into_response()
 }
 
-async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
+async fn dev(
+    endpoint: String,
+    addr: SocketAddr,
+    prefix: &str,
+    webhook_secret: Option<String>,
+    schedule: RetrySchedule,
+) -> Result<()> {
     let sdk = morag_shared::aws::local(&endpoint);
     let names = local::Names::with_prefix(prefix);
-    let resources = local::provision(&sdk, &names)
+    let resources = local::provision_with(&sdk, &names, schedule.attempts())
         .await
         .with_context(|| format!("provisioning local resources on {endpoint}"))?;
     let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
     local::seed_local_key(&store).await?;
+    let (secret, generated) = match webhook_secret {
+        Some(s) => {
+            morag_shared::webhook::SigningSecret::parse(&s)
+                .map_err(|e| anyhow::anyhow!("MORAG_LOCAL_WEBHOOK_SECRET: {e}"))?;
+            (s, false)
+        }
+        None => (morag_shared::webhook::SigningSecret::generate(), true),
+    };
+    morag_shared::ports::SecretStore::rotate_secret(store.as_ref(), &"local".parse()?, &secret, None).await?;
 
     let aws = AwsSettings {
         endpoint_url: Some(endpoint.clone()),
@@ -174,6 +326,7 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
     let status_cfg = StatusConfig {
         api,
         cursor_secret: morag_shared::config::SecretString::from(morag_shared::auth::generate_key()),
+        webhook_queue_url: resources.webhook_queue_url.clone(),
         aws,
     };
     let apps = Apps {
@@ -188,6 +341,7 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
         &RecorderConfig {
             table: names.table.clone(),
             status_events_dlq_url: resources.status_events_dlq_url.clone(),
+            webhook_queue_url: resources.webhook_queue_url.clone(),
             retention: Retention {
                 history: Duration::from_secs(7 * 86_400),
                 ended_task: Duration::from_secs(30 * 86_400),
@@ -225,12 +379,39 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
         },
     ));
     tokio::spawn(esm::run(
-        sqs,
+        sqs.clone(),
         resources.status_events_queue_url.clone(),
         "status-recorder",
         move |batch| {
             let recorder = recorder.clone();
             async move { recorder.handle(batch).await }
+        },
+    ));
+    let sender = Arc::new(morag_webhook_sender::Sender::from_sdk(
+        &sdk,
+        &SenderConfig {
+            table: names.table.clone(),
+            webhook_queue_url: resources.webhook_queue_url.clone(),
+            webhook_dlq_url: resources.webhook_dlq_url.clone(),
+            schedule: schedule.clone(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            target_policy: TargetPolicy {
+                allow_http: true,
+                allow_loopback: true,
+            },
+            aws: AwsSettings {
+                endpoint_url: Some(endpoint.clone()),
+            },
+        },
+    ));
+    tokio::spawn(esm::run(
+        sqs,
+        resources.webhook_queue_url.clone(),
+        "webhook-sender",
+        move |batch| {
+            let sender = sender.clone();
+            async move { sender.handle(batch).await }
         },
     ));
 
@@ -249,7 +430,12 @@ async fn dev(endpoint: String, addr: SocketAddr, prefix: &str) -> Result<()> {
          curl {base}/api/v1/tasks -H \"Authorization: Bearer test-api-key\"\n\n\
          More API keys for this local stack:\n\
          MORAG_AWS_ENDPOINT_URL={endpoint} MORAG_TABLE_NAME={table} target/debug/morag keys create --tenant acme\n\n\
+         Webhooks are signed with {secret_note}\n\
+         Retry schedule (s): {gaps:?}; webhook DLQ after {attempts} attempts.\n\n\
          Ctrl-C stops everything.",
+        secret_note = if generated { format!("this generated secret (set MORAG_LOCAL_WEBHOOK_SECRET to choose one): {secret}") } else { "MORAG_LOCAL_WEBHOOK_SECRET.".to_owned() },
+        gaps = schedule.gaps().iter().map(|g| g.as_secs()).collect::<Vec<_>>(),
+        attempts = schedule.attempts(),
         table = names.table,
         bucket = names.bucket,
     );

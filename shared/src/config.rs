@@ -196,6 +196,8 @@ pub struct StatusConfig {
     pub api: ApiSettings,
     /// `MORAG_CURSOR_SECRET` (at least 32 characters): seals pagination cursors.
     pub cursor_secret: SecretString,
+    /// `MORAG_WEBHOOK_QUEUE_URL`: for redelivery.
+    pub webhook_queue_url: String,
     pub aws: AwsSettings,
 }
 
@@ -208,6 +210,7 @@ impl FromEnv for StatusConfig {
         Self {
             api: ApiSettings::read(env),
             cursor_secret: SecretString::from(secret),
+            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
             aws: AwsSettings::read(env),
         }
     }
@@ -234,6 +237,8 @@ pub struct RecorderConfig {
     pub table: String,
     /// `MORAG_STATUS_EVENTS_DLQ_URL`: where malformed and unknown-task events are parked.
     pub status_events_dlq_url: String,
+    /// `MORAG_WEBHOOK_QUEUE_URL`: where planned webhook deliveries go.
+    pub webhook_queue_url: String,
     /// `MORAG_HISTORY_TTL_DAYS` (default 7), `MORAG_TASK_TTL_DAYS` (default 30)
     pub retention: Retention,
     pub aws: AwsSettings,
@@ -244,6 +249,7 @@ impl FromEnv for RecorderConfig {
         Self {
             table: env.required("MORAG_TABLE_NAME"),
             status_events_dlq_url: env.required("MORAG_STATUS_EVENTS_DLQ_URL"),
+            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
             retention: read_retention(env),
             aws: AwsSettings::read(env),
         }
@@ -337,5 +343,44 @@ mod tests {
         );
         assert_eq!(cfg.api.auth_cache_ttl, Duration::from_secs(60));
         assert_eq!(cfg.aws.endpoint_url, None);
+    }
+}
+
+/// The webhook sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// `MORAG_TABLE_NAME`
+    pub table: String,
+    /// `MORAG_WEBHOOK_QUEUE_URL`: its own queue (for `ChangeMessageVisibility`).
+    pub webhook_queue_url: String,
+    /// `MORAG_WEBHOOK_DLQ_URL`: where malformed messages are parked.
+    pub webhook_dlq_url: String,
+    /// `MORAG_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds (default
+    /// 5,300,1800,7200,18000,36000,36000). The queue's `maxReceiveCount` must
+    /// equal its attempts (gaps + 1).
+    pub schedule: crate::webhook::RetrySchedule,
+    /// `MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS` (5), `MORAG_WEBHOOK_TIMEOUT_SECONDS` (15)
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
+    pub target_policy: TargetPolicy,
+    pub aws: AwsSettings,
+}
+
+impl FromEnv for SenderConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            table: env.required("MORAG_TABLE_NAME"),
+            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
+            webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
+            schedule: env.parse_or("MORAG_WEBHOOK_RETRY_SCHEDULE", crate::webhook::RetrySchedule::default()),
+            connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
+            timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),
+            target_policy: TargetPolicy {
+                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
+                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
+            },
+            aws: AwsSettings::read(env),
+        }
     }
 }

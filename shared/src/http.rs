@@ -133,6 +133,7 @@ pub async fn request_span(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         tenant = field::Empty,
         task_id = field::Empty,
+        delivery_id = field::Empty,
     );
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;

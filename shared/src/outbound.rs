@@ -89,13 +89,24 @@ impl Resolve for PublicResolver {
 
 /// A client for outbound requests under `policy`.
 pub fn client(policy: TargetPolicy, lookup: Lookup, connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
+    client_with_agent(policy, lookup, connect_timeout, timeout, "MoRAG-Processor/1.0")
+}
+
+/// Like `client`, with a chosen `User-Agent`.
+pub fn client_with_agent(
+    policy: TargetPolicy,
+    lookup: Lookup,
+    connect_timeout: Duration,
+    timeout: Duration,
+    user_agent: &str,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .dns_resolver(PublicResolver::new(policy, lookup))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
-        .user_agent("MoRAG-Processor/1.0")
+        .user_agent(user_agent)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }

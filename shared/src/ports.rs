@@ -88,13 +88,15 @@ pub trait TaskStore: Send + Sync {
     async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError>;
 
     /// Stores an applied event atomically: the task as `after` (only if it is
-    /// still as `before` was read), the history entry, and the removal of
-    /// the history entry that falls out of the newest 100.
+    /// still as `before` was read), the history entry, the removal of the
+    /// history entry that falls out of the newest 100, and the event's
+    /// webhook deliveries (not yet enqueued: the outbox).
     async fn apply_event(
         &self,
         before: &Task,
         after: &Task,
         entry: &HistoryEntry,
+        deliveries: &[Delivery],
         retention: &Retention,
     ) -> Result<ApplyOutcome, StoreError>;
 
@@ -183,4 +185,109 @@ pub trait KeyStore: Send + Sync {
     async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Returns whether a key was removed.
     async fn revoke_key(&self, tenant: &TenantId, hash: &KeyHash) -> Result<bool, StoreError>;
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for (another) attempt.
+    Pending,
+    Succeeded,
+    /// Refused for good by the receiver (4xx other than 408/409/425/429, 410, 3xx).
+    Failed,
+    /// The attempt budget is spent; the message is in the webhook DLQ.
+    Dead,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// An error kind (`timeout`, `connect`, `blocked_address`, ...) when there was no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The start of the response body (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+}
+
+/// A webhook delivery: one event to one URL, retried until it succeeds,
+/// fails for good or runs out of attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub task_id: TaskId,
+    pub tenant: TenantId,
+    /// The `webhook-id`, the same on every attempt and redelivery.
+    pub delivery_id: String,
+    pub event_type: crate::webhook::WebhookEvent,
+    pub url: String,
+    pub payload: String,
+    pub state: DeliveryState,
+    pub created_at: DateTime<Utc>,
+    /// Whether its message is on the webhook queue (the outbox flag).
+    pub enqueued: bool,
+    /// Attempt cycle: 0, then one more per redelivery.
+    pub cycle: u32,
+    pub attempts: Vec<Attempt>,
+}
+
+/// The message on the webhook queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryMessage {
+    pub task_id: TaskId,
+    pub delivery_id: String,
+    pub cycle: u32,
+}
+
+/// Webhook deliveries, stored beside their task.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Deliveries whose message was not (known to be) sent yet: the outbox.
+    async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
+    async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &str, cycle: u32) -> Result<(), StoreError>;
+    async fn get_delivery(&self, task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Appends an attempt and sets the state, if the delivery is still in `cycle`.
+    async fn record_attempt(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &str,
+        cycle: u32,
+        attempt: &Attempt,
+        state: DeliveryState,
+    ) -> Result<(), StoreError>;
+    /// A task's deliveries, newest first.
+    async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
+    /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued.
+    async fn restart_delivery(&self, task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError>;
+}
+
+/// The webhook queue.
+#[async_trait]
+pub trait WebhookQueue: Send + Sync {
+    async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError>;
+}
+
+/// Tenants' webhook signing secrets.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The secrets to sign with now: the current one first, then the previous
+    /// one while its rotation overlap lasts. `None`: the tenant has none.
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError>;
+    /// Sets a new current secret; the old one keeps signing until `overlap_until`.
+    async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        new_secret: &str,
+        overlap_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Changing when a received message comes back (the webhook queue's backoff).
+#[async_trait]
+pub trait Visibility: Send + Sync {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError>;
 }

@@ -5,6 +5,7 @@
 //! release binaries.
 
 pub mod multipart;
+pub mod receiver;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -64,10 +65,16 @@ pub async fn spawn_env() -> TestEnv {
 /// Like `spawn_env`, with a chance to change the ingest configuration (the
 /// routers are built after `tweak`).
 pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
+    spawn_env_configured(morag_shared::webhook::RetrySchedule::default().attempts(), tweak).await
+}
+
+/// Like `spawn_env_with`, with the webhook queue's `maxReceiveCount` (the
+/// attempt budget of the retry schedule the test uses).
+pub async fn spawn_env_configured(webhook_attempts: u32, tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
     let endpoint = endpoint();
     let sdk = morag_shared::aws::local(&endpoint);
     let names = Names::with_prefix(&unique_prefix());
-    let resources = local::provision(&sdk, &names)
+    let resources = local::provision_with(&sdk, &names, webhook_attempts)
         .await
         .expect("provisioning test resources");
     let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
@@ -96,6 +103,7 @@ pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
     let status_cfg = StatusConfig {
         api,
         cursor_secret: morag_shared::config::SecretString::from("test-cursor-secret-0123456789abcdef".to_owned()),
+        webhook_queue_url: resources.webhook_queue_url.clone(),
         aws,
     };
     let mut env = TestEnv {
@@ -179,10 +187,19 @@ impl TestEnv {
     }
 
     pub async fn queued_jobs(&self) -> u64 {
+        self.queue_depth(&self.resources.processing_queue_url).await
+    }
+
+    /// Messages on the webhook queue, visible or in flight.
+    pub async fn webhook_queue_depth(&self) -> u64 {
+        self.queue_depth(&self.resources.webhook_queue_url).await
+    }
+
+    async fn queue_depth(&self, queue_url: &str) -> u64 {
         let attrs = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.resources.processing_queue_url)
+            .queue_url(queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
@@ -286,6 +303,7 @@ impl TestEnv {
             &morag_shared::config::RecorderConfig {
                 table: self.resources.names.table.clone(),
                 status_events_dlq_url: self.resources.status_events_dlq_url.clone(),
+                webhook_queue_url: self.resources.webhook_queue_url.clone(),
                 retention: morag_shared::ports::Retention {
                     history: Duration::from_secs(7 * 86_400),
                     ended_task: Duration::from_secs(30 * 86_400),

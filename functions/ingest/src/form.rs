@@ -9,6 +9,7 @@ use url::Url;
 use morag_shared::domain::SourceType;
 use morag_shared::http::ApiError;
 use morag_shared::net::{check_target_url, MAX_URL_LEN};
+use morag_shared::webhook::WebhookEvent;
 
 use crate::{too_large, Limits, MAX_METADATA_BYTES};
 
@@ -18,6 +19,8 @@ pub struct Submission {
     pub source_type: SourceType,
     pub input: SubmissionInput,
     pub webhook_url: Option<Url>,
+    /// The webhook events subscribed to (all when not given).
+    pub webhook_events: Vec<WebhookEvent>,
     pub metadata: Map<String, Value>,
 }
 
@@ -32,8 +35,39 @@ pub enum SubmissionInput {
     Url(Url),
 }
 
-const FILE_FIELDS: [&str; 4] = ["source_type", "file", "webhook_url", "metadata"];
-const URL_FIELDS: [&str; 4] = ["source_type", "url", "webhook_url", "metadata"];
+const FILE_FIELDS: [&str; 5] = ["source_type", "file", "webhook_url", "webhook_events", "metadata"];
+const URL_FIELDS: [&str; 5] = ["source_type", "url", "webhook_url", "webhook_events", "metadata"];
+
+/// `webhook_events`: known names, at least one, no repeats; only with a
+/// `webhook_url`.
+fn parse_webhook_events(names: Option<Vec<String>>, webhook_url: &Option<Url>) -> Result<Vec<WebhookEvent>, ApiError> {
+    let Some(names) = names else {
+        return Ok(WebhookEvent::ALL.to_vec());
+    };
+    if webhook_url.is_none() {
+        return Err(ApiError::unprocessable(
+            "invalid_webhook_events",
+            "webhook_events needs a webhook_url",
+        ));
+    }
+    let mut events = Vec::new();
+    for name in names {
+        let event: WebhookEvent = name
+            .trim()
+            .parse()
+            .map_err(|e: String| ApiError::unprocessable("invalid_webhook_events", e))?;
+        if !events.contains(&event) {
+            events.push(event);
+        }
+    }
+    if events.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_webhook_events",
+            "webhook_events must name at least one event",
+        ));
+    }
+    Ok(events)
+}
 
 fn missing(field: &str) -> ApiError {
     ApiError::unprocessable("missing_field", format!("{field} is required"))
@@ -126,6 +160,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
     let mut source_type = None;
     let mut file = None;
     let mut webhook_url = None;
+    let mut webhook_events = None;
     let mut metadata = None;
     let mut seen: Vec<String> = Vec::new();
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
@@ -164,6 +199,15 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
         match name.as_str() {
             "source_type" => source_type = Some(text),
             "webhook_url" => webhook_url = Some(text),
+            // comma-separated: task_started,task_completed
+            "webhook_events" => {
+                webhook_events = Some(
+                    text.split(',')
+                        .map(str::to_owned)
+                        .filter(|s| !s.trim().is_empty())
+                        .collect(),
+                )
+            }
             _ => metadata = Some(text),
         }
     }
@@ -184,6 +228,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
                 ApiError::unprocessable("invalid_metadata", format!("metadata is not valid JSON: {e}"))
             })?)?,
         };
+    let webhook_events = parse_webhook_events(webhook_events, &webhook_url)?;
     Ok(Submission {
         source_type,
         input: SubmissionInput::File {
@@ -192,6 +237,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
             bytes,
         },
         webhook_url,
+        webhook_events,
         metadata,
     })
 }
@@ -239,11 +285,31 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError>
         .filter(|u| !u.trim().is_empty())
         .map(|u| parse_webhook_url(u, limits))
         .transpose()?;
+    let webhook_events = match body.get("webhook_events") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| {
+                    ApiError::unprocessable("invalid_field_type", "webhook_events must be a list of strings")
+                })?,
+        ),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field_type",
+                "webhook_events must be a list of strings",
+            ))
+        }
+    };
+    let webhook_events = parse_webhook_events(webhook_events, &webhook_url)?;
     let metadata = check_metadata(body.get("metadata").cloned().unwrap_or(Value::Null))?;
     Ok(Submission {
         source_type,
         input: SubmissionInput::Url(url),
         webhook_url,
+        webhook_events,
         metadata,
     })
 }

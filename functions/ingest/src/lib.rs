@@ -219,6 +219,7 @@ fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
         "source_type": s.source_type.as_str(),
         "input": input,
         "webhook_url": s.webhook_url.as_ref().map(Url::as_str),
+        "webhook_events": s.webhook_events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
         "metadata": Value::Object(s.metadata.clone()),
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
@@ -311,7 +312,7 @@ pub async fn submit(
         }
     };
 
-    let task = Task::pending(
+    let mut task = Task::pending(
         task_id,
         tenant,
         submission.source_type,
@@ -320,6 +321,7 @@ pub async fn submit(
         submission.metadata,
         now,
     );
+    task.webhook_events = submission.webhook_events;
     match st.tasks.create_task(&task, idem.as_ref()).await {
         Ok(CreateOutcome::Created) => {}
         Ok(CreateOutcome::IdempotencyHit(existing)) => {

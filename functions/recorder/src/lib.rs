@@ -18,18 +18,23 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsDeadLetters};
+use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsDeadLetters, sqs::SqsWebhookQueue};
 use morag_shared::aws::SdkConfig;
 use morag_shared::config::RecorderConfig;
 use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, Task, TaskId, TaskStatus};
 use morag_shared::error::StoreError;
-use morag_shared::ports::{ApplyOutcome, DeadLetters, Retention, TaskStore};
+use morag_shared::ports::{
+    ApplyOutcome, DeadLetters, Delivery, DeliveryMessage, DeliveryState, DeliveryStore, Retention, TaskStore,
+    WebhookQueue,
+};
 
 /// Optimistic-concurrency retries before a record is given back to SQS.
 const MAX_CONFLICTS: usize = 5;
 
 pub struct Recorder {
     pub tasks: Arc<dyn TaskStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub webhooks: Arc<dyn WebhookQueue>,
     pub dead_letters: Arc<dyn DeadLetters>,
     pub retention: Retention,
 }
@@ -45,6 +50,7 @@ pub struct BatchStats {
     pub parked_malformed: u32,
     pub parked_unknown_task: u32,
     pub failed: u32,
+    pub webhooks_enqueued: u32,
 }
 
 impl BatchStats {
@@ -57,6 +63,7 @@ impl BatchStats {
         self.parked_malformed += o.parked_malformed;
         self.parked_unknown_task += o.parked_unknown_task;
         self.failed += o.failed;
+        self.webhooks_enqueued += o.webhooks_enqueued;
     }
 
     fn ignored(&mut self, why: Ignored) {
@@ -80,6 +87,7 @@ impl BatchStats {
             ("EventsParkedMalformed", self.parked_malformed),
             ("EventsParkedUnknownTask", self.parked_unknown_task),
             ("EventsFailed", self.failed),
+            ("WebhooksEnqueued", self.webhooks_enqueued),
         ];
         let mut doc = serde_json::json!({
             "_aws": {
@@ -101,19 +109,22 @@ impl BatchStats {
 
 /// What recording one event came to.
 enum Recorded {
-    Applied(TaskStatus),
-    Ignored(Ignored),
+    /// Applied, with the number of webhooks enqueued.
+    Applied(TaskStatus, u32),
+    /// Kept out, with the number of outbox webhooks enqueued.
+    Ignored(Ignored, u32),
     UnknownTask,
 }
 
 impl Recorder {
     pub fn from_sdk(sdk: &SdkConfig, cfg: &RecorderConfig) -> Self {
+        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.table));
+        let sqs = morag_shared::aws::sqs(sdk);
         Self {
-            tasks: Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.table)),
-            dead_letters: Arc::new(SqsDeadLetters::new(
-                morag_shared::aws::sqs(sdk),
-                &cfg.status_events_dlq_url,
-            )),
+            tasks: store.clone(),
+            deliveries: store,
+            webhooks: Arc::new(SqsWebhookQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
+            dead_letters: Arc::new(SqsDeadLetters::new(sqs, &cfg.status_events_dlq_url)),
             retention: cfg.retention,
         }
     }
@@ -215,14 +226,16 @@ impl Recorder {
             );
             let ok = async {
                 match self.record(&event, &mut known).await {
-                    Ok(Recorded::Applied(status)) => {
+                    Ok(Recorded::Applied(status, webhooks)) => {
                         stats.applied += 1;
-                        tracing::info!(new_status = %status, "event applied");
+                        stats.webhooks_enqueued += webhooks;
+                        tracing::info!(new_status = %status, webhooks, "event applied");
                         true
                     }
-                    Ok(Recorded::Ignored(why)) => {
+                    Ok(Recorded::Ignored(why, webhooks)) => {
                         stats.ignored(why);
-                        tracing::info!(ignored = why.as_str(), "event kept out of the state");
+                        stats.webhooks_enqueued += webhooks;
+                        tracing::info!(ignored = why.as_str(), webhooks, "event kept out of the state");
                         true
                     }
                     Ok(Recorded::UnknownTask) => {
@@ -273,18 +286,47 @@ impl Recorder {
                     None => return Ok(Recorded::UnknownTask),
                 },
             };
-            let (after, entry) = match decide(&task, event) {
+            let (after, entry, planned) = match decide(&task, event) {
                 Decision::Ignore(why) => {
+                    // a redelivered event may be the retry of a recorder that
+                    // died before enqueueing its webhooks: finish that job
+                    let flushed = if why == Ignored::Duplicate {
+                        self.flush_outbox(&task.task_id).await?
+                    } else {
+                        0
+                    };
                     *known = Some(task);
-                    return Ok(Recorded::Ignored(why));
+                    return Ok(Recorded::Ignored(why, flushed));
                 }
-                Decision::Apply { task, entry } => (task, entry),
+                Decision::Apply { task, entry, webhooks } => (task, entry, webhooks),
             };
-            match self.tasks.apply_event(&task, &after, &entry, &self.retention).await? {
+            let now = morag_shared::time::now();
+            let deliveries: Vec<Delivery> = planned
+                .into_iter()
+                .map(|p| Delivery {
+                    task_id: after.task_id,
+                    tenant: after.tenant.clone(),
+                    delivery_id: p.delivery_id,
+                    event_type: p.event_type,
+                    url: p.url,
+                    payload: p.payload,
+                    state: DeliveryState::Pending,
+                    created_at: now,
+                    enqueued: false,
+                    cycle: 0,
+                    attempts: Vec::new(),
+                })
+                .collect();
+            match self
+                .tasks
+                .apply_event(&task, &after, &entry, &deliveries, &self.retention)
+                .await?
+            {
                 ApplyOutcome::Applied => {
                     let status = after.status;
                     *known = Some(*after);
-                    return Ok(Recorded::Applied(status));
+                    let sent = self.enqueue(&deliveries).await?;
+                    return Ok(Recorded::Applied(status, sent));
                 }
                 // changed since read: read again and decide again
                 ApplyOutcome::Conflict => tracing::debug!("task changed concurrently; deciding again"),
@@ -294,6 +336,37 @@ impl Recorder {
             op: "apply_event",
             detail: format!("task kept changing over {MAX_CONFLICTS} attempts"),
         })
+    }
+}
+
+impl Recorder {
+    /// Puts deliveries on the webhook queue and marks them enqueued. A failure
+    /// fails the record: SQS redelivers it, and the duplicate flushes the outbox.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
+        for d in deliveries {
+            let message = DeliveryMessage {
+                task_id: d.task_id,
+                delivery_id: d.delivery_id.clone(),
+                cycle: d.cycle,
+            };
+            self.webhooks.enqueue(&message).await?;
+            self.deliveries
+                .mark_enqueued(&d.task_id, &d.delivery_id, d.cycle)
+                .await?;
+            tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
+        }
+        Ok(deliveries.len() as u32)
+    }
+
+    async fn flush_outbox(&self, task_id: &TaskId) -> Result<u32, StoreError> {
+        let unsent = self.deliveries.unsent_deliveries(task_id).await?;
+        if !unsent.is_empty() {
+            tracing::warn!(
+                count = unsent.len(),
+                "enqueueing webhooks a previous attempt left unsent"
+            );
+        }
+        self.enqueue(&unsent).await
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
-use morag_shared::adapters::memory::{MemoryDeadLetters, MemoryTaskStore};
+use morag_shared::adapters::memory::{MemoryDeadLetters, MemoryTaskStore, MemoryWebhookQueue};
 use morag_shared::domain::{Source, SourceType, Task};
 use morag_shared::ports::TaskStore;
 use serde_json::json;
@@ -48,6 +48,8 @@ async fn fixture() -> Fixture {
     store.create_task(&task, None).await.unwrap();
     let recorder = Recorder {
         tasks: store.clone(),
+        deliveries: store.clone(),
+        webhooks: Arc::new(MemoryWebhookQueue::default()),
         dead_letters: dlq.clone(),
         retention: Retention {
             history: Duration::from_secs(7 * 86400),

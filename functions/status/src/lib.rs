@@ -9,29 +9,34 @@
 //! No route scans: every read is a `GetItem` or a `Query`.
 
 mod queries;
+mod webhooks;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::adapters::sqs::SqsWebhookQueue;
 use morag_shared::auth::Authenticator;
 use morag_shared::aws::SdkConfig;
 use morag_shared::config::StatusConfig;
 use morag_shared::cursor::CursorCodec;
 use morag_shared::domain::{SourceType, Task, TaskId, TaskStatus, TenantId};
 use morag_shared::http::{self as api, ApiError};
-use morag_shared::ports::TaskStore;
+use morag_shared::ports::{DeliveryStore, TaskStore, WebhookQueue};
 
 /// Everything a request needs, built once per cold start.
 pub struct Status {
     pub tasks: Arc<dyn TaskStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    /// For redelivery only: the one write this function makes.
+    pub webhooks: Arc<dyn WebhookQueue>,
     pub auth: Arc<Authenticator>,
     pub cursors: CursorCodec,
 }
@@ -46,6 +51,11 @@ impl Status {
         let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
         Self {
             tasks: store.clone(),
+            deliveries: store.clone(),
+            webhooks: Arc::new(SqsWebhookQueue::new(
+                morag_shared::aws::sqs(sdk),
+                &cfg.webhook_queue_url,
+            )),
             auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
             cursors: CursorCodec::new(cfg.cursor_secret.clone()),
         }
@@ -58,6 +68,11 @@ pub fn router(state: Arc<Status>) -> Router {
         .route("/api/v1/status/{task_id}/history", get(queries::history))
         .route("/api/v1/status/events/recent", get(queries::recent_events))
         .route("/api/v1/tasks", get(queries::list_tasks))
+        .route("/api/v1/status/{task_id}/webhooks", get(webhooks::list))
+        .route(
+            "/api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))

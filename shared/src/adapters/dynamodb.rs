@@ -26,10 +26,11 @@ use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{HistoryEntry, Source, SourceType, Task, TaskId, TaskStatus, TenantId};
 use crate::error::StoreError;
 use crate::ports::{
-    ApiKeyRecord, ApplyOutcome, CreateOutcome, IdempotencyRecord, KeyStore, Page, PageKey, RecentEvent, Retention,
-    TaskStore,
+    ApiKeyRecord, ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryState, DeliveryStore, IdempotencyRecord,
+    KeyStore, Page, PageKey, RecentEvent, Retention, SecretStore, TaskStore,
 };
 use crate::time::sort_ts;
+use crate::webhook::WebhookEvent;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -96,6 +97,10 @@ struct TaskItem {
     last_event_at: Option<DateTime<Utc>>,
     #[serde(default)]
     recent_event_ids: Vec<String>,
+    #[serde(default = "all_webhook_events")]
+    webhook_events: Vec<WebhookEvent>,
+    #[serde(default)]
+    milestones_sent: Vec<u8>,
     /// TTL, set once the task has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<i64>,
@@ -131,6 +136,8 @@ impl TaskItem {
             event_seq: t.event_seq,
             last_event_at: t.last_event_at,
             recent_event_ids: t.recent_event_ids.clone(),
+            webhook_events: t.webhook_events.clone(),
+            milestones_sent: t.milestones_sent.clone(),
             expires_at,
             gsi2pk: format!("TASKS#{}", t.tenant),
             gsi2sk: created.clone(),
@@ -170,8 +177,14 @@ impl TaskItem {
             event_seq: self.event_seq,
             last_event_at: self.last_event_at,
             recent_event_ids: self.recent_event_ids,
+            webhook_events: self.webhook_events,
+            milestones_sent: self.milestones_sent,
         })
     }
+}
+
+fn all_webhook_events() -> Vec<WebhookEvent> {
+    WebhookEvent::ALL.to_vec()
 }
 
 fn history_sk(seq: u64) -> String {
@@ -250,6 +263,83 @@ fn to_page_key(key: Option<Item>) -> Option<PageKey> {
 
 fn from_page_key(key: Option<PageKey>) -> Option<Item> {
     key.map(|k| k.0.into_iter().map(|(name, v)| (name, s(v))).collect())
+}
+
+fn delivery_sk(delivery_id: &str) -> String {
+    format!("DELIVERY#{delivery_id}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    delivery_id: String,
+    event_type: WebhookEvent,
+    url: String,
+    payload: String,
+    state: DeliveryState,
+    created_at: DateTime<Utc>,
+    enqueued: bool,
+    cycle: u32,
+    #[serde(default)]
+    attempts: Vec<Attempt>,
+    expires_at: i64,
+}
+
+impl DeliveryItem {
+    fn new(d: &Delivery, expires_at: i64) -> Self {
+        Self {
+            pk: task_pk(&d.task_id),
+            sk: delivery_sk(&d.delivery_id),
+            task_id: d.task_id,
+            tenant: d.tenant.clone(),
+            delivery_id: d.delivery_id.clone(),
+            event_type: d.event_type,
+            url: d.url.clone(),
+            payload: d.payload.clone(),
+            state: d.state,
+            created_at: d.created_at,
+            enqueued: d.enqueued,
+            cycle: d.cycle,
+            attempts: d.attempts.clone(),
+            expires_at,
+        }
+    }
+
+    fn into_delivery(self) -> Delivery {
+        Delivery {
+            task_id: self.task_id,
+            tenant: self.tenant,
+            delivery_id: self.delivery_id,
+            event_type: self.event_type,
+            url: self.url,
+            payload: self.payload,
+            state: self.state,
+            created_at: self.created_at,
+            enqueued: self.enqueued,
+            cycle: self.cycle,
+            attempts: self.attempts,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    current: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_until: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+fn secret_pk(tenant: &TenantId) -> String {
+    format!("WHSECRET#{tenant}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -512,6 +602,7 @@ impl TaskStore for DynamoStore {
         before: &Task,
         after: &Task,
         entry: &HistoryEntry,
+        deliveries: &[Delivery],
         retention: &Retention,
     ) -> Result<ApplyOutcome, StoreError> {
         let now = crate::time::now();
@@ -542,6 +633,15 @@ impl TaskStore for DynamoStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_task).build())
             .transact_items(TransactWriteItem::builder().put(put_history).build());
+        for d in deliveries {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&DeliveryItem::new(d, history_expires), "delivery item")?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(unavailable("TransactWriteItems"))?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
         if entry.seq > HISTORY_LIMIT {
             let trim = Delete::builder()
                 .table_name(&self.table)
@@ -793,5 +893,199 @@ impl KeyStore for DynamoStore {
             }
             Err(e) => Err(unavailable("TransactWriteItems")(e)),
         }
+    }
+}
+
+impl DynamoStore {
+    async fn query_deliveries(&self, task_id: &TaskId, unsent_only: bool) -> Result<Vec<Delivery>, StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(task_pk(task_id)))
+            .expression_attribute_values(":prefix", s("DELIVERY#"));
+        if unsent_only {
+            q = q
+                .filter_expression("enqueued = :no")
+                .expression_attribute_values(":no", AttributeValue::Bool(false));
+        }
+        let mut pages = q.into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.try_next().await.map_err(unavailable("Query"))? {
+            out.push(from_item::<DeliveryItem>(item, "delivery item")?.into_delivery());
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        self.query_deliveries(task_id, true).await
+    }
+
+    async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &str, cycle: u32) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(task_id)))
+            .key("sk", s(delivery_sk(delivery_id)))
+            .update_expression("SET enqueued = :yes")
+            .condition_expression("attribute_exists(pk) AND #cycle = :cycle")
+            .expression_attribute_names("#cycle", "cycle")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":cycle", AttributeValue::N(cycle.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // a newer cycle started meanwhile: nothing to mark
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("UpdateItem")(e)),
+        }
+    }
+
+    async fn get_delivery(&self, task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+        match self.get(task_pk(task_id), &delivery_sk(delivery_id), "GetItem").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<DeliveryItem>(item, "delivery item")?.into_delivery())),
+        }
+    }
+
+    async fn record_attempt(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &str,
+        cycle: u32,
+        attempt: &Attempt,
+        state: DeliveryState,
+    ) -> Result<(), StoreError> {
+        let attempt =
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(|e| StoreError::Corrupt {
+                what: "attempt",
+                detail: e.to_string(),
+            })?;
+        let state = serde_dynamo::to_attribute_value::<_, AttributeValue>(state).map_err(|e| StoreError::Corrupt {
+            what: "delivery state",
+            detail: e.to_string(),
+        })?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(task_id)))
+            .key("sk", s(delivery_sk(delivery_id)))
+            .update_expression("SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state")
+            .condition_expression("attribute_exists(pk) AND #cycle = :cycle")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#cycle", "cycle")
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":attempt", AttributeValue::L(vec![attempt]))
+            .expression_attribute_values(":state", state)
+            .expression_attribute_values(":cycle", AttributeValue::N(cycle.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // redelivered meanwhile: this attempt belongs to an old cycle
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("UpdateItem")(e)),
+        }
+    }
+
+    async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        let mut all = self.query_deliveries(task_id, false).await?;
+        all.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        Ok(all)
+    }
+
+    async fn restart_delivery(&self, task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(task_id)))
+            .key("sk", s(delivery_sk(delivery_id)))
+            .update_expression("SET #cycle = #cycle + :one, #state = :pending, enqueued = :no")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#cycle", "cycle")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes {
+                Some(item) => Ok(Some(from_item::<DeliveryItem>(item, "delivery item")?.into_delivery())),
+                None => Ok(None),
+            },
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable("UpdateItem")(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for DynamoStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        let Some(item) = self.get(secret_pk(tenant), "SECRET", "GetItem").await? else {
+            return Ok(None);
+        };
+        let item: SecretItem = from_item(item, "secret item")?;
+        let mut secrets = vec![item.current];
+        if let (Some(previous), Some(until)) = (item.previous, item.previous_until) {
+            if until > crate::time::now() {
+                secrets.push(previous);
+            }
+        }
+        Ok(Some(secrets))
+    }
+
+    async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        new_secret: &str,
+        overlap_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let previous = match overlap_until {
+            None => None,
+            Some(_) => self.signing_secrets(tenant).await?.and_then(|v| v.into_iter().next()),
+        };
+        let item = SecretItem {
+            pk: secret_pk(tenant),
+            sk: "SECRET".to_owned(),
+            tenant: tenant.clone(),
+            current: new_secret.to_owned(),
+            previous_until: previous.as_ref().and(overlap_until),
+            previous,
+            updated_at: crate::time::now(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item, "secret item")?))
+            .send()
+            .await
+            .map_err(unavailable("PutItem"))?;
+        Ok(())
     }
 }

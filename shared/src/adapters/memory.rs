@@ -15,8 +15,9 @@ use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{HistoryEntry, JobMessage, StatusEvent, Task, TaskId, TaskStatus, TenantId};
 use crate::error::StoreError;
 use crate::ports::{
-    ApiKeyRecord, ApplyOutcome, BlobStore, CreateOutcome, DeadLetters, EventSink, IdempotencyRecord, JobQueue,
-    KeyStore, Page, PageKey, RecentEvent, Retention, TaskStore,
+    ApiKeyRecord, ApplyOutcome, Attempt, BlobStore, CreateOutcome, DeadLetters, Delivery, DeliveryMessage,
+    DeliveryState, DeliveryStore, EventSink, IdempotencyRecord, JobQueue, KeyStore, Page, PageKey, RecentEvent,
+    Retention, SecretStore, TaskStore, WebhookQueue,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -37,6 +38,8 @@ pub struct MemoryTaskStore {
     pub idempotency: Mutex<HashMap<(TenantId, String), IdempotencyRecord>>,
     /// Oldest first, at most 100 per task.
     pub history: Mutex<HashMap<TaskId, Vec<HistoryEntry>>>,
+    /// By delivery id.
+    pub deliveries: Mutex<HashMap<String, Delivery>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -92,6 +95,7 @@ impl TaskStore for MemoryTaskStore {
         before: &Task,
         after: &Task,
         entry: &HistoryEntry,
+        deliveries: &[Delivery],
         _retention: &Retention,
     ) -> Result<ApplyOutcome, StoreError> {
         down(&self.fail, "memory", "apply_event")?;
@@ -105,6 +109,10 @@ impl TaskStore for MemoryTaskStore {
         let entries = history.entry(after.task_id).or_default();
         entries.push(entry.clone());
         entries.retain(|e| e.seq + HISTORY_LIMIT > entry.seq);
+        let mut stored = lock(&self.deliveries);
+        for d in deliveries {
+            stored.entry(d.delivery_id.clone()).or_insert_with(|| d.clone());
+        }
         Ok(ApplyOutcome::Applied)
     }
 
@@ -315,5 +323,121 @@ impl crate::ports::BlobReader for MemoryBlobStore {
             }),
             Some((bytes, ct)) => Ok(Some((bytes.clone(), ct.clone()))),
         }
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryTaskStore {
+    async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        down(&self.fail, "memory", "unsent_deliveries")?;
+        Ok(lock(&self.deliveries)
+            .values()
+            .filter(|d| &d.task_id == task_id && !d.enqueued)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_enqueued(&self, _task_id: &TaskId, delivery_id: &str, cycle: u32) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "mark_enqueued")?;
+        if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {
+            d.enqueued = true;
+        }
+        Ok(())
+    }
+
+    async fn get_delivery(&self, _task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+        down(&self.fail, "memory", "get_delivery")?;
+        Ok(lock(&self.deliveries).get(delivery_id).cloned())
+    }
+
+    async fn record_attempt(
+        &self,
+        _task_id: &TaskId,
+        delivery_id: &str,
+        cycle: u32,
+        attempt: &Attempt,
+        state: DeliveryState,
+    ) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "record_attempt")?;
+        if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {
+            d.attempts.push(attempt.clone());
+            d.state = state;
+        }
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        down(&self.fail, "memory", "list_deliveries")?;
+        let mut all: Vec<Delivery> = lock(&self.deliveries)
+            .values()
+            .filter(|d| &d.task_id == task_id)
+            .cloned()
+            .collect();
+        all.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        Ok(all)
+    }
+
+    async fn restart_delivery(&self, _task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+        down(&self.fail, "memory", "restart_delivery")?;
+        Ok(lock(&self.deliveries).get_mut(delivery_id).map(|d| {
+            d.cycle += 1;
+            d.state = DeliveryState::Pending;
+            d.enqueued = false;
+            d.clone()
+        }))
+    }
+}
+
+/// The webhook queue, in memory.
+#[derive(Default)]
+pub struct MemoryWebhookQueue {
+    pub messages: Mutex<Vec<DeliveryMessage>>,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl WebhookQueue for MemoryWebhookQueue {
+    async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "enqueue")?;
+        lock(&self.messages).push(message.clone());
+        Ok(())
+    }
+}
+
+/// A tenant's current secret and, during a rotation, the previous one and until when it signs.
+type TenantSecrets = (String, Option<(String, DateTime<Utc>)>);
+
+/// Signing secrets, in memory.
+#[derive(Default)]
+pub struct MemorySecretStore {
+    pub secrets: Mutex<HashMap<TenantId, TenantSecrets>>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecretStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(lock(&self.secrets).get(tenant).map(|(current, previous)| {
+            let mut v = vec![current.clone()];
+            if let Some((old, until)) = previous {
+                if *until > crate::time::now() {
+                    v.push(old.clone());
+                }
+            }
+            v
+        }))
+    }
+
+    async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        new_secret: &str,
+        overlap_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut secrets = lock(&self.secrets);
+        let previous = secrets
+            .get(tenant)
+            .and_then(|(cur, _)| overlap_until.map(|u| (cur.clone(), u)));
+        secrets.insert(tenant.clone(), (new_secret.to_owned(), previous));
+        Ok(())
     }
 }

@@ -136,3 +136,70 @@ impl crate::ports::DeadLetters for SqsDeadLetters {
         Ok(())
     }
 }
+
+/// The webhook queue.
+pub struct SqsWebhookQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsWebhookQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ports::WebhookQueue for SqsWebhookQueue {
+    async fn enqueue(&self, message: &crate::ports::DeliveryMessage) -> Result<(), StoreError> {
+        let body = serde_json::to_string(message).map_err(|e| StoreError::Corrupt {
+            what: "delivery message",
+            detail: e.to_string(),
+        })?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("task_id", string_attribute(&message.task_id.to_string())?)
+            .message_attributes("delivery_id", string_attribute(&message.delivery_id)?)
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
+
+/// `ChangeMessageVisibility` on one queue (the sender's own).
+pub struct SqsVisibility {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsVisibility {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ports::Visibility for SqsVisibility {
+    async fn delay(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), StoreError> {
+        // SQS counts whole seconds: round up so a jittered 0.9 s is not 0
+        let secs = i32::try_from(delay.as_millis().div_ceil(1000).min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("sqs", "ChangeMessageVisibility", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}

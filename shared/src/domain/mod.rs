@@ -1,5 +1,6 @@
 //! The domain model. Nothing here knows about AWS.
 
+pub mod fanout;
 pub mod ids;
 pub mod lifecycle;
 pub mod task;

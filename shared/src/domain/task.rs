@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ids::{TaskId, TenantId};
+use crate::webhook::WebhookEvent;
 
 /// What kind of content a task ingests (the MoRAG seed's source types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +129,10 @@ pub struct Task {
     pub last_event_at: Option<DateTime<Utc>>,
     /// Ids of the newest applied events, so a redelivered event is a no-op.
     pub recent_event_ids: Vec<String>,
+    /// The webhook events the client subscribed to (all by default).
+    pub webhook_events: Vec<WebhookEvent>,
+    /// Progress milestones (percent) whose webhook was planned.
+    pub milestones_sent: Vec<u8>,
 }
 
 impl Task {
@@ -161,6 +166,8 @@ impl Task {
             event_seq: 0,
             last_event_at: None,
             recent_event_ids: Vec::new(),
+            webhook_events: WebhookEvent::ALL.to_vec(),
+            milestones_sent: Vec::new(),
         }
     }
 

@@ -117,6 +117,8 @@ async fn status_with_dynamodb_down_is_503() {
     let broken = morag_status::Status::from_sdk(&env.sdk, &cfg);
     let state = Arc::new(morag_status::Status {
         tasks: broken.tasks,
+        deliveries: broken.deliveries,
+        webhooks: broken.webhooks,
         auth: Arc::new(Authenticator::new(env.store.clone(), cfg.api.auth_cache_ttl)),
         cursors: broken.cursors,
     });

@@ -30,6 +30,7 @@ fn function_env(env: &TestEnv) -> Vec<(String, String)> {
         ("MORAG_PROCESSING_QUEUE_URL", env.resources.processing_queue_url.clone()),
         ("MORAG_AWS_ENDPOINT_URL", endpoint()),
         ("MORAG_CURSOR_SECRET", "test-cursor-secret-0123456789abcdef".to_owned()),
+        ("MORAG_WEBHOOK_QUEUE_URL", env.resources.webhook_queue_url.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -116,6 +117,10 @@ async fn the_recorder_binary_reports_partial_batch_failures_as_lambda_expects() 
     vars.push((
         "MORAG_STATUS_EVENTS_DLQ_URL".to_owned(),
         env.resources.status_events_dlq_url.clone(),
+    ));
+    vars.push((
+        "MORAG_WEBHOOK_QUEUE_URL".to_owned(),
+        env.resources.webhook_queue_url.clone(),
     ));
     let emulator = RuntimeEmulator::start().await;
     let mut child = emulator.spawn(&binary("morag-recorder"), &vars).unwrap();

@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod python_worker;
 mod status;
+mod webhooks;
 
 use axum::body::Body;
 use http::Request;

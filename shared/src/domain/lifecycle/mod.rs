@@ -198,7 +198,12 @@ impl Ignored {
 /// The outcome of applying an event to a task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Apply { task: Box<Task>, entry: HistoryEntry },
+    Apply {
+        task: Box<Task>,
+        entry: HistoryEntry,
+        /// Webhooks to deliver, planned by `fanout::plan`.
+        webhooks: Vec<super::fanout::PlannedDelivery>,
+    },
     Ignore(Ignored),
 }
 
@@ -268,9 +273,11 @@ pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
         message: next.message.clone(),
         metadata: event.metadata.clone().unwrap_or_default(),
     };
+    let webhooks = super::fanout::plan(task, &mut next, event);
     Decision::Apply {
         task: Box::new(next),
         entry,
+        webhooks,
     }
 }
 

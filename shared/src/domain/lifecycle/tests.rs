@@ -170,7 +170,7 @@ proptest! {
             let e = event(&t, &format!("e{id}"), status, (status == EventStatus::Progress).then_some(f64::from(permille) / 1000.0), offset);
             let before = t.clone();
             match decide(&t, &e) {
-                Decision::Apply { task, entry } => {
+                Decision::Apply { task, entry, .. } => {
                     prop_assert!(rank(task.status) >= rank(before.status));
                     prop_assert!(task.progress >= before.progress);
                     prop_assert!(!before.status.is_terminal());

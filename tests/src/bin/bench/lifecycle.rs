@@ -72,6 +72,8 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
     seed(&store, &tenants, now).await?;
     let status = morag_status::router(Arc::new(morag_status::Status {
         tasks: store.clone(),
+        deliveries: store.clone(),
+        webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
         auth: Arc::new(Authenticator::new(store.clone(), Duration::from_secs(600))),
         cursors: CursorCodec::new(SecretString::from("bench-cursor-secret-0123456789abcdef".to_owned())),
     }));
@@ -155,6 +157,11 @@ async fn recorder_env(endpoint: &str, tasks: usize) -> Result<(Arc<DynamoStore>,
     }
     let recorder = morag_recorder::Recorder {
         tasks: store.clone(),
+        deliveries: store.clone(),
+        webhooks: Arc::new(morag_shared::adapters::sqs::SqsWebhookQueue::new(
+            morag_shared::aws::sqs(&sdk),
+            resources.webhook_queue_url.clone(),
+        )),
         dead_letters: Arc::new(SqsDeadLetters::new(
             morag_shared::aws::sqs(&sdk),
             resources.status_events_dlq_url,
@@ -225,7 +232,7 @@ async fn bare_rate(endpoint: &str) -> Result<f64> {
     for task in &tasks {
         let mut current = task.clone();
         for e in events_for(task, 10, t0) {
-            if let Decision::Apply { task: after, entry } = decide(&current, &e) {
+            if let Decision::Apply { task: after, entry, .. } = decide(&current, &e) {
                 writes.push((current.clone(), (*after).clone(), entry));
                 current = *after;
             }
@@ -233,7 +240,7 @@ async fn bare_rate(endpoint: &str) -> Result<f64> {
     }
     let started = Instant::now();
     for (before, after, entry) in &writes {
-        store.apply_event(before, after, entry, &RETENTION).await?;
+        store.apply_event(before, after, entry, &[], &RETENTION).await?;
     }
     Ok(writes.len() as f64 / started.elapsed().as_secs_f64())
 }

@@ -93,6 +93,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
             resources.status_events_queue_url.clone(),
         ),
         ("MORAG_STATUS_EVENTS_DLQ_URL", resources.status_events_dlq_url.clone()),
+        ("MORAG_WEBHOOK_QUEUE_URL", resources.webhook_queue_url.clone()),
         ("MORAG_PROCESSING_DLQ_URL", resources.processing_dlq_url.clone()),
     ]
     .into_iter()

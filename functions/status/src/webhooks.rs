@@ -1,0 +1,109 @@
+//! A task's webhook deliveries, and redelivery.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use morag_shared::domain::TaskId;
+use morag_shared::http::{self as api, ApiError};
+use morag_shared::ports::{DeliveryMessage, DeliveryState};
+
+use crate::{owned_task, Status};
+
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub delivery_id: String,
+    pub event_type: String,
+    pub url: String,
+    pub state: DeliveryState,
+    pub created_at: DateTime<Utc>,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveriesView {
+    pub task_id: TaskId,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+pub async fn list(
+    State(st): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path(raw_id): Path<String>,
+) -> Result<Json<DeliveriesView>, ApiError> {
+    let tenant = api::authenticate(&st.auth, &headers).await?;
+    let task = owned_task(&st, &tenant, &raw_id).await?;
+    let deliveries = st.deliveries.list_deliveries(&task.task_id).await?;
+    Ok(Json(DeliveriesView {
+        task_id: task.task_id,
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| DeliveryView {
+                delivery_id: d.delivery_id,
+                event_type: d.event_type.as_str().to_owned(),
+                url: d.url,
+                state: d.state,
+                created_at: d.created_at,
+                attempts: d
+                    .attempts
+                    .into_iter()
+                    .map(|a| AttemptView {
+                        at: a.at,
+                        status_code: a.status_code,
+                        error: a.error,
+                        latency_ms: a.latency_ms,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+/// A fresh attempt cycle with the same `webhook-id`.
+pub async fn redeliver(
+    State(st): State<Arc<Status>>,
+    headers: HeaderMap,
+    Path((raw_id, delivery_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = api::authenticate(&st.auth, &headers).await?;
+    let task = owned_task(&st, &tenant, &raw_id).await?;
+    if !delivery_id.starts_with("msg_") || delivery_id.len() > 64 {
+        return Err(ApiError::not_found("no such delivery"));
+    }
+    tracing::Span::current().record("delivery_id", delivery_id.as_str());
+    let delivery = st
+        .deliveries
+        .restart_delivery(&task.task_id, &delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such delivery"))?;
+    let message = DeliveryMessage {
+        task_id: task.task_id,
+        delivery_id: delivery.delivery_id.clone(),
+        cycle: delivery.cycle,
+    };
+    st.webhooks.enqueue(&message).await?;
+    st.deliveries
+        .mark_enqueued(&task.task_id, &delivery.delivery_id, delivery.cycle)
+        .await?;
+    tracing::info!(cycle = delivery.cycle, "redelivery queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"delivery_id": delivery.delivery_id, "state": "pending", "cycle": delivery.cycle})),
+    )
+        .into_response())
+}

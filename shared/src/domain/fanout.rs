@@ -1,0 +1,219 @@
+//! Which webhooks an applied event sends (pure). Delivery ids are
+//! deterministic, so the same event always plans the same deliveries: a
+//! redelivered status event can never create a second delivery, and every
+//! retry of a delivery carries the same `webhook-id`.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::lifecycle::{EventStatus, StatusEvent};
+use super::task::{Task, TaskStatus};
+use crate::webhook::WebhookEvent;
+
+/// Progress milestones, in percent: each fires at most once per task.
+pub const MILESTONES: [u8; 3] = [25, 50, 75];
+
+/// A webhook to deliver, fixed when its event is applied: its body is sent
+/// unchanged on every attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDelivery {
+    /// `msg_` + 24 hex digits; the `webhook-id`.
+    pub delivery_id: String,
+    pub event_type: WebhookEvent,
+    pub url: String,
+    /// The JSON body.
+    pub payload: String,
+}
+
+pub fn delivery_id(task: &Task, event_type: WebhookEvent, discriminator: &str) -> String {
+    let digest = Sha256::digest(format!("{}|{}|{discriminator}", task.task_id, event_type.as_str()).as_bytes());
+    format!("msg_{}", &hex::encode(digest)[..24])
+}
+
+fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> String {
+    let mut data = json!({
+        "task_id": after.task_id.to_string(),
+        "status": after.status.as_str(),
+        "message": after.message,
+        "metadata": Value::Object(after.metadata.clone()),
+    });
+    match event_type {
+        WebhookEvent::TaskStarted | WebhookEvent::TaskProgress => data["progress"] = json!(after.progress),
+        WebhookEvent::TaskCompleted => {
+            data["progress"] = json!(after.progress);
+            data["result"] = after.result.clone().unwrap_or(Value::Null);
+        }
+        WebhookEvent::TaskFailed => data["error"] = json!(after.error),
+    }
+    json!({
+        "event_type": event_type.as_str(),
+        "timestamp": crate::time::sort_ts(event.occurred_at),
+        "data": data,
+    })
+    .to_string()
+}
+
+/// Plans the webhooks for an event that moved `before` to `after`, and
+/// records fired milestones in `after.milestones_sent`.
+///
+/// - `task_started` when the task leaves `pending` other than by ending;
+/// - `task_progress` when progress crosses 25, 50 or 75 %: one delivery for
+///   the highest milestone crossed, every crossed milestone marked sent;
+/// - `task_completed`, `task_failed` when it ends;
+/// - only event types the task subscribed to, and only with a `webhook_url`.
+pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<PlannedDelivery> {
+    let mut planned: Vec<(WebhookEvent, String)> = Vec::new();
+    let ending = matches!(event.status, EventStatus::Completed | EventStatus::Failed);
+    if before.status == TaskStatus::Pending && !ending {
+        planned.push((WebhookEvent::TaskStarted, "once".to_owned()));
+    }
+    if event.status == EventStatus::Progress {
+        let crossed: Vec<u8> = MILESTONES
+            .into_iter()
+            .filter(|m| after.progress * 100.0 >= f64::from(*m) && !after.milestones_sent.contains(m))
+            .collect();
+        if let Some(highest) = crossed.last() {
+            planned.push((WebhookEvent::TaskProgress, highest.to_string()));
+            after.milestones_sent.extend(crossed.iter().copied());
+        }
+    }
+    match event.status {
+        EventStatus::Completed => planned.push((WebhookEvent::TaskCompleted, "once".to_owned())),
+        EventStatus::Failed => planned.push((WebhookEvent::TaskFailed, "once".to_owned())),
+        _ => {}
+    }
+    let Some(url) = after.webhook_url.clone() else {
+        return Vec::new();
+    };
+    planned
+        .into_iter()
+        .filter(|(t, _)| after.webhook_events.contains(t))
+        .map(|(event_type, disc)| PlannedDelivery {
+            delivery_id: delivery_id(after, event_type, &disc),
+            event_type,
+            url: url.clone(),
+            payload: payload(after, event_type, event),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{decide, Decision, Source, SourceType, TaskId};
+    use chrono::DateTime;
+    use proptest::prelude::*;
+    use serde_json::Map;
+
+    fn task(url: Option<&str>) -> Task {
+        Task::pending(
+            TaskId::new(),
+            "acme".parse().unwrap(),
+            SourceType::Text,
+            Source::Url {
+                url: "https://example.com/".into(),
+            },
+            url.map(str::to_owned),
+            Map::new(),
+            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        )
+    }
+
+    fn ev(t: &Task, id: &str, status: EventStatus, progress: Option<f64>, at: i64) -> StatusEvent {
+        StatusEvent {
+            event_id: id.to_owned(),
+            task_id: t.task_id,
+            status,
+            progress,
+            message: None,
+            result: (status == EventStatus::Completed).then(Map::new),
+            error: (status == EventStatus::Failed).then(|| "boom".to_owned()),
+            metadata: None,
+            occurred_at: DateTime::from_timestamp(1_700_000_000 + at, 0).unwrap(),
+        }
+    }
+
+    fn run(t: &mut Task, events: &[StatusEvent]) -> Vec<PlannedDelivery> {
+        let mut out = Vec::new();
+        for e in events {
+            if let Decision::Apply { task, webhooks, .. } = decide(t, e) {
+                *t = *task;
+                out.extend(webhooks);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_full_run_sends_started_milestones_and_completed() {
+        let mut t = task(Some("https://hooks.example.com/h"));
+        let events = [
+            ev(&t, "s", EventStatus::Started, None, 1),
+            ev(&t, "p1", EventStatus::Progress, Some(0.1), 2),
+            ev(&t, "p2", EventStatus::Progress, Some(0.3), 3),
+            ev(&t, "p3", EventStatus::Progress, Some(0.4), 4),
+            ev(&t, "p4", EventStatus::Progress, Some(0.9), 5),
+            ev(&t, "c", EventStatus::Completed, None, 6),
+        ];
+        let planned = run(&mut t, &events);
+        let kinds: Vec<&str> = planned.iter().map(|p| p.event_type.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["task_started", "task_progress", "task_progress", "task_completed"]
+        );
+        assert_eq!(t.milestones_sent, [25, 50, 75]);
+        let body: Value = serde_json::from_str(&planned[2].payload).unwrap();
+        assert_eq!(body["event_type"], "task_progress");
+        assert_eq!(body["data"]["progress"], 0.9);
+        assert_eq!(body["data"]["status"], "progress");
+        let done: Value = serde_json::from_str(&planned[3].payload).unwrap();
+        assert_eq!(done["data"]["result"], serde_json::json!({}));
+        assert!(planned
+            .iter()
+            .all(|p| p.delivery_id.starts_with("msg_") && p.delivery_id.len() == 28));
+    }
+
+    #[test]
+    fn subscriptions_and_missing_urls_filter() {
+        let mut t = task(None);
+        let started = [ev(&t, "s", EventStatus::Started, None, 1)];
+        assert!(run(&mut t, &started).is_empty());
+        let mut t = task(Some("https://hooks.example.com/h"));
+        t.webhook_events = vec![WebhookEvent::TaskFailed];
+        let events = [
+            ev(&t, "s", EventStatus::Progress, Some(0.6), 1),
+            ev(&t, "f", EventStatus::Failed, None, 2),
+        ];
+        let kinds: Vec<WebhookEvent> = run(&mut t, &events).iter().map(|p| p.event_type).collect();
+        assert_eq!(kinds, [WebhookEvent::TaskFailed]);
+    }
+
+    proptest! {
+        /// Duplicated, shuffled and late progress never sends a milestone
+        /// twice, nothing follows a terminal webhook, and ids never repeat.
+        #[test]
+        fn milestones_fire_once_and_nothing_follows_the_end(
+            steps in proptest::collection::vec((0u8..10, 0u8..4, 0u32..=1000, 0i64..20), 1..60)
+        ) {
+            let mut t = task(Some("https://hooks.example.com/h"));
+            let events: Vec<StatusEvent> = steps.iter().map(|&(id, st, permille, at)| {
+                let status = [EventStatus::Started, EventStatus::Progress, EventStatus::Completed, EventStatus::Failed][st as usize];
+                ev(&t, &format!("e{id}"), status, (status == EventStatus::Progress).then_some(f64::from(permille) / 1000.0), at)
+            }).collect();
+            let planned = run(&mut t, &events);
+            let mut ids: Vec<&str> = planned.iter().map(|p| p.delivery_id.as_str()).collect();
+            let n = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), n, "a delivery id repeated");
+            let progress = planned.iter().filter(|p| p.event_type == WebhookEvent::TaskProgress).count();
+            prop_assert!(progress <= 3);
+            let ends = planned.iter().filter(|p| matches!(p.event_type, WebhookEvent::TaskCompleted | WebhookEvent::TaskFailed)).count();
+            prop_assert!(ends <= 1);
+            if let Some(end) = planned.iter().position(|p| matches!(p.event_type, WebhookEvent::TaskCompleted | WebhookEvent::TaskFailed)) {
+                prop_assert_eq!(end, planned.len() - 1, "nothing after the terminal webhook");
+            }
+            prop_assert!(planned.iter().filter(|p| p.event_type == WebhookEvent::TaskStarted).count() <= 1);
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Webhook delivery end to end: real receivers on 127.0.0.1, the emulator's
+//! queues, the real recorder and sender, and a fast retry schedule.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use morag_shared::config::SenderConfig;
+use morag_shared::net::TargetPolicy;
+use morag_shared::ports::SecretStore;
+use morag_shared::webhook::{RetrySchedule, SigningSecret};
+use morag_tests::receiver::{Reply, TestReceiver};
+use morag_tests::{call, TestEnv};
+
+use crate::url_request;
+
+const LOCAL: TargetPolicy = TargetPolicy {
+    allow_http: true,
+    allow_loopback: true,
+};
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// An env whose webhook queue allows `attempts` receives, a fast schedule of
+/// that many attempts, and a signing secret for tenant acme.
+async fn webhook_env(gaps: &str) -> (TestEnv, RetrySchedule) {
+    let schedule: RetrySchedule = gaps.parse().unwrap();
+    let attempts = schedule.attempts();
+    let env = morag_tests::spawn_env_configured(attempts, |cfg| cfg.target_policy = LOCAL).await;
+    env.store
+        .rotate_secret(&"acme".parse().unwrap(), SECRET, None)
+        .await
+        .unwrap();
+    (env, schedule)
+}
+
+fn sender(env: &TestEnv, schedule: &RetrySchedule, timeout: Duration) -> morag_webhook_sender::Sender {
+    let lookup = morag_shared::outbound::static_lookup(HashMap::from([(
+        "private.test".to_owned(),
+        vec!["10.0.0.7".parse().unwrap()],
+    )]));
+    morag_webhook_sender::Sender::from_sdk_with_lookup(
+        &env.sdk,
+        &SenderConfig {
+            table: env.resources.names.table.clone(),
+            webhook_queue_url: env.resources.webhook_queue_url.clone(),
+            webhook_dlq_url: env.resources.webhook_dlq_url.clone(),
+            schedule: schedule.clone(),
+            connect_timeout: Duration::from_secs(1),
+            timeout,
+            target_policy: LOCAL,
+            aws: env.ingest_cfg.aws.clone(),
+        },
+        lookup,
+    )
+}
+
+async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> String {
+    let mut body = json!({"source_type": "web", "url": "https://example.com/", "webhook_url": webhook_url});
+    if let Some(e) = events {
+        body["webhook_events"] = e;
+    }
+    let res = call(&env.ingest, url_request(&env.key_a, &body)).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+    res.body["task_id"].as_str().unwrap().to_owned()
+}
+
+fn event(task_id: &str, id: &str, status: &str, progress: Option<f64>, ms: i64) -> String {
+    let at = morag_shared::time::now() - chrono::Duration::seconds(60) + chrono::Duration::milliseconds(ms);
+    let mut v = json!({"event_id": id, "task_id": task_id, "status": status, "occurred_at": at});
+    if let Some(p) = progress {
+        v["progress"] = p.into();
+    }
+    match status {
+        "completed" => v["result"] = json!({"chunks": 2}),
+        "failed" => v["error"] = "boom".into(),
+        _ => {}
+    }
+    v.to_string()
+}
+
+/// Records every queued status event, then delivers until the webhook queue
+/// is empty or `deadline` passes (waiting out visibility timeouts).
+async fn deliver_all(env: &TestEnv, sender: &morag_webhook_sender::Sender, deadline: Duration) {
+    let recorder = env.recorder();
+    let started = std::time::Instant::now();
+    loop {
+        let e = morag_cli::esm::poll_once(
+            &env.sqs,
+            &env.resources.status_events_queue_url,
+            10,
+            Duration::ZERO,
+            |b| recorder.handle(b),
+        )
+        .await
+        .unwrap();
+        let w = morag_cli::esm::poll_once(
+            &env.sqs,
+            &env.resources.webhook_queue_url,
+            10,
+            Duration::from_secs(1),
+            |b| sender.handle(b),
+        )
+        .await
+        .unwrap();
+        if e.received == 0 && w.received == 0 && env.webhook_queue_depth().await == 0 {
+            return;
+        }
+        if started.elapsed() > deadline {
+            return;
+        }
+    }
+}
+
+async fn deliveries(env: &TestEnv, task_id: &str) -> Value {
+    let res = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    res.body
+}
+
+#[tokio::test]
+async fn a_task_sends_signed_started_milestones_and_completed_once_each() {
+    let (env, schedule) = webhook_env("1,1").await;
+    let receiver = TestReceiver::always(200).await;
+    let task_id = submit(&env, &receiver.url(), None).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "p1", "progress", Some(0.3), 2),
+        event(&task_id, "p1", "progress", Some(0.3), 2),
+        event(&task_id, "p2", "progress", Some(0.6), 3),
+        event(&task_id, "p0", "progress", Some(0.2), 0),
+        event(&task_id, "p3", "progress", Some(0.9), 4),
+        event(&task_id, "c", "completed", None, 5),
+        event(&task_id, "late", "progress", Some(0.95), 6),
+    ])
+    .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    let got = receiver.received();
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "task_completed",
+            "task_progress",
+            "task_progress",
+            "task_progress",
+            "task_started"
+        ],
+        "{kinds:?}"
+    );
+    let secret = SigningSecret::parse(SECRET).unwrap();
+    for r in &got {
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(r.header("user-agent"), "MoRAG-Webhook/1.0");
+        let id = r.header("webhook-id");
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            r.header("webhook-signature"),
+            secret.sign(id, ts, &r.body),
+            "signature verifies"
+        );
+        let body = r.json();
+        assert_eq!(body["data"]["task_id"], task_id.as_str());
+        assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    let completed = got
+        .iter()
+        .find(|r| r.json()["event_type"] == "task_completed")
+        .unwrap()
+        .json();
+    assert_eq!(completed["data"]["status"], "completed");
+    assert_eq!(completed["data"]["result"], json!({"chunks": 2}));
+
+    let list = deliveries(&env, &task_id).await;
+    let items = list["deliveries"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(items
+        .iter()
+        .all(|d| d["state"] == "succeeded" && d["attempts"].as_array().unwrap().len() == 1));
+    assert_eq!(items[0]["attempts"][0]["status_code"], 200);
+    let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
+    assert_eq!(status.body["status"], "completed");
+}
+
+#[tokio::test]
+async fn subscriptions_choose_the_events() {
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(204).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_completed"]))).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "p", "progress", Some(0.8), 2),
+        event(&task_id, "c", "completed", None, 3),
+    ])
+    .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(10),
+    )
+    .await;
+    let kinds: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event_type"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("task_completed")]);
+}
+
+#[tokio::test]
+async fn fail_twice_then_succeed_keeps_the_webhook_id() {
+    let (env, schedule) = webhook_env("1,1,1").await;
+    let receiver = TestReceiver::start(vec![Reply::Status(500), Reply::Status(503)], Reply::Status(200)).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 3, "succeeds on attempt 3");
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert!(
+        got[1].at.duration_since(got[0].at) >= Duration::from_millis(700),
+        "backed off"
+    );
+    let list = deliveries(&env, &task_id).await;
+    let d = &list["deliveries"][0];
+    assert_eq!(d["state"], "succeeded");
+    let codes: Vec<Value> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(503), json!(200)]);
+}
+
+#[tokio::test]
+async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_unharmed() {
+    let (env, schedule) = webhook_env("1,1").await;
+    let receiver = TestReceiver::always(500).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_completed"]))).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "c", "completed", None, 2),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    assert_eq!(receiver.received().len(), 3, "exactly the attempt budget");
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    assert_eq!(d["state"], "dead");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
+    let parked = env.drain_dlq(&env.resources.webhook_dlq_url).await;
+    assert_eq!(parked.len(), 1, "the exhausted message is in the webhook DLQ");
+    let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
+    assert_eq!(
+        status.body["status"], "completed",
+        "a dead receiver never changes the task"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // redelivery: a fresh cycle with the same webhook-id
+    let delivery_id = d["delivery_id"].as_str().unwrap();
+    let res = call(
+        &env.status,
+        http::Request::post(format!("/api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver"))
+            .header("authorization", format!("Bearer {}", env.key_a))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+    let receiver_ok = receiver; // still answering 500: one more cycle of 3
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(30),
+    )
+    .await;
+    let got = receiver_ok.received();
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().all(|r| r.header("webhook-id") == delivery_id));
+}
+
+#[tokio::test]
+async fn permanent_refusals_are_not_retried() {
+    for code in [400u16, 410, 404, 301] {
+        let (env, schedule) = webhook_env("1,1").await;
+        let receiver = TestReceiver::always(code).await;
+        let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+        env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+            .await;
+        deliver_all(
+            &env,
+            &sender(&env, &schedule, Duration::from_secs(5)),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(receiver.received().len(), 1, "{code} is not retried");
+        let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+        assert_eq!(d["state"], "failed", "{code}");
+        assert!(env.drain_dlq(&env.resources.webhook_dlq_url).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (env, schedule) = webhook_env("1,1").await;
+    let receiver = TestReceiver::start(
+        vec![Reply::WithHeaders(429, vec![("retry-after", "3".to_owned())])],
+        Reply::Status(200),
+    )
+    .await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(20),
+    )
+    .await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_millis(2900),
+        "waited {gap:?}, asked 3 s (schedule says 1 s)"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_and_refused_connections_are_retried() {
+    let (env, schedule) = webhook_env("1").await;
+    let slow = TestReceiver::start(vec![Reply::Slow(Duration::from_secs(3), 200)], Reply::Status(200)).await;
+    let task_id = submit(&env, &slow.url(), Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(1)),
+        Duration::from_secs(20),
+    )
+    .await;
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["error"], "timeout", "{d}");
+    assert_eq!(d["state"], "succeeded");
+
+    // nothing listens on this port
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let task_id = submit(
+        &env,
+        &format!("http://127.0.0.1:{port}/hook"),
+        Some(json!(["task_started"])),
+    )
+    .await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(1)),
+        Duration::from_secs(20),
+    )
+    .await;
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    let errors: Vec<Value> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["error"].clone())
+        .collect();
+    assert_eq!(errors, [json!("connect"), json!("connect")]);
+    assert_eq!(d["state"], "dead");
+}
+
+#[tokio::test]
+async fn names_resolving_to_private_addresses_are_refused_at_send_time() {
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(200).await;
+    let url = format!("http://private.test:{}/hook", receiver.addr.port());
+    let task_id = submit(&env, &url, Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(10),
+    )
+    .await;
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    assert_eq!(d["state"], "failed");
+    assert_eq!(d["attempts"][0]["error"], "blocked_address");
+    assert!(receiver.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_recorder_that_dies_between_its_writes_loses_no_webhook() {
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(200).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+    let body = event(&task_id, "s", "started", None, 1);
+    // first delivery of the status event: the webhook queue is down after the transaction
+    let mut broken = env.recorder();
+    broken.webhooks = std::sync::Arc::new(morag_shared::adapters::sqs::SqsWebhookQueue::new(
+        env.sqs.clone(),
+        format!("{}-missing", env.resources.webhook_queue_url),
+    ));
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some("m1".into());
+    record.body = Some(body.clone());
+    batch.records = vec![record.clone()];
+    let res = broken.handle(batch.clone()).await;
+    assert_eq!(
+        res.batch_item_failures.len(),
+        1,
+        "the record fails, so SQS will redeliver it"
+    );
+    let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
+    assert_eq!(status.body["status"], "started", "the state was applied");
+    // SQS redelivers the status event: the duplicate finishes the job
+    let res = env.recorder().handle(batch).await;
+    assert!(res.batch_item_failures.is_empty());
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(10),
+    )
+    .await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "delivered, once");
+    assert_eq!(got[0].json()["event_type"], "task_started");
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_with_both() {
+    let (env, schedule) = webhook_env("1").await;
+    let new = SigningSecret::generate();
+    env.store
+        .rotate_secret(
+            &"acme".parse().unwrap(),
+            &new,
+            Some(morag_shared::time::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let receiver = TestReceiver::always(200).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(10),
+    )
+    .await;
+    let got = receiver.received();
+    let r = &got[0];
+    let (id, ts) = (
+        r.header("webhook-id"),
+        r.header("webhook-timestamp").parse::<i64>().unwrap(),
+    );
+    let sigs: Vec<&str> = r.header("webhook-signature").split(' ').collect();
+    assert_eq!(
+        sigs,
+        [
+            SigningSecret::parse(&new).unwrap().sign(id, ts, &r.body),
+            SigningSecret::parse(SECRET).unwrap().sign(id, ts, &r.body)
+        ]
+    );
+}
