@@ -441,3 +441,17 @@ impl SecretStore for MemorySecretStore {
         Ok(())
     }
 }
+
+/// Message visibility changes, recorded: (receipt handle, delay).
+#[derive(Default)]
+pub struct MemoryVisibility {
+    pub changes: Mutex<Vec<(String, std::time::Duration)>>,
+}
+
+#[async_trait]
+impl crate::ports::Visibility for MemoryVisibility {
+    async fn delay(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), StoreError> {
+        lock(&self.changes).push((receipt_handle.to_owned(), delay));
+        Ok(())
+    }
+}

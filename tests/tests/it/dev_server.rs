@@ -21,7 +21,10 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
     assert!(morag.exists(), "{} missing: make test builds it", morag.display());
     let port = free_port();
+    let receiver = morag_tests::receiver::TestReceiver::always(200).await;
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     let mut child = tokio::process::Command::new(&morag)
+        .env("MORAG_LOCAL_WEBHOOK_SECRET", SECRET)
         .args([
             "dev",
             "--endpoint",
@@ -54,7 +57,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     let form = reqwest::multipart::Form::new()
         .text("source_type", "document")
         .part("file", reqwest::multipart::Part::bytes(readme).file_name("README.md"))
-        .text("webhook_url", "http://127.0.0.1:8001/webhook");
+        .text("webhook_url", receiver.url());
     let res = client
         .post(format!("{base}/api/v1/ingest/file"))
         .header("authorization", "Bearer test-api-key")
@@ -124,5 +127,40 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
         .await
         .unwrap();
     assert_eq!(recent["count"], statuses.len());
+
+    // and the local receiver got signed webhooks: started, milestones, completed
+    let secret = morag_shared::webhook::SigningSecret::parse(SECRET).unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..100 {
+        kinds = receiver
+            .received()
+            .iter()
+            .map(|r| r.json()["event_type"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if kinds.iter().any(|k| k == "task_completed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"task_completed".to_owned()), "{kinds:?}");
+    assert!(kinds.iter().filter(|k| *k == "task_progress").count() >= 1, "{kinds:?}");
+    for r in receiver.received() {
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            r.header("webhook-signature"),
+            secret.sign(r.header("webhook-id"), ts, &r.body)
+        );
+    }
+    let hooks: serde_json::Value = client
+        .get(format!("{base}/api/v1/status/{task_id}/webhooks"))
+        .header("authorization", "Bearer test-api-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hooks["deliveries"].as_array().unwrap().len(), kinds.len());
     child.kill().await.unwrap();
 }

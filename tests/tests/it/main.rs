@@ -4,6 +4,7 @@
 mod auth;
 mod bad_requests;
 mod dev_server;
+mod dlq;
 mod failures;
 mod fixtures;
 mod idempotency;

@@ -1,0 +1,146 @@
+//! `morag dlq redrive` against the emulator (moto has no
+//! StartMessageMoveTask, so this exercises the receive/send/delete path).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use morag_tests::spawn_env;
+
+#[tokio::test]
+async fn parked_status_events_move_back_without_loss() {
+    let env = spawn_env().await;
+    for i in 0..23 {
+        env.sqs
+            .send_message()
+            .queue_url(&env.resources.status_events_dlq_url)
+            .message_body(format!("{{\"n\":{i}}}"))
+            .message_attributes(
+                "morag_reason",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("invalid_json")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let done = morag_cli::dlq::redrive_plain(
+        &env.sqs,
+        &env.resources.status_events_queue_url,
+        &env.resources.status_events_dlq_url,
+    )
+    .await
+    .unwrap();
+    assert!(!done.move_task_started, "moto has no StartMessageMoveTask");
+    assert_eq!(done.moved, 23);
+    let mut bodies = Vec::new();
+    loop {
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.resources.status_events_queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            break;
+        }
+        for m in msgs {
+            assert!(
+                m.message_attributes().is_none_or(|a| !a.contains_key("morag_reason")),
+                "reason attributes stay behind"
+            );
+            bodies.push(m.body().unwrap().to_owned());
+            env.sqs
+                .delete_message()
+                .queue_url(&env.resources.status_events_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 23, "every message arrived");
+    assert!(env.drain_dlq(&env.resources.status_events_dlq_url).await.is_empty());
+}
+
+#[tokio::test]
+async fn parked_webhooks_get_a_fresh_cycle() {
+    use morag_shared::ports::{DeliveryStore, TaskStore};
+    let env = spawn_env().await;
+    // a dead delivery, parked
+    let task = morag_tests::sample_task(&uuid::Uuid::new_v4().to_string(), "acme");
+    env.store.create_task(&task, None).await.unwrap();
+    let mut after = task.clone();
+    after.event_seq = 1;
+    let entry = morag_shared::domain::HistoryEntry {
+        seq: 1,
+        event_id: "e".into(),
+        timestamp: morag_shared::time::now(),
+        status: morag_shared::domain::TaskStatus::Started,
+        progress: 0.0,
+        message: "m".into(),
+        metadata: Default::default(),
+    };
+    let delivery = morag_shared::ports::Delivery {
+        task_id: task.task_id,
+        tenant: task.tenant.clone(),
+        delivery_id: "msg_0123456789abcdef01234567".into(),
+        event_type: morag_shared::webhook::WebhookEvent::TaskStarted,
+        url: "https://hooks.example.com/h".into(),
+        payload: "{}".into(),
+        state: morag_shared::ports::DeliveryState::Dead,
+        created_at: morag_shared::time::now(),
+        enqueued: true,
+        cycle: 0,
+        attempts: Vec::new(),
+    };
+    let retention = morag_shared::ports::Retention {
+        history: Duration::from_secs(3600),
+        ended_task: Duration::from_secs(3600),
+    };
+    env.store
+        .apply_event(&task, &after, &entry, std::slice::from_ref(&delivery), &retention)
+        .await
+        .unwrap();
+    env.sqs
+        .send_message()
+        .queue_url(&env.resources.webhook_dlq_url)
+        .message_body(json!({"task_id": task.task_id, "delivery_id": delivery.delivery_id, "cycle": 0}).to_string())
+        .send()
+        .await
+        .unwrap();
+    env.sqs
+        .send_message()
+        .queue_url(&env.resources.webhook_dlq_url)
+        .message_body("garbage")
+        .send()
+        .await
+        .unwrap();
+
+    let queue =
+        morag_shared::adapters::sqs::SqsWebhookQueue::new(env.sqs.clone(), env.resources.webhook_queue_url.clone());
+    let done = morag_cli::dlq::redrive_webhooks(&env.sqs, &env.resources.webhook_dlq_url, env.store.as_ref(), &queue)
+        .await
+        .unwrap();
+    assert_eq!((done.moved, done.dropped), (1, 1));
+    let d = env
+        .store
+        .get_delivery(&task.task_id, &delivery.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.state, d.cycle, d.enqueued),
+        (morag_shared::ports::DeliveryState::Pending, 1, true)
+    );
+    assert_eq!(env.webhook_queue_depth().await, 1);
+}
