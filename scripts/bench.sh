@@ -6,7 +6,7 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
 echo "==> cargo build --release" >&2
-cargo build --release --quiet -p morag-ingest -p morag-status -p morag-recorder -p morag-processor -p morag-tests --bins
+cargo build --release --quiet -p morag-ingest -p morag-status -p morag-recorder -p morag-processor -p morag-webhook-sender -p morag-tests --bins
 mkdir -p target
 start_moto target/moto-bench.log
 trap stop_moto EXIT

@@ -17,7 +17,13 @@ use morag_shared::ports::TaskStore;
 use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
 const COLD_STARTS: usize = 20;
-const FUNCTIONS: [&str; 4] = ["morag-ingest", "morag-status", "morag-recorder", "morag-processor"];
+const FUNCTIONS: [&str; 5] = [
+    "morag-ingest",
+    "morag-status",
+    "morag-recorder",
+    "morag-processor",
+    "morag-webhook-sender",
+];
 const REQUESTS: usize = 1000;
 const WARMUP: usize = 50;
 
@@ -30,7 +36,7 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn release_binary(name: &str) -> Result<PathBuf> {
+pub(crate) fn release_binary(name: &str) -> Result<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/release")
         .join(name);
@@ -67,6 +73,9 @@ async fn main() -> Result<()> {
     if section == "all" || section == "lifecycle" || section == "recorder" {
         report.extend(lifecycle::run(&endpoint, section != "recorder").await?);
     }
+    if section == "all" || section == "webhooks" {
+        report.extend(webhooks::run(&endpoint).await?);
+    }
     println!("{}", report.join("\n"));
     Ok(())
 }
@@ -94,6 +103,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
         ),
         ("MORAG_STATUS_EVENTS_DLQ_URL", resources.status_events_dlq_url.clone()),
         ("MORAG_WEBHOOK_QUEUE_URL", resources.webhook_queue_url.clone()),
+        ("MORAG_WEBHOOK_DLQ_URL", resources.webhook_dlq_url.clone()),
         ("MORAG_PROCESSING_DLQ_URL", resources.processing_dlq_url.clone()),
     ]
     .into_iter()
@@ -273,3 +283,4 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
 }
 
 mod lifecycle;
+mod webhooks;
