@@ -8,6 +8,11 @@ ensure_venv
 echo "==> cargo build --release" >&2
 cargo build --release --quiet -p morag-ingest -p morag-status -p morag-recorder -p morag-processor -p morag-webhook-sender -p morag-tests --bins
 mkdir -p target
-start_moto target/moto-bench.log
 trap stop_moto EXIT
-MORAG_BENCH_ENDPOINT="$MOTO_ENDPOINT" ./target/release/morag-bench "$@" | tee target/bench.md
+: > target/bench.md
+# one fresh emulator per section: moto's cost grows with everything it holds
+for section in ${@:-intake lifecycle webhooks}; do
+    start_moto "target/moto-bench-$section.log"
+    MORAG_BENCH_ENDPOINT="$MOTO_ENDPOINT" ./target/release/morag-bench "$section" | tee -a target/bench.md
+    stop_moto
+done

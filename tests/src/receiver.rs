@@ -105,6 +105,10 @@ impl TestReceiver {
         Self::start(Vec::new(), Reply::Status(status)).await
     }
 
+    pub async fn always_with(status: u16, headers: Vec<(&'static str, String)>) -> Self {
+        Self::start(Vec::new(), Reply::WithHeaders(status, headers)).await
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/webhook", self.addr)
     }

@@ -499,3 +499,24 @@ async fn a_rotated_secret_signs_with_both() {
         ]
     );
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (env, schedule) = webhook_env("1").await;
+    let elsewhere = TestReceiver::always(200).await;
+    let receiver = TestReceiver::always_with(302, vec![("location", elsewhere.url())]).await;
+    let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(receiver.received().len(), 1);
+    assert!(elsewhere.received().is_empty(), "the redirect was not followed");
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    assert_eq!(d["state"], "failed");
+    assert_eq!(d["attempts"][0]["status_code"], 302);
+}
