@@ -312,6 +312,10 @@ pub async fn run(endpoint: &str, with_recent: bool) -> Result<Vec<String>> {
                 r.scanned_per_request
             ));
         }
+        scanned_ratio = large.scanned_per_request / small.scanned_per_request;
+        report.push(format!(
+            "| ratio 50,000 / 1,000 | | {ratio:.2} | | {scanned_ratio:.2} |"
+        ));
         report.push(String::new());
         let bare_ratio = ms(large.bare_query) / ms(small.bare_query);
         report.push(format!(
@@ -319,11 +323,6 @@ pub async fn run(endpoint: &str, with_recent: bool) -> Result<Vec<String>> {
         ms(small.bare_query),
         ms(large.bare_query)
     ));
-        report.push(String::new());
-        scanned_ratio = large.scanned_per_request / small.scanned_per_request;
-        report.push(format!(
-            "| ratio 50,000 / 1,000 | | {ratio:.2} | | {scanned_ratio:.2} |"
-        ));
         report.push(String::new());
     }
 
