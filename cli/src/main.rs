@@ -154,11 +154,27 @@ async fn main() -> Result<()> {
     }
 }
 
+/// A given URL, or the URL of the queue with this name.
+async fn queue_url_of(sqs: &aws_sdk_sqs::Client, given: Option<String>, name: &str) -> Result<String> {
+    match given {
+        Some(url) => Ok(url),
+        None => sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .with_context(|| format!("no queue {name}: pass --queue-url and --dlq-url (the stack outputs)"))?
+            .queue_url
+            .context("no queue url"),
+    }
+}
+
 async fn dlq_command(action: DlqAction) -> Result<()> {
     let DlqAction::Redrive {
         queue,
         queue_url,
         dlq_url,
+        prefix,
         table,
         endpoint,
     } = action;
@@ -167,6 +183,15 @@ async fn dlq_command(action: DlqAction) -> Result<()> {
         None => morag_shared::aws::load(&AwsSettings::default()).await,
     };
     let sqs = morag_shared::aws::sqs(&sdk);
+    let names = local::Names::with_prefix(&prefix);
+    let (queue_name, dlq_name) = match queue {
+        QueueName::Webhook => (names.webhook_queue.clone(), names.webhook_dlq.clone()),
+        QueueName::StatusEvents => (names.status_events_queue.clone(), names.status_events_dlq.clone()),
+        QueueName::Processing => (names.processing_queue.clone(), names.processing_dlq.clone()),
+    };
+    let queue_url = queue_url_of(&sqs, queue_url, &queue_name).await?;
+    let dlq_url = queue_url_of(&sqs, dlq_url, &dlq_name).await?;
+    let table = table.or_else(|| endpoint.as_ref().map(|_| names.table.clone()));
     let done = match queue {
         QueueName::Webhook => {
             let table = table.context("--table (or MORAG_TABLE_NAME) is needed to redrive webhooks")?;
@@ -195,12 +220,15 @@ enum DlqAction {
     Redrive {
         #[arg(long, value_enum)]
         queue: QueueName,
-        /// The queue (stack output ...QueueUrl).
+        /// The queue (stack output ...QueueUrl); found by name with --prefix when omitted.
         #[arg(long)]
-        queue_url: String,
-        /// Its dead-letter queue (stack output ...DLQUrl).
+        queue_url: Option<String>,
+        /// Its dead-letter queue (stack output ...DLQUrl); found by name with --prefix when omitted.
         #[arg(long)]
-        dlq_url: String,
+        dlq_url: Option<String>,
+        /// Resource name prefix of a local stack (`make dev` uses morag-local).
+        #[arg(long, default_value = "morag-local")]
+        prefix: String,
         /// The table (webhook redrive only).
         #[arg(long, env = "MORAG_TABLE_NAME")]
         table: Option<String>,

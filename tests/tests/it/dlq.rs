@@ -144,3 +144,42 @@ async fn parked_webhooks_get_a_fresh_cycle() {
     );
     assert_eq!(env.webhook_queue_depth().await, 1);
 }
+
+#[tokio::test]
+async fn the_cli_finds_a_local_stacks_queues_by_prefix() {
+    let env = spawn_env().await;
+    for i in 0..3 {
+        env.sqs
+            .send_message()
+            .queue_url(&env.resources.processing_dlq_url)
+            .message_body(format!("job {i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let prefix = env.resources.names.table.trim_end_matches("-table").to_owned();
+    let exe = std::env::current_exe().unwrap();
+    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
+    let out = tokio::process::Command::new(morag)
+        .args([
+            "dlq",
+            "redrive",
+            "--queue",
+            "processing",
+            "--prefix",
+            &prefix,
+            "--endpoint",
+            &morag_tests::endpoint(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("moved 3 message(s)"), "{stdout}");
+    assert_eq!(env.queued_jobs().await, 3);
+}
