@@ -101,13 +101,7 @@ pub async fn redrive_webhooks(
             };
             match restarted {
                 Some(d) => {
-                    let message = DeliveryMessage {
-                        task_id: d.task_id,
-                        delivery_id: d.delivery_id.clone(),
-                        cycle: d.cycle,
-                    };
-                    queue.enqueue(&message).await?;
-                    deliveries.mark_enqueued(&d.task_id, &d.delivery_id, d.cycle).await?;
+                    morag_shared::batch::enqueue_delivery(queue, deliveries, &d).await?;
                     out.moved += 1;
                 }
                 None => {

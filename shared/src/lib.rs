@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod aws;
+pub mod batch;
 pub mod config;
 pub mod cursor;
 pub mod domain;

@@ -16,7 +16,7 @@ pub mod text;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
@@ -122,17 +122,7 @@ impl Processor {
             }
         }))
         .await;
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = outcomes
-            .into_iter()
-            .flatten()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        response
+        morag_shared::batch::failures(outcomes.into_iter().flatten())
     }
 
     /// Processes one job, reporting as it goes.

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
@@ -24,8 +24,7 @@ use morag_shared::config::RecorderConfig;
 use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, Task, TaskId, TaskStatus};
 use morag_shared::error::StoreError;
 use morag_shared::ports::{
-    ApplyOutcome, DeadLetters, Delivery, DeliveryMessage, DeliveryState, DeliveryStore, Retention, TaskStore,
-    WebhookQueue,
+    ApplyOutcome, DeadLetters, Delivery, DeliveryState, DeliveryStore, Retention, TaskStore, WebhookQueue,
 };
 
 /// Optimistic-concurrency retries before a record is given back to SQS.
@@ -196,16 +195,7 @@ impl Recorder {
         }
 
         tracing::info!(?stats, "batch recorded");
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        (response, stats)
+        (morag_shared::batch::failures(failures), stats)
     }
 
     /// The records of one task, in order; after a failure the rest are failed too.
@@ -344,15 +334,7 @@ impl Recorder {
     /// fails the record: SQS redelivers it, and the duplicate flushes the outbox.
     async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
         for d in deliveries {
-            let message = DeliveryMessage {
-                task_id: d.task_id,
-                delivery_id: d.delivery_id.clone(),
-                cycle: d.cycle,
-            };
-            self.webhooks.enqueue(&message).await?;
-            self.deliveries
-                .mark_enqueued(&d.task_id, &d.delivery_id, d.cycle)
-                .await?;
+            morag_shared::batch::enqueue_delivery(self.webhooks.as_ref(), self.deliveries.as_ref(), d).await?;
             tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
         }
         Ok(deliveries.len() as u32)

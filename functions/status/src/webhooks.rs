@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use morag_shared::domain::TaskId;
 use morag_shared::http::{self as api, ApiError};
-use morag_shared::ports::{DeliveryMessage, DeliveryState};
+use morag_shared::ports::DeliveryState;
 
 use crate::{owned_task, Status};
 
@@ -91,15 +91,7 @@ pub async fn redeliver(
         .restart_delivery(&task.task_id, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
-    let message = DeliveryMessage {
-        task_id: task.task_id,
-        delivery_id: delivery.delivery_id.clone(),
-        cycle: delivery.cycle,
-    };
-    st.webhooks.enqueue(&message).await?;
-    st.deliveries
-        .mark_enqueued(&task.task_id, &delivery.delivery_id, delivery.cycle)
-        .await?;
+    morag_shared::batch::enqueue_delivery(st.webhooks.as_ref(), st.deliveries.as_ref(), &delivery).await?;
     tracing::info!(cycle = delivery.cycle, "redelivery queued");
     Ok((
         StatusCode::ACCEPTED,

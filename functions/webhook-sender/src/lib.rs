@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
@@ -110,17 +110,7 @@ impl Sender {
     /// Handles one SQS batch; deliveries run concurrently.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let outcomes = join_all(event.records.into_iter().map(|r| self.handle_record(r))).await;
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = outcomes
-            .into_iter()
-            .flatten()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        response
+        morag_shared::batch::failures(outcomes.into_iter().flatten())
     }
 
     /// `Some(message id)` when the record must be reported failed.

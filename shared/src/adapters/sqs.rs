@@ -25,26 +25,39 @@ impl SqsJobQueue {
 #[async_trait]
 impl JobQueue for SqsJobQueue {
     async fn enqueue(&self, job: &JobMessage) -> Result<String, StoreError> {
-        let body = serde_json::to_string(job).map_err(|e| StoreError::Corrupt {
-            what: "job message",
-            detail: e.to_string(),
-        })?;
-        let task_id = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(job.task_id.to_string())
-            .build()
-            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", e))?;
-        let out = self
-            .client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .message_attributes("task_id", task_id)
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
-        Ok(out.message_id.unwrap_or_default())
+        let task_id = job.task_id.to_string();
+        send_json(
+            &self.client,
+            &self.queue_url,
+            "job message",
+            job,
+            &[("task_id", &task_id)],
+        )
+        .await
     }
+}
+
+/// Sends `value` as a JSON message with string attributes; returns the message id.
+async fn send_json<T: serde::Serialize>(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    what: &'static str,
+    value: &T,
+    attributes: &[(&str, &str)],
+) -> Result<String, StoreError> {
+    let body = serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })?;
+    let mut send = client.send_message().queue_url(queue_url).message_body(body);
+    for (name, v) in attributes {
+        send = send.message_attributes(*name, string_attribute(v)?);
+    }
+    let out = send
+        .send()
+        .await
+        .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+    Ok(out.message_id.unwrap_or_default())
 }
 
 fn string_attribute(value: &str) -> Result<MessageAttributeValue, StoreError> {
@@ -73,18 +86,15 @@ impl SqsEventSink {
 #[async_trait]
 impl crate::ports::EventSink for SqsEventSink {
     async fn send(&self, event: &crate::domain::StatusEvent) -> Result<(), StoreError> {
-        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
-            what: "status event",
-            detail: e.to_string(),
-        })?;
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .message_attributes("task_id", string_attribute(&event.task_id.to_string())?)
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+        let task_id = event.task_id.to_string();
+        send_json(
+            &self.client,
+            &self.queue_url,
+            "status event",
+            event,
+            &[("task_id", &task_id)],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -155,19 +165,12 @@ impl SqsWebhookQueue {
 #[async_trait]
 impl crate::ports::WebhookQueue for SqsWebhookQueue {
     async fn enqueue(&self, message: &crate::ports::DeliveryMessage) -> Result<(), StoreError> {
-        let body = serde_json::to_string(message).map_err(|e| StoreError::Corrupt {
-            what: "delivery message",
-            detail: e.to_string(),
-        })?;
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .message_attributes("task_id", string_attribute(&message.task_id.to_string())?)
-            .message_attributes("delivery_id", string_attribute(&message.delivery_id)?)
-            .send()
-            .await
-            .map_err(|e| StoreError::unavailable("sqs", "SendMessage", DisplayErrorContext(e)))?;
+        let task_id = message.task_id.to_string();
+        let attributes = [
+            ("task_id", task_id.as_str()),
+            ("delivery_id", message.delivery_id.as_str()),
+        ];
+        send_json(&self.client, &self.queue_url, "delivery message", message, &attributes).await?;
         Ok(())
     }
 }
