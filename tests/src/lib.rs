@@ -418,3 +418,53 @@ impl TestEnv {
         call(&self.status, request).await
     }
 }
+
+impl TestEnv {
+    /// Creates task `task_id` of `tenant` with one webhook delivery, written
+    /// the way the recorder writes them (one transaction with the event).
+    pub async fn insert_delivery(
+        &self,
+        task_id: &str,
+        tenant: &str,
+        delivery_id: &str,
+        url: &str,
+        state: morag_shared::ports::DeliveryState,
+    ) -> morag_shared::ports::Delivery {
+        use morag_shared::ports::TaskStore;
+        let task = sample_task(task_id, tenant);
+        self.store.create_task(&task, None).await.expect("task");
+        let mut after = task.clone();
+        after.event_seq = 1;
+        let entry = morag_shared::domain::HistoryEntry {
+            seq: 1,
+            event_id: "e".into(),
+            timestamp: morag_shared::time::now(),
+            status: morag_shared::domain::TaskStatus::Started,
+            progress: 0.0,
+            message: "m".into(),
+            metadata: Default::default(),
+        };
+        let delivery = morag_shared::ports::Delivery {
+            task_id: task.task_id,
+            tenant: task.tenant.clone(),
+            delivery_id: delivery_id.into(),
+            event_type: morag_shared::webhook::WebhookEvent::TaskStarted,
+            url: url.into(),
+            payload: r#"{"event_type":"task_started"}"#.into(),
+            state,
+            created_at: morag_shared::time::now(),
+            enqueued: true,
+            cycle: 0,
+            attempts: Vec::new(),
+        };
+        let retention = morag_shared::ports::Retention {
+            history: Duration::from_secs(3600),
+            ended_task: Duration::from_secs(3600),
+        };
+        self.store
+            .apply_event(&task, &after, &entry, std::slice::from_ref(&delivery), &retention)
+            .await
+            .expect("delivery");
+        delivery
+    }
+}

@@ -7,6 +7,19 @@ use std::time::Duration;
 
 use morag_tests::{endpoint, unique_prefix};
 
+/// GET with the local key, as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .header("authorization", "Bearer test-api-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -84,15 +97,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     // the local event-source mappings carry it through the processor and the recorder
     let mut last = serde_json::Value::Null;
     for _ in 0..100 {
-        last = client
-            .get(format!("{base}/api/v1/status/{task_id}"))
-            .header("authorization", "Bearer test-api-key")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        last = get_json(&client, &format!("{base}/api/v1/status/{task_id}")).await;
         if last["status"] == "completed" {
             break;
         }
@@ -100,15 +105,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     }
     assert_eq!(last["status"], "completed", "{last}");
     assert!(last["result"]["chunks"].as_u64().unwrap() >= 1);
-    let history: serde_json::Value = client
-        .get(format!("{base}/api/v1/status/{task_id}/history"))
-        .header("authorization", "Bearer test-api-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value = get_json(&client, &format!("{base}/api/v1/status/{task_id}/history")).await;
     let statuses: Vec<&str> = history["history"]
         .as_array()
         .unwrap()
@@ -117,15 +114,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
         .collect();
     assert_eq!(statuses.first(), Some(&"completed"));
     assert_eq!(statuses.last(), Some(&"started"));
-    let recent: serde_json::Value = client
-        .get(format!("{base}/api/v1/status/events/recent?hours=1"))
-        .header("authorization", "Bearer test-api-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recent: serde_json::Value = get_json(&client, &format!("{base}/api/v1/status/events/recent?hours=1")).await;
     assert_eq!(recent["count"], statuses.len());
 
     // and the local receiver got signed webhooks: started, milestones, completed
@@ -152,15 +141,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
             secret.sign(r.header("webhook-id"), ts, &r.body)
         );
     }
-    let hooks: serde_json::Value = client
-        .get(format!("{base}/api/v1/status/{task_id}/webhooks"))
-        .header("authorization", "Bearer test-api-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks: serde_json::Value = get_json(&client, &format!("{base}/api/v1/status/{task_id}/webhooks")).await;
     assert_eq!(hooks["deliveries"].as_array().unwrap().len(), kinds.len());
     child.kill().await.unwrap();
 }

@@ -1,8 +1,6 @@
 //! `morag dlq redrive` against the emulator (moto has no
 //! StartMessageMoveTask, so this exercises the receive/send/delete path).
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use morag_tests::spawn_env;
@@ -74,47 +72,23 @@ async fn parked_status_events_move_back_without_loss() {
 
 #[tokio::test]
 async fn parked_webhooks_get_a_fresh_cycle() {
-    use morag_shared::ports::{DeliveryStore, TaskStore};
+    use morag_shared::ports::DeliveryStore;
     let env = spawn_env().await;
     // a dead delivery, parked
-    let task = morag_tests::sample_task(&uuid::Uuid::new_v4().to_string(), "acme");
-    env.store.create_task(&task, None).await.unwrap();
-    let mut after = task.clone();
-    after.event_seq = 1;
-    let entry = morag_shared::domain::HistoryEntry {
-        seq: 1,
-        event_id: "e".into(),
-        timestamp: morag_shared::time::now(),
-        status: morag_shared::domain::TaskStatus::Started,
-        progress: 0.0,
-        message: "m".into(),
-        metadata: Default::default(),
-    };
-    let delivery = morag_shared::ports::Delivery {
-        task_id: task.task_id,
-        tenant: task.tenant.clone(),
-        delivery_id: "msg_0123456789abcdef01234567".into(),
-        event_type: morag_shared::webhook::WebhookEvent::TaskStarted,
-        url: "https://hooks.example.com/h".into(),
-        payload: "{}".into(),
-        state: morag_shared::ports::DeliveryState::Dead,
-        created_at: morag_shared::time::now(),
-        enqueued: true,
-        cycle: 0,
-        attempts: Vec::new(),
-    };
-    let retention = morag_shared::ports::Retention {
-        history: Duration::from_secs(3600),
-        ended_task: Duration::from_secs(3600),
-    };
-    env.store
-        .apply_event(&task, &after, &entry, std::slice::from_ref(&delivery), &retention)
-        .await
-        .unwrap();
+    let delivery = env
+        .insert_delivery(
+            &uuid::Uuid::new_v4().to_string(),
+            "acme",
+            "msg_0123456789abcdef01234567",
+            "https://hooks.example.com/h",
+            morag_shared::ports::DeliveryState::Dead,
+        )
+        .await;
+    let task_id = delivery.task_id;
     env.sqs
         .send_message()
         .queue_url(&env.resources.webhook_dlq_url)
-        .message_body(json!({"task_id": task.task_id, "delivery_id": delivery.delivery_id, "cycle": 0}).to_string())
+        .message_body(json!({"task_id": task_id, "delivery_id": delivery.delivery_id, "cycle": 0}).to_string())
         .send()
         .await
         .unwrap();
@@ -134,7 +108,7 @@ async fn parked_webhooks_get_a_fresh_cycle() {
     assert_eq!((done.moved, done.dropped), (1, 1));
     let d = env
         .store
-        .get_delivery(&task.task_id, &delivery.delivery_id)
+        .get_delivery(&task_id, &delivery.delivery_id)
         .await
         .unwrap()
         .unwrap();

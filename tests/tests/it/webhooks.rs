@@ -523,43 +523,18 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test]
 async fn the_sqs_fixture_runs_through_the_sender() {
-    use morag_shared::ports::{Delivery, DeliveryState, DeliveryStore, TaskStore};
+    use morag_shared::ports::{DeliveryState, DeliveryStore};
     let (env, schedule) = webhook_env("1").await;
     let receiver = TestReceiver::always(200).await;
-    let task = morag_tests::sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "acme");
-    env.store.create_task(&task, None).await.unwrap();
-    let mut after = task.clone();
-    after.event_seq = 1;
-    let entry = morag_shared::domain::HistoryEntry {
-        seq: 1,
-        event_id: "e".into(),
-        timestamp: morag_shared::time::now(),
-        status: morag_shared::domain::TaskStatus::Started,
-        progress: 0.0,
-        message: "m".into(),
-        metadata: Default::default(),
-    };
-    let delivery = Delivery {
-        task_id: task.task_id,
-        tenant: task.tenant.clone(),
-        delivery_id: "msg_0123456789abcdef01234567".into(),
-        event_type: morag_shared::webhook::WebhookEvent::TaskStarted,
-        url: receiver.url(),
-        payload: r#"{"event_type":"task_started"}"#.into(),
-        state: DeliveryState::Pending,
-        created_at: morag_shared::time::now(),
-        enqueued: true,
-        cycle: 0,
-        attempts: Vec::new(),
-    };
-    let retention = morag_shared::ports::Retention {
-        history: Duration::from_secs(3600),
-        ended_task: Duration::from_secs(3600),
-    };
-    env.store
-        .apply_event(&task, &after, &entry, std::slice::from_ref(&delivery), &retention)
-        .await
-        .unwrap();
+    let delivery = env
+        .insert_delivery(
+            "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b",
+            "acme",
+            "msg_0123456789abcdef01234567",
+            &receiver.url(),
+            DeliveryState::Pending,
+        )
+        .await;
 
     let batch: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(include_str!("../../../events/sqs-webhook-delivery.json")).unwrap();
@@ -570,7 +545,7 @@ async fn the_sqs_fixture_runs_through_the_sender() {
     assert_eq!(got[0].header("webhook-id"), "msg_0123456789abcdef01234567");
     let d = env
         .store
-        .get_delivery(&task.task_id, &delivery.delivery_id)
+        .get_delivery(&delivery.task_id, &delivery.delivery_id)
         .await
         .unwrap()
         .unwrap();
