@@ -8,11 +8,6 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
-/// Seconds since the Unix epoch, as DynamoDB's TTL attribute wants them.
-pub fn epoch_seconds(t: DateTime<Utc>) -> i64 {
-    t.timestamp()
-}
-
 /// Fixed-width RFC 3339 with milliseconds, for sort keys (sorts as time).
 pub fn sort_ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()

@@ -426,6 +426,35 @@ impl DynamoStore {
         self.scanned.fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Runs a key-condition query newest first, one page of at most `limit`
+    /// items from `start`, counting what DynamoDB evaluated.
+    async fn newest_first<T>(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: usize,
+        start: Option<PageKey>,
+        map: impl Fn(Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let out = query
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(from_page_key(start))
+            .send()
+            .await
+            .map_err(unavailable("Query"))?;
+        self.count_scanned(out.scanned_count);
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(map)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next: to_page_key(out.last_evaluated_key),
+        })
+    }
+
     /// Writes history entries directly (25 per `BatchWriteItem`), without
     /// touching the task: for benchmarks and backfills only.
     pub async fn load_history(&self, task: &Task, entries: &[HistoryEntry], expires_at: i64) -> Result<(), StoreError> {
@@ -669,34 +698,19 @@ impl TaskStore for DynamoStore {
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<HistoryEntry>, StoreError> {
-        let out = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(task_pk(task_id)))
-            .expression_attribute_values(":prefix", s("EVENT#"))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(from_page_key(start))
-            .send()
-            .await
-            .map_err(unavailable("Query"))?;
-        self.count_scanned(out.scanned_count);
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| {
-                from_item::<HistoryItem>(i, "history item")
-                    .and_then(HistoryItem::into_recent)
-                    .map(|r| r.entry)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: to_page_key(out.last_evaluated_key),
+            .expression_attribute_values(":prefix", s("EVENT#"));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<HistoryItem>(i, "history item")
+                .and_then(HistoryItem::into_recent)
+                .map(|r| r.entry)
         })
+        .await
     }
 
     async fn recent_events(
@@ -707,7 +721,7 @@ impl TaskStore for DynamoStore {
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<RecentEvent>, StoreError> {
-        let out = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -717,24 +731,11 @@ impl TaskStore for DynamoStore {
                 ":pk",
                 s(format!("RECENT#{tenant}#{}", crate::time::hour_bucket(bucket))),
             )
-            .expression_attribute_values(":since", s(sort_ts(since)))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(from_page_key(start))
-            .send()
-            .await
-            .map_err(unavailable("Query"))?;
-        self.count_scanned(out.scanned_count);
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| from_item::<HistoryItem>(i, "history item").and_then(HistoryItem::into_recent))
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: to_page_key(out.last_evaluated_key),
+            .expression_attribute_values(":since", s(sort_ts(since)));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<HistoryItem>(i, "history item").and_then(HistoryItem::into_recent)
         })
+        .await
     }
 
     async fn list_tasks(
@@ -748,31 +749,18 @@ impl TaskStore for DynamoStore {
             None => ("GSI2", "gsi2pk", format!("TASKS#{tenant}")),
             Some(st) => ("GSI3", "gsi3pk", format!("TASKS#{tenant}#{st}")),
         };
-        let out = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(index)
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", s(pk))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(from_page_key(start))
-            .send()
-            .await
-            .map_err(unavailable("Query"))?;
-        self.count_scanned(out.scanned_count);
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| from_item::<TaskItem>(i, "task item").and_then(TaskItem::into_task))
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: to_page_key(out.last_evaluated_key),
+            .expression_attribute_values(":pk", s(pk));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<TaskItem>(i, "task item").and_then(TaskItem::into_task)
         })
+        .await
     }
 
     async fn get_idempotency(
