@@ -100,38 +100,10 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<Planned
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{decide, Decision, Source, SourceType, TaskId};
-    use chrono::DateTime;
+    use crate::domain::{decide, Decision};
     use proptest::prelude::*;
-    use serde_json::Map;
 
-    fn task(url: Option<&str>) -> Task {
-        Task::pending(
-            TaskId::new(),
-            "acme".parse().unwrap(),
-            SourceType::Text,
-            Source::Url {
-                url: "https://example.com/".into(),
-            },
-            url.map(str::to_owned),
-            Map::new(),
-            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        )
-    }
-
-    fn ev(t: &Task, id: &str, status: EventStatus, progress: Option<f64>, at: i64) -> StatusEvent {
-        StatusEvent {
-            event_id: id.to_owned(),
-            task_id: t.task_id,
-            status,
-            progress,
-            message: None,
-            result: (status == EventStatus::Completed).then(Map::new),
-            error: (status == EventStatus::Failed).then(|| "boom".to_owned()),
-            metadata: None,
-            occurred_at: DateTime::from_timestamp(1_700_000_000 + at, 0).unwrap(),
-        }
-    }
+    use crate::domain::test_support::{event as ev, task};
 
     fn run(t: &mut Task, events: &[StatusEvent]) -> Vec<PlannedDelivery> {
         let mut out = Vec::new();

@@ -1,34 +1,11 @@
 use super::*;
-use crate::domain::{Source, SourceType};
 use proptest::prelude::*;
 
 fn task() -> Task {
-    Task::pending(
-        TaskId::new(),
-        "acme".parse().unwrap(),
-        SourceType::Text,
-        Source::Url {
-            url: "https://example.com/".into(),
-        },
-        None,
-        Map::new(),
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-    )
+    crate::domain::test_support::task(None)
 }
 
-fn event(task: &Task, id: &str, status: EventStatus, progress: Option<f64>, t: i64) -> StatusEvent {
-    StatusEvent {
-        event_id: id.to_owned(),
-        task_id: task.task_id,
-        status,
-        progress,
-        message: None,
-        result: (status == EventStatus::Completed).then(Map::new),
-        error: (status == EventStatus::Failed).then(|| "boom".to_owned()),
-        metadata: None,
-        occurred_at: DateTime::from_timestamp(1_700_000_000 + t, 0).unwrap(),
-    }
-}
+use crate::domain::test_support::event;
 
 fn apply(t: &Task, e: &StatusEvent) -> Task {
     match decide(t, e) {
