@@ -468,3 +468,49 @@ impl TestEnv {
         delivery
     }
 }
+
+/// A status-event message body as a pipeline sends it; `completed` carries
+/// `result: {"chunks": 2}`, `failed` an error.
+pub fn status_event(
+    task_id: &str,
+    event_id: &str,
+    status: &str,
+    progress: Option<f64>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let mut v = serde_json::json!({"event_id": event_id, "task_id": task_id, "status": status, "occurred_at": at});
+    if let Some(p) = progress {
+        v["progress"] = p.into();
+    }
+    match status {
+        "completed" => v["result"] = serde_json::json!({"chunks": 2}),
+        "failed" => v["error"] = "boom".into(),
+        _ => {}
+    }
+    v.to_string()
+}
+
+impl TestEnv {
+    /// Runs the recorder over the status-events queue until it is empty,
+    /// asserting that no record fails its batch; returns the records received.
+    pub async fn record_all(&self) -> usize {
+        let recorder = self.recorder();
+        let mut received = 0;
+        loop {
+            let p = morag_cli::esm::poll_once(
+                &self.sqs,
+                &self.resources.status_events_queue_url,
+                10,
+                Duration::ZERO,
+                |b| recorder.handle(b),
+            )
+            .await
+            .expect("poll");
+            assert_eq!(p.failed, 0, "no record may fail the batch");
+            if p.received == 0 {
+                return received;
+            }
+            received += p.received;
+        }
+    }
+}

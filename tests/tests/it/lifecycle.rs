@@ -19,18 +19,7 @@ const LOCAL: TargetPolicy = TargetPolicy {
     allow_loopback: true,
 };
 
-fn event(task_id: &str, id: &str, status: &str, progress: Option<f64>, at: chrono::DateTime<chrono::Utc>) -> String {
-    let mut v = json!({"event_id": id, "task_id": task_id, "status": status, "occurred_at": at});
-    if let Some(p) = progress {
-        v["progress"] = p.into();
-    }
-    match status {
-        "completed" => v["result"] = json!({"ok": true}),
-        "failed" => v["error"] = "boom".into(),
-        _ => {}
-    }
-    v.to_string()
-}
+use morag_tests::status_event as event;
 
 async fn new_task(env: &TestEnv, key: &str) -> String {
     let res = call(
@@ -40,25 +29,6 @@ async fn new_task(env: &TestEnv, key: &str) -> String {
     .await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
     res.body["task_id"].as_str().unwrap().to_owned()
-}
-
-async fn record_all(env: &TestEnv) {
-    let recorder = env.recorder();
-    loop {
-        let p = morag_cli::esm::poll_once(
-            &env.sqs,
-            &env.resources.status_events_queue_url,
-            10,
-            Duration::ZERO,
-            |b| recorder.handle(b),
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.failed, 0);
-        if p.received == 0 {
-            break;
-        }
-    }
 }
 
 #[tokio::test]
@@ -150,24 +120,7 @@ async fn malformed_and_unknown_task_messages_land_in_the_dlq_while_the_rest_succ
             .to_string(),
     ])
     .await;
-    let recorder = env.recorder();
-    let mut received = 0;
-    while received < 5 {
-        let p = morag_cli::esm::poll_once(
-            &env.sqs,
-            &env.resources.status_events_queue_url,
-            10,
-            Duration::ZERO,
-            |b| recorder.handle(b),
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.failed, 0, "no record may fail the batch");
-        received += p.received;
-        if p.received == 0 {
-            break;
-        }
-    }
+    let received = env.record_all().await;
     assert_eq!(received, 5);
     let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
     assert_eq!(
@@ -210,7 +163,7 @@ async fn history_keeps_the_newest_100_with_ttls_and_the_task_gets_one_when_it_en
         t0 + chrono::Duration::seconds(200),
     ));
     env.send_status_events(&bodies).await;
-    record_all(&env).await;
+    env.record_all().await;
 
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
@@ -297,7 +250,7 @@ async fn recent_events_are_per_tenant_newest_first_and_paginate() {
         now - chrono::Duration::minutes(5),
     ));
     env.send_status_events(&bodies).await;
-    record_all(&env).await;
+    env.record_all().await;
 
     let all = env.get(&env.key_a, "/api/v1/status/events/recent?hours=24").await;
     assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
@@ -370,7 +323,7 @@ async fn bad_query_parameters_and_cursors_are_400() {
         })
         .collect();
     env.send_status_events(&bodies).await;
-    record_all(&env).await;
+    env.record_all().await;
     let page = env
         .get(&env.key_a, &format!("/api/v1/status/{task_id}/history?limit=2"))
         .await;
@@ -445,7 +398,7 @@ async fn tasks_are_listed_newest_first_per_tenant_and_by_status() {
     let now = morag_shared::time::now();
     env.send_status_events(&[event(&a[0], "x", "completed", None, now)])
         .await;
-    record_all(&env).await;
+    env.record_all().await;
 
     let all = env.get(&env.key_a, "/api/v1/tasks").await;
     assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);

@@ -51,22 +51,7 @@ async fn the_documented_python_reporter_drives_a_task_to_completed() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let recorder = env.recorder();
-    loop {
-        let p = morag_cli::esm::poll_once(
-            &env.sqs,
-            &env.resources.status_events_queue_url,
-            10,
-            std::time::Duration::ZERO,
-            |b| recorder.handle(b),
-        )
-        .await
-        .unwrap();
-        assert_eq!(p.failed, 0);
-        if p.received == 0 {
-            break;
-        }
-    }
+    assert_eq!(env.record_all().await, 4);
     let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
     assert_eq!(status.body["status"], "completed", "{:?}", status.body);
     assert_eq!(status.body["result"], json!({"chunks": 3}));

@@ -66,18 +66,10 @@ async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> Stri
     res.body["task_id"].as_str().unwrap().to_owned()
 }
 
+/// A status event `ms` milliseconds after a fixed point a minute ago.
 fn event(task_id: &str, id: &str, status: &str, progress: Option<f64>, ms: i64) -> String {
     let at = morag_shared::time::now() - chrono::Duration::seconds(60) + chrono::Duration::milliseconds(ms);
-    let mut v = json!({"event_id": id, "task_id": task_id, "status": status, "occurred_at": at});
-    if let Some(p) = progress {
-        v["progress"] = p.into();
-    }
-    match status {
-        "completed" => v["result"] = json!({"chunks": 2}),
-        "failed" => v["error"] = "boom".into(),
-        _ => {}
-    }
-    v.to_string()
+    morag_tests::status_event(task_id, id, status, progress, at)
 }
 
 /// Records every queued status event, then delivers until the webhook queue
@@ -263,7 +255,6 @@ async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_un
         event(&task_id, "c", "completed", None, 2),
     ])
     .await;
-    let started = std::time::Instant::now();
     deliver_all(
         &env,
         &sender(&env, &schedule, Duration::from_secs(5)),
@@ -282,7 +273,6 @@ async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_un
         status.body["status"], "completed",
         "a dead receiver never changes the task"
     );
-    assert!(started.elapsed() < Duration::from_secs(30));
 
     // redelivery: a fresh cycle with the same webhook-id
     let delivery_id = d["delivery_id"].as_str().unwrap();
