@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use morag_shared::ports::{DeliveryMessage, DeliveryStore, WebhookQueue};
+use morag_shared::domain::DeliveryMessage;
+use morag_shared::ports::{DeliveryStore, WebhookQueue};
 
 /// How a redrive went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub async fn redrive_webhooks(
             };
             match restarted {
                 Some(d) => {
-                    morag_shared::batch::enqueue_delivery(queue, deliveries, &d).await?;
+                    morag_shared::outbox::enqueue_delivery(queue, deliveries, &d).await?;
                     out.moved += 1;
                 }
                 None => {

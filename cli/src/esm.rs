@@ -1,4 +1,4 @@
-//! A local event-source mapping: polls an SQS queue and invokes a handler
+//! A local event-source mapping (one per mapping the stack has, see `stack`): polls an SQS queue and invokes a handler
 //! with batches the way Lambda's SQS integration does (up to 10 records,
 //! partial batch failures honoured: successful records are deleted, failed
 //! ones are left for their visibility timeout to expire, so SQS's redrive
@@ -113,14 +113,15 @@ where
     })
 }
 
-/// Polls until `stop` resolves, logging what each batch did.
-pub async fn run<F, Fut>(sqs: aws_sdk_sqs::Client, queue_url: String, name: &'static str, handler: F)
+/// Polls `queue_url` forever in batches of `batch_size` (the mapping's
+/// `BatchSize`), logging what each batch did.
+pub async fn run<F, Fut>(sqs: aws_sdk_sqs::Client, queue_url: String, batch_size: i32, name: &'static str, handler: F)
 where
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
     loop {
-        match poll_once(&sqs, &queue_url, 10, Duration::from_secs(1), &handler).await {
+        match poll_once(&sqs, &queue_url, batch_size, Duration::from_secs(1), &handler).await {
             Ok(p) if p.received > 0 => {
                 tracing::info!(
                     function = name,

@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Result};
 
-use morag_shared::auth::{generate_key, KeyHash};
+use morag_shared::domain::keys::generate_key;
 use morag_shared::domain::TenantId;
-use morag_shared::ports::{ApiKeyRecord, KeyStore};
+use morag_shared::domain::{ApiKeyRecord, KeyHash};
+use morag_shared::ports::KeyStore;
 
 /// Creates a key for `tenant`; returns the key (to print once) and its record.
 pub async fn create(store: &dyn KeyStore, tenant: &TenantId, description: &str) -> Result<(String, ApiKeyRecord)> {

@@ -5,4 +5,4 @@
 pub mod dlq;
 pub mod esm;
 pub mod keys;
-pub mod local;
+pub mod stack;

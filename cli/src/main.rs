@@ -1,9 +1,10 @@
 //! `morag`: the local runner (`morag dev`, what `make dev` starts) and the
-//! operator CLI (`morag keys ...`).
+//! operator CLI (`morag keys ...`, `morag webhooks secret`, `morag dlq redrive`).
+//! `--table` and `--endpoint` are global: they go before or after the
+//! subcommand.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
@@ -12,37 +13,42 @@ use axum::Router;
 use clap::{Parser, Subcommand};
 use tower::ServiceExt;
 
-use morag_cli::{esm, keys, local};
+use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WEBHOOK_SENDER};
+use morag_cli::{esm, keys};
+use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::config::{
-    ApiSettings, AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig,
-    DEFAULT_MAX_UPLOAD_BYTES,
-};
+use morag_shared::adapters::sqs::SqsQueue;
+use morag_shared::config::{AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig};
+use morag_shared::domain::delivery::{RetrySchedule, SigningSecret};
+use morag_shared::domain::keys::generate_key;
 use morag_shared::domain::TenantId;
-use morag_shared::net::TargetPolicy;
-use morag_shared::ports::Retention;
-use morag_shared::webhook::RetrySchedule;
+use morag_shared::ports::{KeyStore, SecretStore};
 
 #[derive(Parser)]
 #[command(name = "morag", about = "morag-status local runner and operator CLI")]
 struct Cli {
+    /// The table (the stack's `TableName` output).
+    #[arg(long, global = true, env = "MORAG_TABLE_NAME")]
+    table: Option<String>,
+    /// An endpoint override (the local emulator); unset for AWS.
+    #[arg(long, global = true, env = "MORAG_AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Provision local resources on an emulator and serve the HTTP functions.
+    /// Deploy template.yaml on the emulator as a local stack and run every
+    /// function against it: the API on --addr, the SQS functions from the
+    /// stack's event source mappings.
     Dev {
-        /// The emulator (moto server) endpoint.
-        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
-        endpoint: String,
         /// Where to serve the API.
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: SocketAddr,
-        /// Prefix of every local resource name.
-        #[arg(long, default_value = "morag-local")]
-        prefix: String,
+        /// The local stack's name (every resource name starts with it).
+        #[arg(long, alias = "prefix", default_value = "morag-local")]
+        stack: String,
         /// Tenant `local`'s webhook signing secret (`whsec_...`); generated and printed when unset.
         #[arg(long, env = "MORAG_LOCAL_WEBHOOK_SECRET")]
         webhook_secret: Option<String>,
@@ -52,10 +58,6 @@ enum Command {
     },
     /// Tenants' webhook signing secrets.
     Webhooks {
-        #[arg(long, env = "MORAG_TABLE_NAME")]
-        table: String,
-        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
-        endpoint: Option<String>,
         #[command(subcommand)]
         action: WebhooksAction,
     },
@@ -66,12 +68,6 @@ enum Command {
     },
     /// Manage API keys (shown once, stored only as SHA-256 hashes).
     Keys {
-        /// The table (the stack's `TableName` output).
-        #[arg(long, env = "MORAG_TABLE_NAME")]
-        table: String,
-        /// An endpoint override (the emulator); unset for AWS.
-        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
-        endpoint: Option<String>,
         #[command(subcommand)]
         action: KeysAction,
     },
@@ -95,6 +91,35 @@ enum QueueName {
     Webhook,
     StatusEvents,
     Processing,
+}
+
+impl QueueName {
+    /// The template's logical ids of the queue and its DLQ.
+    fn logical_ids(self) -> (&'static str, &'static str) {
+        match self {
+            QueueName::Webhook => ("WebhookQueue", "WebhookDLQ"),
+            QueueName::StatusEvents => ("StatusEventsQueue", "StatusEventsDLQ"),
+            QueueName::Processing => ("ProcessingQueue", "ProcessingDLQ"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Move parked messages back to their queue (webhooks: a fresh attempt cycle each).
+    Redrive {
+        #[arg(long, value_enum)]
+        queue: QueueName,
+        /// The queue (stack output ...QueueUrl); found by the stack's name when omitted.
+        #[arg(long)]
+        queue_url: Option<String>,
+        /// Its dead-letter queue (stack output ...DLQUrl); found by the stack's name when omitted.
+        #[arg(long)]
+        dlq_url: Option<String>,
+        /// The stack whose queues and table to find by name (`make dev`'s is morag-local).
+        #[arg(long, alias = "prefix", default_value = "morag-local")]
+        stack: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,80 +148,66 @@ enum KeysAction {
 #[tokio::main]
 async fn main() -> Result<()> {
     morag_shared::telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let sdk = match &cli.endpoint {
+        Some(ep) => aws::local(ep),
+        None => aws::load(&AwsSettings::default()).await,
+    };
+    match cli.command {
         Command::Dev {
-            endpoint,
             addr,
-            prefix,
+            stack,
             webhook_secret,
             retry_schedule,
         } => {
+            let endpoint = cli
+                .endpoint
+                .context("--endpoint (or MORAG_AWS_ENDPOINT_URL): the emulator to run on")?;
             dev(
-                endpoint,
+                &endpoint,
                 addr,
-                &prefix,
+                &stack,
                 webhook_secret,
                 retry_schedule.unwrap_or_default(),
             )
             .await
         }
-        Command::Keys {
-            table,
-            endpoint,
-            action,
-        } => keys_command(table, endpoint, action).await,
-        Command::Webhooks {
-            table,
-            endpoint,
-            action,
-        } => webhooks_command(table, endpoint, action).await,
-        Command::Dlq { action } => dlq_command(action).await,
+        Command::Keys { action } => keys_command(&sdk, required_table(cli.table)?, action).await,
+        Command::Webhooks { action } => webhooks_command(&sdk, required_table(cli.table)?, action).await,
+        Command::Dlq { action } => dlq_command(&sdk, cli.table, action).await,
     }
 }
 
-/// A given URL, or the URL of the queue with this name.
-async fn queue_url_of(sqs: &aws_sdk_sqs::Client, given: Option<String>, name: &str) -> Result<String> {
-    match given {
-        Some(url) => Ok(url),
-        None => sqs
-            .get_queue_url()
-            .queue_name(name)
-            .send()
-            .await
-            .with_context(|| format!("no queue {name}: pass --queue-url and --dlq-url (the stack outputs)"))?
-            .queue_url
-            .context("no queue url"),
-    }
+fn required_table(table: Option<String>) -> Result<String> {
+    table.context("--table (or MORAG_TABLE_NAME) is required: the stack's TableName output")
 }
 
-async fn dlq_command(action: DlqAction) -> Result<()> {
+async fn dlq_command(sdk: &SdkConfig, table: Option<String>, action: DlqAction) -> Result<()> {
     let DlqAction::Redrive {
         queue,
         queue_url,
         dlq_url,
-        prefix,
-        table,
-        endpoint,
+        stack,
     } = action;
-    let sdk = match &endpoint {
-        Some(ep) => morag_shared::aws::local(ep),
-        None => morag_shared::aws::load(&AwsSettings::default()).await,
+    let sqs = aws::sqs(sdk);
+    let (queue_id, dlq_id) = queue.logical_ids();
+    let queue_url = match queue_url {
+        Some(url) => url,
+        None => stack::queue_url_by_stack(&sqs, &stack, queue_id).await?,
     };
-    let sqs = morag_shared::aws::sqs(&sdk);
-    let names = local::Names::with_prefix(&prefix);
-    let (queue_name, dlq_name) = match queue {
-        QueueName::Webhook => (names.webhook_queue.clone(), names.webhook_dlq.clone()),
-        QueueName::StatusEvents => (names.status_events_queue.clone(), names.status_events_dlq.clone()),
-        QueueName::Processing => (names.processing_queue.clone(), names.processing_dlq.clone()),
+    let dlq_url = match dlq_url {
+        Some(url) => url,
+        None => stack::queue_url_by_stack(&sqs, &stack, dlq_id).await?,
     };
-    let queue_url = queue_url_of(&sqs, queue_url, &queue_name).await?;
-    let dlq_url = queue_url_of(&sqs, dlq_url, &dlq_name).await?;
-    let table = table.or_else(|| endpoint.as_ref().map(|_| names.table.clone()));
     let done = match queue {
         QueueName::Webhook => {
-            let table = table.context("--table (or MORAG_TABLE_NAME) is needed to redrive webhooks")?;
-            let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
-            let q = morag_shared::adapters::sqs::SqsWebhookQueue::new(sqs.clone(), queue_url.clone());
+            let ddb = aws::dynamodb(sdk);
+            let table = match table {
+                Some(t) => t,
+                None => stack::table_by_stack(&ddb, &stack).await?,
+            };
+            let store = DynamoStore::new(ddb, table);
+            let q = SqsQueue::new(sqs.clone(), queue_url.clone());
             morag_cli::dlq::redrive_webhooks(&sqs, &dlq_url, &store, &q).await?
         }
         QueueName::StatusEvents | QueueName::Processing => {
@@ -214,41 +225,14 @@ async fn dlq_command(action: DlqAction) -> Result<()> {
     Ok(())
 }
 
-#[derive(Subcommand)]
-enum DlqAction {
-    /// Move parked messages back to their queue (webhooks: a fresh attempt cycle each).
-    Redrive {
-        #[arg(long, value_enum)]
-        queue: QueueName,
-        /// The queue (stack output ...QueueUrl); found by name with --prefix when omitted.
-        #[arg(long)]
-        queue_url: Option<String>,
-        /// Its dead-letter queue (stack output ...DLQUrl); found by name with --prefix when omitted.
-        #[arg(long)]
-        dlq_url: Option<String>,
-        /// Resource name prefix of a local stack (`make dev` uses morag-local).
-        #[arg(long, default_value = "morag-local")]
-        prefix: String,
-        /// The table (webhook redrive only).
-        #[arg(long, env = "MORAG_TABLE_NAME")]
-        table: Option<String>,
-        #[arg(long, env = "MORAG_AWS_ENDPOINT_URL")]
-        endpoint: Option<String>,
-    },
-}
-
-async fn webhooks_command(table: String, endpoint: Option<String>, action: WebhooksAction) -> Result<()> {
-    let sdk = match &endpoint {
-        Some(ep) => morag_shared::aws::local(ep),
-        None => morag_shared::aws::load(&AwsSettings::default()).await,
-    };
-    let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
+async fn webhooks_command(sdk: &SdkConfig, table: String, action: WebhooksAction) -> Result<()> {
+    let store = DynamoStore::new(aws::dynamodb(sdk), table);
     match action {
         WebhooksAction::Secret { tenant, overlap_hours } => {
-            let secret = morag_shared::webhook::SigningSecret::generate();
+            let secret = SigningSecret::generate();
             let until = (overlap_hours > 0)
                 .then(|| morag_shared::time::now() + chrono::Duration::hours(i64::from(overlap_hours)));
-            morag_shared::ports::SecretStore::rotate_secret(&store, &tenant, &secret, until).await?;
+            store.rotate_secret(&tenant, &secret, until).await?;
             eprintln!("New signing secret for tenant {tenant} (shown only now):");
             println!("{secret}");
         }
@@ -256,12 +240,8 @@ async fn webhooks_command(table: String, endpoint: Option<String>, action: Webho
     Ok(())
 }
 
-async fn keys_command(table: String, endpoint: Option<String>, action: KeysAction) -> Result<()> {
-    let sdk = match &endpoint {
-        Some(ep) => morag_shared::aws::local(ep),
-        None => morag_shared::aws::load(&AwsSettings::default()).await,
-    };
-    let store = DynamoStore::new(morag_shared::aws::dynamodb(&sdk), table);
+async fn keys_command(sdk: &SdkConfig, table: String, action: KeysAction) -> Result<()> {
+    let store = DynamoStore::new(aws::dynamodb(sdk), table);
     match action {
         KeysAction::Create { tenant, description } => {
             let (key, record) = keys::create(&store, &tenant, &description).await?;
@@ -272,7 +252,7 @@ async fn keys_command(table: String, endpoint: Option<String>, action: KeysActio
             println!("{key}");
         }
         KeysAction::List { tenant } => {
-            for k in morag_shared::ports::KeyStore::list_keys(&store, &tenant).await? {
+            for k in store.list_keys(&tenant).await? {
                 println!(
                     "{}\t{}\t{}",
                     k.key_hash.key_id(),
@@ -310,132 +290,93 @@ async fn dispatch(State(apps): State<Apps>, request: Request) -> Response {
 }
 
 async fn dev(
-    endpoint: String,
+    endpoint: &str,
     addr: SocketAddr,
-    prefix: &str,
+    stack_name: &str,
     webhook_secret: Option<String>,
     schedule: RetrySchedule,
 ) -> Result<()> {
-    let sdk = morag_shared::aws::local(&endpoint);
-    let names = local::Names::with_prefix(prefix);
-    let resources = local::provision_with(&sdk, &names, schedule.attempts())
+    let sdk = aws::local(endpoint);
+    let params = [
+        ("WebhookRetrySchedule", schedule.to_string()),
+        ("WebhookMaxAttempts", schedule.attempts().to_string()),
+    ];
+    let local = LocalStack::deploy(endpoint, stack_name, &params)
         .await
-        .with_context(|| format!("provisioning local resources on {endpoint}"))?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
-    local::seed_local_key(&store).await?;
+        .with_context(|| format!("deploying the local stack on {endpoint}"))?;
+    let table = local.output("TableName")?.to_owned();
+    let bucket = local.output("UploadsBucketName")?.to_owned();
+    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &table));
+    stack::seed_local_key(&store).await?;
     let (secret, generated) = match webhook_secret {
         Some(s) => {
-            morag_shared::webhook::SigningSecret::parse(&s)
-                .map_err(|e| anyhow::anyhow!("MORAG_LOCAL_WEBHOOK_SECRET: {e}"))?;
+            SigningSecret::parse(&s).map_err(|e| anyhow::anyhow!("MORAG_LOCAL_WEBHOOK_SECRET: {e}"))?;
             (s, false)
         }
-        None => (morag_shared::webhook::SigningSecret::generate(), true),
+        None => (SigningSecret::generate(), true),
     };
-    morag_shared::ports::SecretStore::rotate_secret(store.as_ref(), &"local".parse()?, &secret, None).await?;
+    store
+        .rotate_secret(&stack::LOCAL_DEV_TENANT.parse()?, &secret, None)
+        .await?;
 
-    let aws = AwsSettings {
-        endpoint_url: Some(endpoint.clone()),
-    };
-    let api = ApiSettings {
-        table: names.table.clone(),
-        auth_cache_ttl: Duration::from_secs(60),
-    };
-    let ingest_cfg = IngestConfig {
-        api: api.clone(),
-        uploads_bucket: names.bucket.clone(),
-        processing_queue_url: resources.processing_queue_url.clone(),
-        max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-        target_policy: TargetPolicy {
-            allow_http: true,
-            allow_loopback: true,
-        },
-        aws: aws.clone(),
-    };
-    let status_cfg = StatusConfig {
-        api,
-        cursor_secret: morag_shared::config::SecretString::from(morag_shared::auth::generate_key()),
-        webhook_queue_url: resources.webhook_queue_url.clone(),
-        aws,
-    };
+    // every function's configuration is the stack's, plus local mode
+    let overrides = stack::local_overrides(endpoint, true);
+    let mut status_overrides = overrides.clone();
+    status_overrides.push(("MORAG_CURSOR_SECRET", generate_key()));
+    let ingest_cfg: IngestConfig = local.config(INGEST, &overrides)?;
+    let status_cfg: StatusConfig = local.config(STATUS, &status_overrides)?;
+    let recorder_cfg: RecorderConfig = local.config(RECORDER, &overrides)?;
+    let processor_cfg: ProcessorConfig = local.config(PROCESSOR, &overrides)?;
+    let sender_cfg: SenderConfig = local.config(WEBHOOK_SENDER, &overrides)?;
+
     let apps = Apps {
-        ingest: morag_ingest::router(Arc::new(morag_ingest::Ingest::from_sdk(&sdk, &ingest_cfg))),
-        status: morag_status::router(Arc::new(morag_status::Status::from_sdk(&sdk, &status_cfg))),
+        ingest: morag_ingest::router(Arc::new(morag_ingest::wiring::build(&sdk, &ingest_cfg))),
+        status: morag_status::router(Arc::new(morag_status::wiring::build(&sdk, &status_cfg))),
     };
     let app = Router::new().fallback(dispatch).with_state(apps);
 
-    // the SQS functions, fed by local event-source mappings
-    let recorder = Arc::new(morag_recorder::Recorder::from_sdk(
-        &sdk,
-        &RecorderConfig {
-            table: names.table.clone(),
-            status_events_dlq_url: resources.status_events_dlq_url.clone(),
-            webhook_queue_url: resources.webhook_queue_url.clone(),
-            retention: Retention {
-                history: Duration::from_secs(7 * 86_400),
-                ended_task: Duration::from_secs(30 * 86_400),
-            },
-            aws: AwsSettings {
-                endpoint_url: Some(endpoint.clone()),
-            },
-        },
-    ));
-    let processor = Arc::new(morag_processor::Processor::from_sdk(
-        &sdk,
-        &ProcessorConfig {
-            status_events_queue_url: resources.status_events_queue_url.clone(),
-            processing_dlq_url: resources.processing_dlq_url.clone(),
-            max_source_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-            fetch_timeout: Duration::from_secs(10),
-            chunk_chars: 1000,
-            target_policy: TargetPolicy {
-                allow_http: true,
-                allow_loopback: true,
-            },
-            aws: AwsSettings {
-                endpoint_url: Some(endpoint.clone()),
-            },
-        },
-    ));
-    let sqs = morag_shared::aws::sqs(&sdk);
+    // the SQS functions, fed by local copies of the stack's event source mappings
+    let sqs = aws::sqs(&sdk);
+    let recorder = Arc::new(morag_recorder::wiring::build(&sdk, &recorder_cfg));
+    let processor = Arc::new(morag_processor::wiring::build(&sdk, &processor_cfg)?);
+    let sender = Arc::new(morag_webhook_sender::wiring::build(&sdk, &sender_cfg)?);
+    for function in [PROCESSOR, RECORDER, WEBHOOK_SENDER] {
+        let event = local.queue_event(function)?;
+        anyhow::ensure!(
+            event
+                .function_response_types
+                .iter()
+                .any(|t| t == "ReportBatchItemFailures"),
+            "{function}'s event source mapping must report batch item failures"
+        );
+    }
+    let event = local.queue_event(PROCESSOR)?;
     tokio::spawn(esm::run(
         sqs.clone(),
-        resources.processing_queue_url.clone(),
+        event.queue_url.clone(),
+        event.batch_size,
         "processor",
         move |batch| {
             let processor = processor.clone();
             async move { processor.handle(batch).await }
         },
     ));
+    let event = local.queue_event(RECORDER)?;
     tokio::spawn(esm::run(
         sqs.clone(),
-        resources.status_events_queue_url.clone(),
+        event.queue_url.clone(),
+        event.batch_size,
         "status-recorder",
         move |batch| {
             let recorder = recorder.clone();
             async move { recorder.handle(batch).await }
         },
     ));
-    let sender = Arc::new(morag_webhook_sender::Sender::from_sdk(
-        &sdk,
-        &SenderConfig {
-            table: names.table.clone(),
-            webhook_queue_url: resources.webhook_queue_url.clone(),
-            webhook_dlq_url: resources.webhook_dlq_url.clone(),
-            schedule: schedule.clone(),
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(15),
-            target_policy: TargetPolicy {
-                allow_http: true,
-                allow_loopback: true,
-            },
-            aws: AwsSettings {
-                endpoint_url: Some(endpoint.clone()),
-            },
-        },
-    ));
+    let event = local.queue_event(WEBHOOK_SENDER)?;
     tokio::spawn(esm::run(
         sqs,
-        resources.webhook_queue_url.clone(),
+        event.queue_url.clone(),
+        event.batch_size,
         "webhook-sender",
         move |batch| {
             let sender = sender.clone();
@@ -448,7 +389,7 @@ async fn dev(
         .with_context(|| format!("binding {addr}"))?;
     let base = format!("http://{addr}");
     println!(
-        "\nmorag-status is running on {base} (emulator {endpoint}, table {table}, bucket {bucket})\n\
+        "\nmorag-status is running on {base} (emulator {endpoint}, stack {stack_name}: table {table}, bucket {bucket})\n\
          Local API key: test-api-key (tenant local; local mode only)\n\n\
          Try:\n\
          curl -X POST {base}/api/v1/ingest/file -H \"Authorization: Bearer test-api-key\" -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook\n\
@@ -457,15 +398,12 @@ async fn dev(
          curl \"{base}/api/v1/status/events/recent?hours=1\" -H \"Authorization: Bearer test-api-key\"\n\
          curl {base}/api/v1/tasks -H \"Authorization: Bearer test-api-key\"\n\n\
          More API keys for this local stack:\n\
-         MORAG_AWS_ENDPOINT_URL={endpoint} MORAG_TABLE_NAME={table} target/debug/morag keys create --tenant acme\n\n\
+         target/debug/morag keys create --tenant acme --endpoint {endpoint} --table {table}\n\n\
          Webhooks are signed with {secret_note}\n\
-         Retry schedule (s): {gaps:?}; webhook DLQ after {attempts} attempts.\n\n\
+         Retry schedule (s): {schedule}; webhook DLQ after {attempts} attempts.\n\n\
          Ctrl-C stops everything.",
         secret_note = if generated { format!("this generated secret (set MORAG_LOCAL_WEBHOOK_SECRET to choose one): {secret}") } else { "MORAG_LOCAL_WEBHOOK_SECRET.".to_owned() },
-        gaps = schedule.gaps().iter().map(|g| g.as_secs()).collect::<Vec<_>>(),
         attempts = schedule.attempts(),
-        table = names.table,
-        bucket = names.bucket,
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

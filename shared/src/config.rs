@@ -8,12 +8,18 @@ use std::time::Duration;
 
 pub use secrecy::SecretString;
 
-use crate::net::TargetPolicy;
-use crate::ports::Retention;
+use crate::domain::delivery::RetrySchedule;
+use crate::domain::Retention;
+use crate::outbound::TargetPolicy;
 
 /// Default upload limit: 5 MiB, under Lambda's 6 MB synchronous payload limit
 /// once multipart and base64 overhead is added.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+
+/// `MORAG_HISTORY_TTL_DAYS` default.
+pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 7;
+/// `MORAG_TASK_TTL_DAYS` default.
+pub const DEFAULT_TASK_TTL_DAYS: u64 = 30;
 
 /// All configuration problems found, one per line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,8 +225,8 @@ impl FromEnv for StatusConfig {
 /// How long history and ended tasks are kept.
 fn read_retention(env: &mut EnvReader<'_>) -> Retention {
     let days = |d: u64| Duration::from_secs(d * 86_400);
-    let history = env.parse_or("MORAG_HISTORY_TTL_DAYS", 7u64);
-    let task = env.parse_or("MORAG_TASK_TTL_DAYS", 30u64);
+    let history = env.parse_or("MORAG_HISTORY_TTL_DAYS", DEFAULT_HISTORY_TTL_DAYS);
+    let task = env.parse_or("MORAG_TASK_TTL_DAYS", DEFAULT_TASK_TTL_DAYS);
     if history == 0 || task == 0 {
         env.invalid("MORAG_HISTORY_TTL_DAYS and MORAG_TASK_TTL_DAYS must be at least 1");
     }
@@ -296,6 +302,45 @@ impl FromEnv for ProcessorConfig {
     }
 }
 
+/// The webhook sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// `MORAG_TABLE_NAME`
+    pub table: String,
+    /// `MORAG_WEBHOOK_QUEUE_URL`: its own queue (for `ChangeMessageVisibility`).
+    pub webhook_queue_url: String,
+    /// `MORAG_WEBHOOK_DLQ_URL`: where malformed messages are parked.
+    pub webhook_dlq_url: String,
+    /// `MORAG_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds (default
+    /// 5,300,1800,7200,18000,36000,36000). The queue's `maxReceiveCount` must
+    /// equal its attempts (gaps + 1).
+    pub schedule: RetrySchedule,
+    /// `MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS` (5), `MORAG_WEBHOOK_TIMEOUT_SECONDS` (15)
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
+    pub target_policy: TargetPolicy,
+    pub aws: AwsSettings,
+}
+
+impl FromEnv for SenderConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        Self {
+            table: env.required("MORAG_TABLE_NAME"),
+            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
+            webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
+            schedule: env.parse_or("MORAG_WEBHOOK_RETRY_SCHEDULE", RetrySchedule::default()),
+            connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
+            timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),
+            target_policy: TargetPolicy {
+                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
+                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
+            },
+            aws: AwsSettings::read(env),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,44 +388,5 @@ mod tests {
         );
         assert_eq!(cfg.api.auth_cache_ttl, Duration::from_secs(60));
         assert_eq!(cfg.aws.endpoint_url, None);
-    }
-}
-
-/// The webhook sender.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SenderConfig {
-    /// `MORAG_TABLE_NAME`
-    pub table: String,
-    /// `MORAG_WEBHOOK_QUEUE_URL`: its own queue (for `ChangeMessageVisibility`).
-    pub webhook_queue_url: String,
-    /// `MORAG_WEBHOOK_DLQ_URL`: where malformed messages are parked.
-    pub webhook_dlq_url: String,
-    /// `MORAG_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds (default
-    /// 5,300,1800,7200,18000,36000,36000). The queue's `maxReceiveCount` must
-    /// equal its attempts (gaps + 1).
-    pub schedule: crate::webhook::RetrySchedule,
-    /// `MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS` (5), `MORAG_WEBHOOK_TIMEOUT_SECONDS` (15)
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
-    pub target_policy: TargetPolicy,
-    pub aws: AwsSettings,
-}
-
-impl FromEnv for SenderConfig {
-    fn read(env: &mut EnvReader<'_>) -> Self {
-        Self {
-            table: env.required("MORAG_TABLE_NAME"),
-            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
-            webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
-            schedule: env.parse_or("MORAG_WEBHOOK_RETRY_SCHEDULE", crate::webhook::RetrySchedule::default()),
-            connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
-            timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),
-            target_policy: TargetPolicy {
-                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
-                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
-            },
-            aws: AwsSettings::read(env),
-        }
     }
 }

@@ -1,24 +1,27 @@
-//! Everything the morag-status functions share: the domain model (no AWS
-//! types), the ports the domain talks through, their DynamoDB/SQS/S3 and
-//! in-memory adapters, configuration, authentication, HTTP error mapping and
-//! telemetry.
+//! Everything the morag-status functions share, in folders that say what they are:
 //!
-//! A request is easiest to follow from the function crate
-//! (`functions/*/src/lib.rs`) into [`domain`], then into [`adapters`].
+//! - [`domain`]: the model and its rules (tasks, status events, the lifecycle,
+//!   webhook deliveries and their policy, keys). No AWS or HTTP types.
+//! - [`ports`]: the traits the functions talk through (traits only).
+//! - [`adapters`]: DynamoDB, SQS, S3 (and in-memory ones for tests) behind the ports.
+//! - [`http`]: the API's error shape, authentication, cursors, typed queries.
+//! - [`outbound`]: URL checks and the resolving, pinning HTTP client.
+//! - [`batch`]: the SQS batch pipeline of the SQS functions; [`outbox`]: the
+//!   delivery outbox; [`reporter`]: `TaskReporter` for pipeline workers.
+//! - [`config`], [`telemetry`], [`error`], [`time`].
+//!
+//! Imports point inward: adapters and http know the domain and ports; the
+//! domain knows neither.
 
 pub mod adapters;
-pub mod auth;
-pub mod aws;
 pub mod batch;
 pub mod config;
-pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod net;
 pub mod outbound;
+pub mod outbox;
 pub mod ports;
 pub mod reporter;
 pub mod telemetry;
 pub mod time;
-pub mod webhook;

@@ -19,11 +19,12 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use morag_cli::local::{self, Names, Resources};
+use morag_cli::stack::{self, LocalStack};
+use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::{ApiSettings, AwsSettings, IngestConfig, StatusConfig, DEFAULT_MAX_UPLOAD_BYTES};
-use morag_shared::net::TargetPolicy;
+use morag_shared::config::{IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig};
+use morag_shared::domain::delivery::RetrySchedule;
+use morag_shared::outbound::TargetPolicy;
 
 /// The emulator's endpoint, from `MORAG_TEST_ENDPOINT` (set by `make test`).
 pub fn endpoint() -> String {
@@ -32,14 +33,57 @@ pub fn endpoint() -> String {
     })
 }
 
-/// One test's world: its own resources, the real routers wired to them, and
-/// API keys for two tenants.
+/// The cursor secret of every test env (the template's is a Secrets Manager
+/// reference the emulator cannot resolve).
+pub const TEST_CURSOR_SECRET: &str = "test-cursor-secret-0123456789abcdef";
+
+/// The names of a test's table and bucket.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub table: String,
+    pub bucket: String,
+}
+
+/// A test's resources: the stack's outputs.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub names: Names,
+    pub processing_queue_url: String,
+    pub processing_dlq_url: String,
+    pub status_events_queue_url: String,
+    pub status_events_dlq_url: String,
+    pub webhook_queue_url: String,
+    pub webhook_dlq_url: String,
+}
+
+impl Resources {
+    pub fn of(stack: &LocalStack) -> anyhow::Result<Self> {
+        let out = |k: &str| stack.output(k).map(str::to_owned);
+        Ok(Self {
+            names: Names {
+                table: out("TableName")?,
+                bucket: out("UploadsBucketName")?,
+            },
+            processing_queue_url: out("ProcessingQueueUrl")?,
+            processing_dlq_url: out("ProcessingDLQUrl")?,
+            status_events_queue_url: out("StatusEventsQueueUrl")?,
+            status_events_dlq_url: out("StatusEventsDLQUrl")?,
+            webhook_queue_url: out("WebhookQueueUrl")?,
+            webhook_dlq_url: out("WebhookDLQUrl")?,
+        })
+    }
+}
+
+/// One test's world: its own stack (template.yaml deployed on the emulator),
+/// the real routers wired to it from the stack's own function configuration,
+/// and API keys for two tenants.
 pub struct TestEnv {
     pub sdk: SdkConfig,
     pub ddb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub store: Arc<DynamoStore>,
+    pub stack: LocalStack,
     pub resources: Resources,
     pub ingest_cfg: IngestConfig,
     pub status_cfg: StatusConfig,
@@ -53,7 +97,7 @@ pub struct TestEnv {
     pub baseline_items: i64,
 }
 
-/// Unique, lower-case resource prefix.
+/// Unique, lower-case stack name.
 pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
@@ -65,55 +109,47 @@ pub async fn spawn_env() -> TestEnv {
 /// Like `spawn_env`, with a chance to change the ingest configuration (the
 /// routers are built after `tweak`).
 pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
-    spawn_env_configured(morag_shared::webhook::RetrySchedule::default().attempts(), tweak).await
+    spawn_env_configured(RetrySchedule::default().attempts(), tweak).await
 }
 
-/// Like `spawn_env_with`, with the webhook queue's `maxReceiveCount` (the
-/// attempt budget of the retry schedule the test uses).
+/// Like `spawn_env_with`, with the template's `WebhookMaxAttempts` (the
+/// webhook queue's `maxReceiveCount`) set for the retry schedule the test uses.
 pub async fn spawn_env_configured(webhook_attempts: u32, tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
     let endpoint = endpoint();
-    let sdk = morag_shared::aws::local(&endpoint);
-    let names = Names::with_prefix(&unique_prefix());
-    let resources = local::provision_with(&sdk, &names, webhook_attempts)
-        .await
-        .expect("provisioning test resources");
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let sdk = aws::local(&endpoint);
+    let stack = LocalStack::deploy(
+        &endpoint,
+        &unique_prefix(),
+        &[("WebhookMaxAttempts", webhook_attempts.to_string())],
+    )
+    .await
+    .expect("deploying template.yaml as a test stack");
+    let resources = Resources::of(&stack).expect("stack outputs");
+    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &resources.names.table));
     let (key_a, _) = morag_cli::keys::create(store.as_ref(), &"acme".parse().unwrap(), "test")
         .await
         .unwrap();
     let (key_b, _) = morag_cli::keys::create(store.as_ref(), &"globex".parse().unwrap(), "test")
         .await
         .unwrap();
-    let aws = AwsSettings {
-        endpoint_url: Some(endpoint),
-    };
-    let api = ApiSettings {
-        table: names.table.clone(),
-        auth_cache_ttl: Duration::from_secs(60),
-    };
-    let mut ingest_cfg = IngestConfig {
-        api: api.clone(),
-        uploads_bucket: names.bucket.clone(),
-        processing_queue_url: resources.processing_queue_url.clone(),
-        max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-        target_policy: TargetPolicy::default(),
-        aws: aws.clone(),
-    };
+    let mut ingest_cfg: IngestConfig = stack
+        .config(stack::INGEST, &stack::local_overrides(&endpoint, false))
+        .expect("ingest config from the stack");
     tweak(&mut ingest_cfg);
-    let status_cfg = StatusConfig {
-        api,
-        cursor_secret: morag_shared::config::SecretString::from("test-cursor-secret-0123456789abcdef".to_owned()),
-        webhook_queue_url: resources.webhook_queue_url.clone(),
-        aws,
-    };
+    let mut status_overrides = stack::local_overrides(&endpoint, false);
+    status_overrides.push(("MORAG_CURSOR_SECRET", TEST_CURSOR_SECRET.to_owned()));
+    let status_cfg: StatusConfig = stack
+        .config(stack::STATUS, &status_overrides)
+        .expect("status config from the stack");
     let mut env = TestEnv {
-        ddb: morag_shared::aws::dynamodb(&sdk),
-        s3: morag_shared::aws::s3(&sdk),
-        sqs: morag_shared::aws::sqs(&sdk),
-        ingest: morag_ingest::router(Arc::new(morag_ingest::Ingest::from_sdk(&sdk, &ingest_cfg))),
-        status: morag_status::router(Arc::new(morag_status::Status::from_sdk(&sdk, &status_cfg))),
+        ddb: aws::dynamodb(&sdk),
+        s3: aws::s3(&sdk),
+        sqs: aws::sqs(&sdk),
+        ingest: morag_ingest::router(Arc::new(morag_ingest::wiring::build(&sdk, &ingest_cfg))),
+        status: morag_status::router(Arc::new(morag_status::wiring::build(&sdk, &status_cfg))),
         sdk,
         store,
+        stack,
         resources,
         ingest_cfg,
         status_cfg,
@@ -296,37 +332,58 @@ pub fn sorted_keys(value: &Value) -> Vec<&str> {
 }
 
 impl TestEnv {
-    /// The recorder wired to this env's table and status-events DLQ.
-    pub fn recorder(&self) -> morag_recorder::Recorder {
-        morag_recorder::Recorder::from_sdk(
-            &self.sdk,
-            &morag_shared::config::RecorderConfig {
-                table: self.resources.names.table.clone(),
-                status_events_dlq_url: self.resources.status_events_dlq_url.clone(),
-                webhook_queue_url: self.resources.webhook_queue_url.clone(),
-                retention: morag_shared::ports::Retention {
-                    history: Duration::from_secs(7 * 86_400),
-                    ended_task: Duration::from_secs(30 * 86_400),
-                },
-                aws: self.ingest_cfg.aws.clone(),
-            },
-        )
+    /// Local-mode settings on top of the stack's environment.
+    fn overrides(&self, policy: TargetPolicy, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        let mut v = stack::local_overrides(&endpoint(), false);
+        v.push(("MORAG_ALLOW_HTTP_WEBHOOKS", policy.allow_http.to_string()));
+        v.push(("MORAG_ALLOW_LOOPBACK_WEBHOOKS", policy.allow_loopback.to_string()));
+        v.extend(extra.iter().map(|(k, val)| (*k, (*val).to_owned())));
+        v
     }
 
-    /// The processor wired to this env's queues, with an outbound policy.
+    /// The recorder as the stack configures it.
+    pub fn recorder(&self) -> morag_recorder::Recorder {
+        let cfg: RecorderConfig = self
+            .stack
+            .config(stack::RECORDER, &self.overrides(TargetPolicy::default(), &[]))
+            .expect("recorder config from the stack");
+        morag_recorder::wiring::build(&self.sdk, &cfg)
+    }
+
+    /// The processor as the stack configures it, with an outbound policy,
+    /// 200-character chunks and a 5 s fetch timeout.
     pub fn processor(&self, policy: TargetPolicy) -> morag_processor::Processor {
-        morag_processor::Processor::from_sdk(
-            &self.sdk,
-            &morag_shared::config::ProcessorConfig {
-                status_events_queue_url: self.resources.status_events_queue_url.clone(),
-                processing_dlq_url: self.resources.processing_dlq_url.clone(),
-                max_source_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-                fetch_timeout: Duration::from_secs(5),
-                chunk_chars: 200,
-                target_policy: policy,
-                aws: self.ingest_cfg.aws.clone(),
-            },
-        )
+        let cfg: ProcessorConfig = self
+            .stack
+            .config(
+                stack::PROCESSOR,
+                &self.overrides(
+                    policy,
+                    &[("MORAG_CHUNK_CHARS", "200"), ("MORAG_FETCH_TIMEOUT_SECONDS", "5")],
+                ),
+            )
+            .expect("processor config from the stack");
+        morag_processor::wiring::build(&self.sdk, &cfg).expect("processor")
+    }
+
+    /// The sender's configuration from the stack, with a retry schedule, a
+    /// 1 s connect timeout, a request timeout and an outbound policy.
+    pub fn sender_config(&self, schedule: &RetrySchedule, timeout: Duration, policy: TargetPolicy) -> SenderConfig {
+        let schedule = schedule.to_string();
+        let timeout = timeout.as_secs().max(1).to_string();
+        self.stack
+            .config(
+                stack::WEBHOOK_SENDER,
+                &self.overrides(
+                    policy,
+                    &[
+                        ("MORAG_WEBHOOK_RETRY_SCHEDULE", &schedule),
+                        ("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", "1"),
+                        ("MORAG_WEBHOOK_TIMEOUT_SECONDS", &timeout),
+                    ],
+                ),
+            )
+            .expect("sender config from the stack")
     }
 
     /// Runs the processor, then the recorder, through local event-source
@@ -428,8 +485,8 @@ impl TestEnv {
         tenant: &str,
         delivery_id: &str,
         url: &str,
-        state: morag_shared::ports::DeliveryState,
-    ) -> morag_shared::ports::Delivery {
+        state: morag_shared::domain::DeliveryState,
+    ) -> morag_shared::domain::Delivery {
         use morag_shared::ports::TaskStore;
         let task = sample_task(task_id, tenant);
         self.store.create_task(&task, None).await.expect("task");
@@ -444,11 +501,11 @@ impl TestEnv {
             message: "m".into(),
             metadata: Default::default(),
         };
-        let delivery = morag_shared::ports::Delivery {
+        let delivery = morag_shared::domain::Delivery {
             task_id: task.task_id,
             tenant: task.tenant.clone(),
-            delivery_id: delivery_id.into(),
-            event_type: morag_shared::webhook::WebhookEvent::TaskStarted,
+            delivery_id: delivery_id.parse().expect("delivery id"),
+            event_type: morag_shared::domain::WebhookEvent::TaskStarted,
             url: url.into(),
             payload: r#"{"event_type":"task_started"}"#.into(),
             state,
@@ -457,7 +514,7 @@ impl TestEnv {
             cycle: 0,
             attempts: Vec::new(),
         };
-        let retention = morag_shared::ports::Retention {
+        let retention = morag_shared::domain::Retention {
             history: Duration::from_secs(3600),
             ended_task: Duration::from_secs(3600),
         };
@@ -513,4 +570,12 @@ impl TestEnv {
             received += p.received;
         }
     }
+}
+
+/// Deploys `template.yaml` as a fresh stack on the emulator at `endpoint`
+/// (benchmarks; tests use `spawn_env`).
+pub async fn deploy(endpoint: &str) -> anyhow::Result<(LocalStack, Resources)> {
+    let stack = LocalStack::deploy(endpoint, &unique_prefix(), &[]).await?;
+    let resources = Resources::of(&stack)?;
+    Ok((stack, resources))
 }

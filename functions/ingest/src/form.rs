@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use morag_shared::domain::SourceType;
+use morag_shared::domain::WebhookEvent;
 use morag_shared::http::ApiError;
-use morag_shared::net::{check_target_url, MAX_URL_LEN};
-use morag_shared::webhook::WebhookEvent;
+use morag_shared::outbound::target::{check_target_url, MAX_URL_LEN};
 
 use crate::{too_large, Limits, MAX_METADATA_BYTES};
 

@@ -1,16 +1,12 @@
 //! The ingest function: `POST /api/v1/ingest/file` and `/api/v1/ingest/url`.
-//!
-//! Order of writes, and what a failure at each step leaves behind:
-//!
-//! 1. validate everything (a bad request writes nothing);
-//! 2. S3 `PutObject` (file uploads) — fails: 503, nothing written;
-//! 3. DynamoDB: the `pending` task (and the idempotency record) in one
-//!    conditional write — fails: the object is deleted, 503;
-//! 4. SQS: the job — fails: the task and the object are deleted, 503, so no
-//!    task waits in `pending` for a job that was never sent. If that clean-up
-//!    fails too, an `orphaned task` error is logged with the task id.
+//! This file is the HTTP side (authentication, headers, body limits, the 202
+//! answer); `form` turns a body into a validated `Submission` (nothing
+//! written), `submit` stores it over the ports, `wiring` builds the real
+//! adapters.
 
 mod form;
+pub mod submit;
+pub mod wiring;
 
 use std::sync::Arc;
 
@@ -21,22 +17,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{middleware, Json, Router};
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use url::Url;
+use serde_json::json;
 
-use morag_shared::adapters::{dynamodb::DynamoStore, s3::S3BlobStore, sqs::SqsJobQueue};
-use morag_shared::auth::Authenticator;
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::IngestConfig;
-use morag_shared::domain::{Source, Task, TaskId, TenantId};
-use morag_shared::http::{self as api, ApiError};
-use morag_shared::net::TargetPolicy;
-use morag_shared::ports::{BlobStore, CreateOutcome, IdempotencyRecord, JobQueue, TaskStore};
+use morag_shared::domain::TaskId;
+use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
+use morag_shared::outbound::TargetPolicy;
+use morag_shared::ports::{BlobStore, JobQueue, TaskStore};
 
 pub use form::{sanitize_file_name, Submission, SubmissionInput};
+pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
 
 /// Room for multipart boundaries and the small text fields around the file.
 pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -46,8 +37,6 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
 
 /// Limits and policies of one deployment.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +45,7 @@ pub struct Limits {
     pub target_policy: TargetPolicy,
 }
 
-/// Everything a request needs, built once per cold start.
+/// Everything a request needs, built once per cold start (see `wiring`).
 pub struct Ingest {
     pub tasks: Arc<dyn TaskStore>,
     pub jobs: Arc<dyn JobQueue>,
@@ -65,25 +54,9 @@ pub struct Ingest {
     pub limits: Limits,
 }
 
-impl Ingest {
-    /// Wires the real adapters from configuration.
-    pub async fn from_config(cfg: &IngestConfig) -> Self {
-        let sdk = morag_shared::aws::load(&cfg.aws).await;
-        Self::from_sdk(&sdk, cfg)
-    }
-
-    pub fn from_sdk(sdk: &SdkConfig, cfg: &IngestConfig) -> Self {
-        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
-        Self {
-            tasks: store.clone(),
-            jobs: Arc::new(SqsJobQueue::new(morag_shared::aws::sqs(sdk), &cfg.processing_queue_url)),
-            blobs: Arc::new(S3BlobStore::new(morag_shared::aws::s3(sdk), &cfg.uploads_bucket)),
-            auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
-            limits: Limits {
-                max_upload_bytes: cfg.max_upload_bytes,
-                target_policy: cfg.target_policy,
-            },
-        }
+impl Authenticates for Ingest {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 }
 
@@ -99,8 +72,11 @@ pub fn router(state: Arc<Ingest>) -> Router {
         .with_state(state)
 }
 
-async fn ingest_file(State(st): State<Arc<Ingest>>, request: Request) -> Result<Response, ApiError> {
-    let tenant = api::authenticate(&st.auth, request.headers()).await?;
+async fn ingest_file(
+    State(st): State<Arc<Ingest>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
     let idem_key = idempotency_key(request.headers())?;
     require_content_type(request.headers(), "multipart/form-data")?;
     let base = base_url_from(request.headers().clone());
@@ -109,18 +85,21 @@ async fn ingest_file(State(st): State<Arc<Ingest>>, request: Request) -> Result<
     let bytes = read_body(&parts.headers, body, limit, st.limits.max_upload_bytes).await?;
     let request = Request::from_parts(parts, Body::from(bytes));
     let submission = form::parse_multipart(request, &st.limits).await?;
-    submit(&st, tenant, submission, idem_key, &base).await
+    render(submit(&st, tenant, submission, idem_key).await, &base)
 }
 
-async fn ingest_url(State(st): State<Arc<Ingest>>, request: Request) -> Result<Response, ApiError> {
-    let tenant = api::authenticate(&st.auth, request.headers()).await?;
+async fn ingest_url(
+    State(st): State<Arc<Ingest>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
     let idem_key = idempotency_key(request.headers())?;
     require_content_type(request.headers(), "application/json")?;
     let base = base_url_from(request.headers().clone());
     let (parts, body) = request.into_parts();
     let bytes = read_body(&parts.headers, body, MAX_JSON_BODY, MAX_JSON_BODY).await?;
     let submission = form::parse_json(&bytes, &st.limits)?;
-    submit(&st, tenant, submission, idem_key, &base).await
+    render(submit(&st, tenant, submission, idem_key).await, &base)
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
@@ -203,28 +182,6 @@ fn base_url_from(headers: HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
-fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
-    let input = match &s.input {
-        SubmissionInput::File {
-            name,
-            content_type,
-            bytes,
-        } => json!({
-            "file": {"name": name, "content_type": content_type, "sha256": hex::encode(Sha256::digest(bytes))}
-        }),
-        SubmissionInput::Url(url) => json!({"url": url.as_str()}),
-    };
-    let canonical = json!({
-        "tenant": tenant.as_str(),
-        "source_type": s.source_type.as_str(),
-        "input": input,
-        "webhook_url": s.webhook_url.as_ref().map(Url::as_str),
-        "webhook_events": s.webhook_events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-        "metadata": Value::Object(s.metadata.clone()),
-    });
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-}
-
 fn accepted(task_id: TaskId, created_at: DateTime<Utc>, base: &str, replayed: bool) -> Response {
     let status_path = format!("/api/v1/status/{task_id}");
     let status_url = format!("{base}{status_path}");
@@ -246,107 +203,14 @@ fn accepted(task_id: TaskId, created_at: DateTime<Utc>, base: &str, replayed: bo
     response
 }
 
-fn replay(existing: &IdempotencyRecord, fingerprint: &str, base: &str) -> Result<Response, ApiError> {
-    if existing.fingerprint != fingerprint {
-        return Err(ApiError::unprocessable(
+fn render(result: Result<Submitted, SubmitError>, base: &str) -> Result<Response, ApiError> {
+    match result {
+        Ok(done) => Ok(accepted(done.task_id, done.created_at, base, done.replayed)),
+        Err(SubmitError::KeyReused) => Err(ApiError::unprocessable(
             "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different request",
-        ));
-    }
-    tracing::Span::current().record("task_id", existing.task_id.to_string());
-    tracing::info!("idempotent replay");
-    Ok(accepted(existing.task_id, existing.created_at, base, true))
-}
-
-/// Stores, records and enqueues a validated submission.
-pub async fn submit(
-    st: &Ingest,
-    tenant: TenantId,
-    submission: Submission,
-    idem_key: Option<String>,
-    base: &str,
-) -> Result<Response, ApiError> {
-    let now = morag_shared::time::now();
-    let fingerprint = fingerprint(&tenant, &submission);
-    let task_id = TaskId::new();
-    let idem = idem_key.map(|key| IdempotencyRecord {
-        tenant: tenant.clone(),
-        key_hash: hex::encode(Sha256::digest(key.as_bytes())),
-        fingerprint: fingerprint.clone(),
-        task_id,
-        created_at: now,
-        expires_at: now + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
-    });
-    if let Some(idem) = &idem {
-        if let Some(existing) = st.tasks.get_idempotency(&tenant, &idem.key_hash).await? {
-            return replay(&existing, &fingerprint, base);
-        }
-    }
-    tracing::Span::current().record("task_id", task_id.to_string());
-
-    let (source, object_key) = match submission.input {
-        SubmissionInput::File {
-            name,
-            content_type,
-            bytes,
-        } => {
-            let key = format!("uploads/{tenant}/{task_id}/{name}");
-            let size = bytes.len();
-            st.blobs.put(&key, bytes, &content_type).await?;
-            tracing::info!(bytes = size, "upload stored");
-            (
-                Source::Object {
-                    bucket: st.blobs.bucket().to_owned(),
-                    key: key.clone(),
-                },
-                Some(key),
-            )
-        }
-        SubmissionInput::Url(url) => (Source::Url { url: url.to_string() }, None),
-    };
-    let delete_object = || async {
-        if let Some(key) = &object_key {
-            if let Err(e) = st.blobs.delete(key).await {
-                tracing::error!(error = %e, "could not delete the upload of a request that failed");
-            }
-        }
-    };
-
-    let mut task = Task::pending(
-        task_id,
-        tenant,
-        submission.source_type,
-        source,
-        submission.webhook_url.map(String::from),
-        submission.metadata,
-        now,
-    );
-    task.webhook_events = submission.webhook_events;
-    match st.tasks.create_task(&task, idem.as_ref()).await {
-        Ok(CreateOutcome::Created) => {}
-        Ok(CreateOutcome::IdempotencyHit(existing)) => {
-            // a concurrent request with the same key won the race
-            delete_object().await;
-            return replay(&existing, &fingerprint, base);
-        }
-        Err(e) => {
-            delete_object().await;
-            return Err(e.into());
-        }
-    }
-
-    match st.jobs.enqueue(&task.job()).await {
-        Ok(message_id) => {
-            tracing::info!(%message_id, source_type = %task.source_type, "task accepted");
-            Ok(accepted(task_id, now, base, false))
-        }
-        Err(e) => {
-            if let Err(discard) = st.tasks.discard_task(&task, idem.as_ref()).await {
-                tracing::error!(error = %discard, "orphaned task: job not enqueued and task not removed");
-            }
-            delete_object().await;
-            Err(e.into())
-        }
+            SubmitError::KeyReused.to_string(),
+        )),
+        Err(SubmitError::Store(e)) => Err(e.into()),
     }
 }
 

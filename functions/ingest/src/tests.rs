@@ -13,9 +13,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use morag_shared::adapters::memory::{MemoryBlobStore, MemoryJobQueue, MemoryKeyStore, MemoryTaskStore};
-use morag_shared::auth::{Authenticator, KeyHash};
-use morag_shared::net::TargetPolicy;
-use morag_shared::ports::ApiKeyRecord;
+use morag_shared::domain::{ApiKeyRecord, KeyHash};
+use morag_shared::http::Authenticator;
+use morag_shared::outbound::TargetPolicy;
 
 use super::*;
 

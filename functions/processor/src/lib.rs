@@ -12,26 +12,25 @@
 //! DLQ with the reason.
 
 pub mod text;
+pub mod wiring;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
-use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use morag_shared::adapters::{s3::S3BlobStore, sqs::SqsDeadLetters, sqs::SqsEventSink};
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::ProcessorConfig;
+use morag_shared::batch::{self, Handled, Received};
 use morag_shared::domain::{JobMessage, Source, SourceType};
 use morag_shared::error::StoreError;
-use morag_shared::net::{check_target_url, TargetPolicy};
-use morag_shared::outbound;
+use morag_shared::outbound::{self, check_target_url, TargetPolicy};
 use morag_shared::ports::{BlobReader, DeadLetters, EventSink};
 use morag_shared::reporter::TaskReporter;
+
+/// The `User-Agent` of the processor's downloads.
+pub const USER_AGENT: &str = "MoRAG-Processor/1.0";
 
 use text::TextKind;
 
@@ -67,62 +66,27 @@ impl From<StoreError> for Problem {
 }
 
 impl Processor {
-    pub fn from_sdk(sdk: &SdkConfig, cfg: &ProcessorConfig) -> Self {
-        let sqs = morag_shared::aws::sqs(sdk);
-        Self {
-            blobs: Arc::new(S3BlobStore::new(morag_shared::aws::s3(sdk), "")),
-            events: Arc::new(SqsEventSink::new(sqs.clone(), &cfg.status_events_queue_url)),
-            dead_letters: Arc::new(SqsDeadLetters::new(sqs, &cfg.processing_dlq_url)),
-            http: outbound::client(
-                cfg.target_policy,
-                outbound::system_lookup(),
-                Duration::from_secs(5),
-                cfg.fetch_timeout,
-            ),
-            settings: Settings {
-                max_source_bytes: cfg.max_source_bytes,
-                chunk_chars: cfg.chunk_chars,
-                target_policy: cfg.target_policy,
-            },
-        }
-    }
-
     /// Handles one SQS batch of jobs; only failed records are reported.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let outcomes = join_all(event.records.into_iter().map(|record| async move {
-            let Some(message_id) = record.message_id else {
-                tracing::error!("SQS record without a messageId; cannot report it");
-                return None;
-            };
-            let body = record.body.unwrap_or_default();
-            let job: JobMessage = match serde_json::from_str(&body) {
-                Ok(job) => job,
-                Err(e) => {
-                    tracing::warn!(%message_id, error = %e, "malformed job; parking it in the DLQ");
-                    return match self
-                        .dead_letters
-                        .park(&body, "invalid_job", &e.to_string(), &message_id)
-                        .await
-                    {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::error!(%message_id, error = %e, "could not park; leaving it to SQS");
-                            Some(message_id)
-                        }
-                    };
-                }
-            };
-            let span = tracing::info_span!("job", %message_id, task_id = %job.task_id, tenant = %job.tenant);
-            match self.process(&job).instrument(span.clone()).await {
-                Ok(()) => None,
-                Err(e) => {
-                    span.in_scope(|| tracing::error!(error = %e, "job failed on our side; SQS will retry it"));
-                    Some(message_id)
-                }
+        batch::for_each(
+            event,
+            self.dead_letters.as_ref(),
+            batch::json::<JobMessage>("invalid_job"),
+            |record| self.handle_job(record),
+        )
+        .await
+    }
+
+    async fn handle_job(&self, record: Received<JobMessage>) -> Handled {
+        let job = record.message;
+        let span = tracing::info_span!("job", task_id = %job.task_id, tenant = %job.tenant);
+        match self.process(&job).instrument(span.clone()).await {
+            Ok(()) => Handled::Done,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "job failed on our side; SQS will retry it"));
+                Handled::Again
             }
-        }))
-        .await;
-        morag_shared::batch::failures(outcomes.into_iter().flatten())
+        }
     }
 
     /// Processes one job, reporting as it goes.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use axum::http::StatusCode;
@@ -31,7 +32,14 @@ fn fixture(policy: TargetPolicy) -> Fixture {
         blobs: blobs.clone(),
         events: events.clone(),
         dead_letters: dlq.clone(),
-        http: outbound::client(policy, lookup, Duration::from_secs(2), Duration::from_secs(5)),
+        http: outbound::client(
+            policy,
+            lookup,
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            USER_AGENT,
+        )
+        .unwrap(),
         settings: Settings {
             max_source_bytes: 64 * 1024,
             chunk_chars: 100,

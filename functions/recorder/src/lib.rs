@@ -14,18 +14,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsDeadLetters, sqs::SqsWebhookQueue};
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::RecorderConfig;
-use morag_shared::domain::{decide, Decision, Ignored, StatusEvent, Task, TaskId, TaskStatus};
-use morag_shared::error::StoreError;
-use morag_shared::ports::{
-    ApplyOutcome, DeadLetters, Delivery, DeliveryState, DeliveryStore, Retention, TaskStore, WebhookQueue,
+use morag_shared::batch::{self, Batch, Received, Unparseable};
+use morag_shared::domain::{
+    decide, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
 };
+use morag_shared::error::StoreError;
+use morag_shared::ports::{DeadLetters, DeliveryStore, TaskStore, WebhookQueue};
+
+pub mod wiring;
 
 /// Optimistic-concurrency retries before a record is given back to SQS.
 const MAX_CONFLICTS: usize = 5;
@@ -116,18 +116,6 @@ enum Recorded {
 }
 
 impl Recorder {
-    pub fn from_sdk(sdk: &SdkConfig, cfg: &RecorderConfig) -> Self {
-        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.table));
-        let sqs = morag_shared::aws::sqs(sdk);
-        Self {
-            tasks: store.clone(),
-            deliveries: store,
-            webhooks: Arc::new(SqsWebhookQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
-            dead_letters: Arc::new(SqsDeadLetters::new(sqs, &cfg.status_events_dlq_url)),
-            retention: cfg.retention,
-        }
-    }
-
     /// Handles one SQS batch; only failed records are reported.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         self.handle_with_stats(event).await.0
@@ -136,77 +124,51 @@ impl Recorder {
     pub async fn handle_with_stats(&self, event: SqsEvent) -> (SqsBatchResponse, BatchStats) {
         let now = morag_shared::time::now();
         let mut stats = BatchStats::default();
-        let mut failures: Vec<String> = Vec::new();
-        let mut groups: Vec<(TaskId, Vec<(String, StatusEvent)>)> = Vec::new();
+        let batch = Batch::parse(event, |body| {
+            StatusEvent::parse(body, now).map_err(|bad| Unparseable {
+                reason: bad.code,
+                detail: bad.detail,
+            })
+        });
+        stats.failed += batch.without_id;
+        let (parked, mut failures) = batch::park_rejected(self.dead_letters.as_ref(), batch.rejected).await;
+        stats.parked_malformed += parked;
+        stats.failed += failures.len() as u32;
+
+        // one group per task, in batch order within it
+        let mut groups: Vec<Vec<Received<StatusEvent>>> = Vec::new();
         let mut index: HashMap<TaskId, usize> = HashMap::new();
-        let mut parking = Vec::new();
-
-        for record in event.records {
-            let SqsMessage { message_id, body, .. } = record;
-            let Some(message_id) = message_id else {
-                // SQS always sets it; without one the record cannot be reported
-                tracing::error!("SQS record without a messageId; cannot report it");
-                stats.failed += 1;
-                continue;
-            };
-            let body = body.unwrap_or_default();
-            match StatusEvent::parse(&body, now) {
-                Ok(event) => {
-                    let slot = *index.entry(event.task_id).or_insert_with(|| {
-                        groups.push((event.task_id, Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[slot].1.push((message_id, event));
-                }
-                Err(bad) => parking.push((message_id, body, bad.code, bad.detail)),
-            }
+        for record in batch.received {
+            let slot = *index.entry(record.message.task_id).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[slot].push(record);
         }
-
-        let parked = join_all(parking.into_iter().map(|(message_id, body, code, detail)| async move {
-            let span = tracing::warn_span!("record", %message_id);
-            async {
-                tracing::warn!(reason = code, %detail, "malformed status event; parking it in the DLQ");
-                self.dead_letters
-                    .park(&body, code, &detail, &message_id)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "could not park a malformed event; leaving it to SQS");
-                        message_id.clone()
-                    })
-            }
-            .instrument(span)
-            .await
-        }))
-        .await;
-        for outcome in parked {
-            match outcome {
-                Ok(()) => stats.parked_malformed += 1,
-                Err(id) => {
-                    stats.failed += 1;
-                    failures.push(id);
-                }
-            }
-        }
-
-        let results = join_all(groups.into_iter().map(|(_, records)| self.record_in_order(records))).await;
+        let results = join_all(groups.into_iter().map(|records| self.record_in_order(records))).await;
         for (group_stats, group_failures) in results {
             stats.add(&group_stats);
             failures.extend(group_failures);
         }
 
         tracing::info!(?stats, "batch recorded");
-        (morag_shared::batch::failures(failures), stats)
+        (batch::failures(failures), stats)
     }
 
     /// The records of one task, in order; after a failure the rest are failed too.
-    async fn record_in_order(&self, records: Vec<(String, StatusEvent)>) -> (BatchStats, Vec<String>) {
+    async fn record_in_order(&self, records: Vec<Received<StatusEvent>>) -> (BatchStats, Vec<String>) {
         let mut stats = BatchStats::default();
         let mut failures = Vec::new();
         let mut records = records.into_iter();
         // the task as last read or written: consecutive events of one task
         // need no second read (the conditional write still guards it)
         let mut known: Option<Task> = None;
-        while let Some((message_id, event)) = records.next() {
+        while let Some(Received {
+            message_id,
+            message: event,
+            ..
+        }) = records.next()
+        {
             let span = tracing::info_span!(
                 "record",
                 %message_id,
@@ -258,9 +220,9 @@ impl Recorder {
                 // this record, and this task's later records behind it
                 stats.failed += 1;
                 failures.push(message_id);
-                for (later, _) in records.by_ref() {
+                for later in records.by_ref() {
                     stats.failed += 1;
-                    failures.push(later);
+                    failures.push(later.message_id);
                 }
             }
         }
@@ -291,22 +253,7 @@ impl Recorder {
                 Decision::Apply { task, entry, webhooks } => (task, entry, webhooks),
             };
             let now = morag_shared::time::now();
-            let deliveries: Vec<Delivery> = planned
-                .into_iter()
-                .map(|p| Delivery {
-                    task_id: after.task_id,
-                    tenant: after.tenant.clone(),
-                    delivery_id: p.delivery_id,
-                    event_type: p.event_type,
-                    url: p.url,
-                    payload: p.payload,
-                    state: DeliveryState::Pending,
-                    created_at: now,
-                    enqueued: false,
-                    cycle: 0,
-                    attempts: Vec::new(),
-                })
-                .collect();
+            let deliveries: Vec<Delivery> = planned.into_iter().map(|p| p.into_delivery(&after, now)).collect();
             match self
                 .tasks
                 .apply_event(&task, &after, &entry, &deliveries, &self.retention)
@@ -334,7 +281,7 @@ impl Recorder {
     /// fails the record: SQS redelivers it, and the duplicate flushes the outbox.
     async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
         for d in deliveries {
-            morag_shared::batch::enqueue_delivery(self.webhooks.as_ref(), self.deliveries.as_ref(), d).await?;
+            morag_shared::outbox::enqueue_delivery(self.webhooks.as_ref(), self.deliveries.as_ref(), d).await?;
             tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
         }
         Ok(deliveries.len() as u32)

@@ -10,8 +10,8 @@ use morag_shared::config::{FromEnv, RecorderConfig};
 async fn main() -> Result<(), lambda_runtime::Error> {
     morag_shared::telemetry::init();
     let cfg = RecorderConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let sdk = morag_shared::aws::load(&cfg.aws).await;
-    let recorder = Arc::new(morag_recorder::Recorder::from_sdk(&sdk, &cfg));
+    let sdk = morag_shared::adapters::aws::load(&cfg.aws).await;
+    let recorder = Arc::new(morag_recorder::wiring::build(&sdk, &cfg));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let recorder = recorder.clone();
         async move {

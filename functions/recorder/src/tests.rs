@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemoryTaskStore, MemoryWebhookQueue};
+use morag_shared::domain::Retention;
 use morag_shared::domain::{Source, SourceType, Task};
 use morag_shared::ports::TaskStore;
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! The status function (read-only):
+//! The status function: reads, plus one write (redelivery of a webhook).
 //!
 //! - `GET /api/v1/status/{task_id}`: the task's state;
 //! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
@@ -6,32 +6,32 @@
 //!   newest first, one GSI1 query per hour bucket, stopping at the limit;
 //! - `GET /api/v1/tasks?status=&limit=&cursor=`: the tenant's tasks, newest first (GSI2/GSI3).
 //!
-//! No route scans: every read is a `GetItem` or a `Query`.
+//! - `GET /api/v1/status/{task_id}/webhooks`: its webhook deliveries and their attempts;
+//! - `POST /api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver`: a fresh
+//!   attempt cycle (the function's only write).
+//!
+//! No route scans: every read is a `GetItem` or a `Query`. `wiring` builds
+//! the real adapters.
 
 mod queries;
 mod webhooks;
+pub mod wiring;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::adapters::sqs::SqsWebhookQueue;
-use morag_shared::auth::Authenticator;
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::StatusConfig;
-use morag_shared::cursor::CursorCodec;
-use morag_shared::domain::{SourceType, Task, TaskId, TaskStatus, TenantId};
-use morag_shared::http::{self as api, ApiError};
+use morag_shared::domain::{InvalidId, SourceType, Task, TaskId, TaskStatus, TenantId};
+use morag_shared::http::cursor::CursorCodec;
+use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
 use morag_shared::ports::{DeliveryStore, TaskStore, WebhookQueue};
 
-/// Everything a request needs, built once per cold start.
+/// Everything a request needs, built once per cold start (see `wiring`).
 pub struct Status {
     pub tasks: Arc<dyn TaskStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
@@ -41,24 +41,9 @@ pub struct Status {
     pub cursors: CursorCodec,
 }
 
-impl Status {
-    pub async fn from_config(cfg: &StatusConfig) -> Self {
-        let sdk = morag_shared::aws::load(&cfg.aws).await;
-        Self::from_sdk(&sdk, cfg)
-    }
-
-    pub fn from_sdk(sdk: &SdkConfig, cfg: &StatusConfig) -> Self {
-        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
-        Self {
-            tasks: store.clone(),
-            deliveries: store.clone(),
-            webhooks: Arc::new(SqsWebhookQueue::new(
-                morag_shared::aws::sqs(sdk),
-                &cfg.webhook_queue_url,
-            )),
-            auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
-            cursors: CursorCodec::new(cfg.cursor_secret.clone()),
-        }
+impl Authenticates for Status {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 }
 
@@ -128,7 +113,7 @@ pub(crate) fn task_not_found() -> ApiError {
 pub(crate) async fn owned_task(st: &Status, tenant: &TenantId, raw_id: &str) -> Result<Task, ApiError> {
     let task_id: TaskId = raw_id
         .parse()
-        .map_err(|e: morag_shared::domain::InvalidId| ApiError::bad_request("invalid_task_id", e.0))?;
+        .map_err(|e: InvalidId| ApiError::bad_request("invalid_task_id", e.0))?;
     tracing::Span::current().record("task_id", task_id.to_string());
     let task = st.tasks.get_task(&task_id).await?.ok_or_else(task_not_found)?;
     if &task.tenant != tenant {
@@ -139,9 +124,8 @@ pub(crate) async fn owned_task(st: &Status, tenant: &TenantId, raw_id: &str) -> 
 
 async fn get_status(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
+    Authenticated(tenant): Authenticated,
     Path(raw_id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
-    let tenant = api::authenticate(&st.auth, &headers).await?;
     Ok(Json(owned_task(&st, &tenant, &raw_id).await?.into()))
 }

@@ -1,58 +1,46 @@
-//! History, recent events and task listing, with sealed cursors.
+//! History, recent events and task listing: typed query strings, sealed
+//! cursors that bind every filter of the query they came from (the task,
+//! `hours`, `status`; `limit` may change from page to page), and pages from
+//! the store. Unknown or malformed parameters are `400 invalid_parameter`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::Json;
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use morag_shared::domain::lifecycle::HISTORY_LIMIT;
-use morag_shared::domain::{TaskId, TaskStatus, TenantId};
-use morag_shared::http::{self as api, ApiError};
-use morag_shared::ports::PageKey;
+use morag_shared::domain::{PageKey, TaskId, TaskStatus, TenantId};
+use morag_shared::http::query::{bounded, invalid_parameter};
+use morag_shared::http::{ApiError, Authenticated, Params};
 
 use crate::{owned_task, Status, StatusView};
 
-type Params = Query<HashMap<String, String>>;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_parameter", message)
+fn invalid_cursor() -> ApiError {
+    ApiError::bad_request("invalid_cursor", "cursor is invalid, expired or not from this query")
 }
 
-fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(invalid(format!(
-            "unknown query parameter {k:?}; expected {}",
-            known.join(", ")
-        ))),
-        None => Ok(()),
+impl Status {
+    /// Opens a cursor sealed for `route` and this tenant, if one was given.
+    fn open_cursor<C: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        tenant: &TenantId,
+        token: Option<&str>,
+    ) -> Result<Option<C>, ApiError> {
+        token
+            .map(|t| self.cursors.open(route, tenant, t).map_err(|_| invalid_cursor()))
+            .transpose()
     }
 }
 
-fn int_param(
-    params: &HashMap<String, String>,
-    name: &str,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-) -> Result<u32, ApiError> {
-    let Some(raw) = params.get(name) else {
-        return Ok(default);
-    };
-    raw.parse::<u32>().ok().filter(|v| range.contains(v)).ok_or_else(|| {
-        invalid(format!(
-            "{name} must be an integer from {} to {}",
-            range.start(),
-            range.end()
-        ))
-    })
-}
-
-fn invalid_cursor() -> ApiError {
-    ApiError::bad_request("invalid_cursor", "cursor is invalid, expired or not from this query")
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,26 +70,15 @@ struct HistoryCursor {
 
 pub async fn history(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
+    Authenticated(tenant): Authenticated,
     Path(raw_id): Path<String>,
-    Query(params): Params,
+    Params(q): Params<HistoryQuery>,
 ) -> Result<Json<HistoryView>, ApiError> {
-    let tenant = api::authenticate(&st.auth, &headers).await?;
-    check_known(&params, &["limit", "cursor"])?;
-    let limit = int_param(&params, "limit", 50, 1..=100)? as usize;
+    let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
     let task = owned_task(&st, &tenant, &raw_id).await?;
-    let start = match params.get("cursor") {
-        None => None,
-        Some(token) => {
-            let c: HistoryCursor = st
-                .cursors
-                .open("history", &tenant, token)
-                .map_err(|_| invalid_cursor())?;
-            if c.task != task.task_id {
-                return Err(invalid_cursor());
-            }
-            Some(c.key)
-        }
+    let start = match st.open_cursor::<HistoryCursor>("history", &tenant, q.cursor.as_deref())? {
+        Some(c) if c.task != task.task_id => return Err(invalid_cursor()),
+        c => c.map(|c| c.key),
     };
     let page = st.tasks.history(&task.task_id, limit, start).await?;
     let next_cursor = page.next.map(|key| {
@@ -132,6 +109,14 @@ pub async fn history(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecentQuery {
+    hours: Option<u32>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct RecentEventView {
     pub task_id: TaskId,
@@ -151,74 +136,30 @@ pub struct RecentView {
     pub next_cursor: Option<String>,
 }
 
+/// Where a recent-events walk stopped: the window it started with (so later
+/// pages see the same events) and the store's position.
 #[derive(Serialize, Deserialize)]
 struct RecentCursor {
+    hours: u32,
     since: DateTime<Utc>,
-    bucket: DateTime<Utc>,
-    key: Option<PageKey>,
+    key: PageKey,
 }
 
 pub async fn recent_events(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
-    Query(params): Params,
+    Authenticated(tenant): Authenticated,
+    Params(q): Params<RecentQuery>,
 ) -> Result<Json<RecentView>, ApiError> {
-    let tenant: TenantId = api::authenticate(&st.auth, &headers).await?;
-    check_known(&params, &["hours", "limit", "cursor"])?;
-    let hours = int_param(&params, "hours", 24, 1..=168)?;
-    let limit = int_param(&params, "limit", 100, 1..=500)? as usize;
-    let now = morag_shared::time::now();
-    let hour = Duration::hours(1);
-    let (since, mut bucket, mut start) = match params.get("cursor") {
-        Some(token) => {
-            let c: RecentCursor = st
-                .cursors
-                .open("recent", &tenant, token)
-                .map_err(|_| invalid_cursor())?;
-            (c.since, c.bucket, c.key)
-        }
-        None => (
-            now - Duration::hours(i64::from(hours)),
-            now.duration_trunc(hour).unwrap_or(now),
-            None,
-        ),
+    let hours = bounded(q.hours, "hours", 24, 1..=168)?;
+    let limit = bounded(q.limit, "limit", 100, 1..=500)? as usize;
+    let (since, start) = match st.open_cursor::<RecentCursor>("recent", &tenant, q.cursor.as_deref())? {
+        Some(c) if c.hours != hours => return Err(invalid_cursor()),
+        Some(c) => (c.since, Some(c.key)),
+        None => (morag_shared::time::now() - Duration::hours(i64::from(hours)), None),
     };
-    let oldest_bucket = since.duration_trunc(hour).unwrap_or(since);
-    let mut events = Vec::new();
-    let mut next = None;
-    // one query per hour bucket, newest first, until the limit or the window's end
-    while bucket >= oldest_bucket {
-        let page = st
-            .tasks
-            .recent_events(&tenant, bucket, since, limit - events.len(), start.take())
-            .await?;
-        events.extend(page.items);
-        match page.next {
-            Some(key) if events.len() >= limit => {
-                next = Some(RecentCursor {
-                    since,
-                    bucket,
-                    key: Some(key),
-                });
-                break;
-            }
-            Some(key) => start = Some(key),
-            None => {
-                bucket -= hour;
-                if events.len() >= limit {
-                    if bucket >= oldest_bucket {
-                        next = Some(RecentCursor {
-                            since,
-                            bucket,
-                            key: None,
-                        });
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    let events: Vec<RecentEventView> = events
+    let page = st.tasks.recent_events(&tenant, since, limit, start).await?;
+    let events: Vec<RecentEventView> = page
+        .items
         .into_iter()
         .map(|r| RecentEventView {
             task_id: r.task_id,
@@ -233,8 +174,18 @@ pub async fn recent_events(
         count: events.len(),
         events,
         hours,
-        next_cursor: next.map(|c| st.cursors.seal("recent", &tenant, &c)),
+        next_cursor: page
+            .next
+            .map(|key| st.cursors.seal("recent", &tenant, &RecentCursor { hours, since, key })),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,28 +204,21 @@ struct TasksCursor {
 
 pub async fn list_tasks(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
-    Query(params): Params,
+    Authenticated(tenant): Authenticated,
+    Params(q): Params<TasksQuery>,
 ) -> Result<Json<TasksView>, ApiError> {
-    let tenant = api::authenticate(&st.auth, &headers).await?;
-    check_known(&params, &["status", "limit", "cursor"])?;
-    let limit = int_param(&params, "limit", 50, 1..=100)? as usize;
-    let status = match params.get("status").map(String::as_str) {
+    let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
+    let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(
-            serde_json::from_value::<TaskStatus>(Value::String(raw.to_owned()))
-                .map_err(|_| invalid("status must be one of pending, started, progress, completed, failed"))?,
+            serde_json::from_value::<TaskStatus>(Value::String(raw.to_owned())).map_err(|_| {
+                invalid_parameter("status must be one of pending, started, progress, completed, failed")
+            })?,
         ),
     };
-    let start = match params.get("cursor") {
-        None => None,
-        Some(token) => {
-            let c: TasksCursor = st.cursors.open("tasks", &tenant, token).map_err(|_| invalid_cursor())?;
-            if c.status != status {
-                return Err(invalid_cursor());
-            }
-            Some(c.key)
-        }
+    let start = match st.open_cursor::<TasksCursor>("tasks", &tenant, q.cursor.as_deref())? {
+        Some(c) if c.status != status => return Err(invalid_cursor()),
+        c => c.map(|c| c.key),
     };
     let page = st.tasks.list_tasks(&tenant, status, limit, start).await?;
     let tasks: Vec<StatusView> = page.items.into_iter().map(StatusView::from).collect();

@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use morag_shared::domain::TaskId;
-use morag_shared::http::{self as api, ApiError};
-use morag_shared::ports::DeliveryState;
+use morag_shared::domain::{AttemptError, DeliveryId, DeliveryState, TaskId};
+use morag_shared::http::{ApiError, Authenticated};
 
 use crate::{owned_task, Status};
 
@@ -21,13 +20,13 @@ pub struct AttemptView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<AttemptError>,
     pub latency_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DeliveryView {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     pub event_type: String,
     pub url: String,
     pub state: DeliveryState,
@@ -43,10 +42,9 @@ pub struct DeliveriesView {
 
 pub async fn list(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
+    Authenticated(tenant): Authenticated,
     Path(raw_id): Path<String>,
 ) -> Result<Json<DeliveriesView>, ApiError> {
-    let tenant = api::authenticate(&st.auth, &headers).await?;
     let task = owned_task(&st, &tenant, &raw_id).await?;
     let deliveries = st.deliveries.list_deliveries(&task.task_id).await?;
     Ok(Json(DeliveriesView {
@@ -77,21 +75,21 @@ pub async fn list(
 /// A fresh attempt cycle with the same `webhook-id`.
 pub async fn redeliver(
     State(st): State<Arc<Status>>,
-    headers: HeaderMap,
-    Path((raw_id, delivery_id)): Path<(String, String)>,
+    Authenticated(tenant): Authenticated,
+    Path((raw_id, raw_delivery_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = api::authenticate(&st.auth, &headers).await?;
     let task = owned_task(&st, &tenant, &raw_id).await?;
-    if !delivery_id.starts_with("msg_") || delivery_id.len() > 64 {
-        return Err(ApiError::not_found("no such delivery"));
-    }
+    // a malformed id names no delivery
+    let delivery_id: DeliveryId = raw_delivery_id
+        .parse()
+        .map_err(|_| ApiError::not_found("no such delivery"))?;
     tracing::Span::current().record("delivery_id", delivery_id.as_str());
     let delivery = st
         .deliveries
         .restart_delivery(&task.task_id, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
-    morag_shared::batch::enqueue_delivery(st.webhooks.as_ref(), st.deliveries.as_ref(), &delivery).await?;
+    morag_shared::outbox::enqueue_delivery(st.webhooks.as_ref(), st.deliveries.as_ref(), &delivery).await?;
     tracing::info!(cycle = delivery.cycle, "redelivery queued");
     Ok((
         StatusCode::ACCEPTED,

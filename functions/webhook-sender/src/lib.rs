@@ -18,24 +18,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::future::join_all;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
-use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::adapters::sqs::{SqsDeadLetters, SqsVisibility};
-use morag_shared::aws::SdkConfig;
-use morag_shared::config::SenderConfig;
-use morag_shared::domain::TenantId;
+use morag_shared::batch::{self, Handled, Received};
+use morag_shared::domain::delivery::{parse_retry_after, signature_header, RetrySchedule, SigningSecret, Verdict};
+use morag_shared::domain::{AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId};
 use morag_shared::error::StoreError;
-use morag_shared::net::{check_target_url, TargetPolicy};
-use morag_shared::outbound;
-use morag_shared::ports::{
-    Attempt, DeadLetters, Delivery, DeliveryMessage, DeliveryState, DeliveryStore, SecretStore, Visibility,
-};
-use morag_shared::webhook::{
-    classify, parse_retry_after, signature_header, RetrySchedule, SigningSecret, Verdict, USER_AGENT,
-};
+use morag_shared::outbound::{self, check_target_url, TargetPolicy};
+use morag_shared::ports::{DeadLetters, DeliveryStore, SecretStore, Visibility};
+
+pub mod wiring;
 
 /// Response bytes read at most (the rest is dropped).
 const BODY_CAP: usize = 4096;
@@ -44,15 +37,28 @@ const EXCERPT_CHARS: usize = 256;
 /// How long signing secrets are trusted in a warm function.
 const SECRET_CACHE: Duration = Duration::from_secs(60);
 
-pub struct Sender {
+/// What the sender talks to.
+pub struct SenderPorts {
     pub deliveries: Arc<dyn DeliveryStore>,
     pub secrets: Arc<dyn SecretStore>,
+    /// The webhook queue's `ChangeMessageVisibility` (the backoff).
     pub visibility: Arc<dyn Visibility>,
+    /// The webhook DLQ, for malformed messages.
     pub dead_letters: Arc<dyn DeadLetters>,
-    /// One client for every delivery of a warm function.
-    pub http: reqwest::Client,
+}
+
+/// The delivery policy of one deployment.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
     pub schedule: RetrySchedule,
     pub policy: TargetPolicy,
+}
+
+pub struct Sender {
+    ports: SenderPorts,
+    /// One client for every delivery of a warm function (see `wiring`).
+    http: reqwest::Client,
+    settings: SenderSettings,
     secret_cache: Mutex<HashMap<TenantId, (Vec<SigningSecret>, Instant)>>,
 }
 
@@ -66,97 +72,44 @@ pub enum Outcome {
 }
 
 impl Sender {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        deliveries: Arc<dyn DeliveryStore>,
-        secrets: Arc<dyn SecretStore>,
-        visibility: Arc<dyn Visibility>,
-        dead_letters: Arc<dyn DeadLetters>,
-        http: reqwest::Client,
-        schedule: RetrySchedule,
-        policy: TargetPolicy,
-    ) -> Self {
+    pub fn new(ports: SenderPorts, http: reqwest::Client, settings: SenderSettings) -> Self {
         Self {
-            deliveries,
-            secrets,
-            visibility,
-            dead_letters,
+            ports,
             http,
-            schedule,
-            policy,
+            settings,
             secret_cache: Mutex::default(),
         }
     }
 
-    pub fn from_sdk(sdk: &SdkConfig, cfg: &SenderConfig) -> Self {
-        Self::from_sdk_with_lookup(sdk, cfg, outbound::system_lookup())
-    }
-
-    /// With a chosen name lookup (tests map names to addresses).
-    pub fn from_sdk_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: outbound::Lookup) -> Self {
-        let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.table));
-        let sqs = morag_shared::aws::sqs(sdk);
-        Self::new(
-            store.clone(),
-            store,
-            Arc::new(SqsVisibility::new(sqs.clone(), &cfg.webhook_queue_url)),
-            Arc::new(SqsDeadLetters::new(sqs, &cfg.webhook_dlq_url)),
-            outbound::client_with_agent(cfg.target_policy, lookup, cfg.connect_timeout, cfg.timeout, USER_AGENT),
-            cfg.schedule.clone(),
-            cfg.target_policy,
-        )
-    }
-
     /// Handles one SQS batch; deliveries run concurrently.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let outcomes = join_all(event.records.into_iter().map(|r| self.handle_record(r))).await;
-        morag_shared::batch::failures(outcomes.into_iter().flatten())
+        batch::for_each(
+            event,
+            self.ports.dead_letters.as_ref(),
+            batch::json::<DeliveryMessage>("invalid_message"),
+            |record| self.handle_record(record),
+        )
+        .await
     }
 
-    /// `Some(message id)` when the record must be reported failed.
-    async fn handle_record(&self, record: SqsMessage) -> Option<String> {
-        let Some(message_id) = record.message_id else {
-            tracing::error!("SQS record without a messageId; cannot report it");
-            return None;
-        };
-        let body = record.body.unwrap_or_default();
-        let message: DeliveryMessage = match serde_json::from_str(&body) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(%message_id, error = %e, "malformed webhook message; parking it in the DLQ");
-                return match self
-                    .dead_letters
-                    .park(&body, "invalid_message", &e.to_string(), &message_id)
-                    .await
-                {
-                    Ok(()) => None,
-                    Err(_) => Some(message_id),
-                };
-            }
-        };
-        let receive_count: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        let receipt = record.receipt_handle.unwrap_or_default();
+    async fn handle_record(&self, record: Received<DeliveryMessage>) -> Handled {
+        let message = record.message;
         let span = tracing::info_span!(
             "delivery",
-            %message_id,
             task_id = %message.task_id,
             delivery_id = %message.delivery_id,
-            attempt = receive_count,
+            attempt = record.receive_count,
         );
         match self
-            .deliver(&message, receive_count, &receipt)
+            .deliver(&message, record.receive_count, &record.receipt_handle)
             .instrument(span.clone())
             .await
         {
-            Ok(Outcome::Done) => None,
-            Ok(Outcome::Again) => Some(message_id),
+            Ok(Outcome::Done) => Handled::Done,
+            Ok(Outcome::Again) => Handled::Again,
             Err(e) => {
                 span.in_scope(|| tracing::error!(error = %e, "delivery bookkeeping failed; SQS will retry"));
-                Some(message_id)
+                Handled::Again
             }
         }
     }
@@ -167,7 +120,7 @@ impl Sender {
                 return Ok(Some(secrets.clone()));
             }
         }
-        let Some(texts) = self.secrets.signing_secrets(tenant).await? else {
+        let Some(texts) = self.ports.secrets.signing_secrets(tenant).await? else {
             return Ok(None);
         };
         let secrets: Vec<SigningSecret> = texts.iter().filter_map(|t| SigningSecret::parse(t).ok()).collect();
@@ -189,6 +142,7 @@ impl Sender {
         receipt: &str,
     ) -> Result<Outcome, StoreError> {
         let Some(delivery) = self
+            .ports
             .deliveries
             .get_delivery(&message.task_id, &message.delivery_id)
             .await?
@@ -201,24 +155,20 @@ impl Sender {
             return Ok(Outcome::Done);
         }
         let started = Instant::now();
-        let (verdict, status_code, error, excerpt, retry_after) = self.attempt(&delivery).await?;
-        let record = Attempt {
-            at: morag_shared::time::now(),
-            status_code,
-            error: error.clone(),
-            latency_ms: started.elapsed().as_millis() as u64,
-            excerpt,
-        };
+        let outcome = self.attempt(&delivery).await?;
+        let verdict = outcome.verdict();
         // (the RNG must not live across an await)
         let next_delay = self
+            .settings
             .schedule
-            .delay_after(attempt_no, retry_after, &mut rand::thread_rng());
-        let (state, outcome) = match verdict {
+            .delay_after(attempt_no, outcome.retry_after(), &mut rand::thread_rng());
+        let record = outcome.into_attempt(morag_shared::time::now(), started.elapsed());
+        let (state, result) = match verdict {
             Verdict::Success => (DeliveryState::Succeeded, Outcome::Done),
             Verdict::Permanent => (DeliveryState::Failed, Outcome::Done),
             Verdict::Retry => match next_delay {
                 Some(delay) => {
-                    if let Err(e) = self.visibility.delay(receipt, delay).await {
+                    if let Err(e) = self.ports.visibility.delay(receipt, delay).await {
                         tracing::warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
                     }
                     tracing::info!(delay_s = delay.as_secs(), "will retry");
@@ -226,48 +176,43 @@ impl Sender {
                 }
                 None => {
                     // budget spent: let SQS move it to the DLQ on its next receive
-                    let _ = self.visibility.delay(receipt, Duration::ZERO).await;
+                    if let Err(e) = self.ports.visibility.delay(receipt, Duration::ZERO).await {
+                        tracing::warn!(error = %e, "could not release the message; it reaches the DLQ after its visibility timeout");
+                    }
                     (DeliveryState::Dead, Outcome::Again)
                 }
             },
         };
-        self.deliveries
+        self.ports
+            .deliveries
             .record_attempt(&delivery.task_id, &delivery.delivery_id, delivery.cycle, &record, state)
             .await?;
         tracing::info!(
             ?state,
-            status_code,
-            error = error.as_deref().unwrap_or(""),
+            status_code = record.status_code,
+            error = record.error.map_or("", AttemptError::as_str),
             latency_ms = record.latency_ms,
             "attempt recorded"
         );
-        Ok(outcome)
+        Ok(result)
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn attempt(
-        &self,
-        delivery: &Delivery,
-    ) -> Result<(Verdict, Option<u16>, Option<String>, Option<String>, Option<Duration>), StoreError> {
-        if check_target_url(&delivery.url, self.policy, true).is_err() {
-            return Ok((Verdict::Permanent, None, Some("blocked_address".to_owned()), None, None));
+    /// Signs and sends one delivery; what came of it.
+    async fn attempt(&self, delivery: &Delivery) -> Result<AttemptOutcome, StoreError> {
+        if check_target_url(&delivery.url, self.settings.policy, true).is_err() {
+            return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress));
         }
         let Some(secrets) = self.secrets_for(&delivery.tenant).await? else {
-            return Ok((
-                Verdict::Permanent,
-                None,
-                Some("no_signing_secret".to_owned()),
-                None,
-                None,
-            ));
+            return Ok(AttemptOutcome::Refused(AttemptError::NoSigningSecret));
         };
+        let id = delivery.delivery_id.as_str();
         let timestamp = morag_shared::time::now().timestamp();
-        let signature = signature_header(&secrets, &delivery.delivery_id, timestamp, delivery.payload.as_bytes());
+        let signature = signature_header(&secrets, id, timestamp, delivery.payload.as_bytes());
         let sent = self
             .http
             .post(&delivery.url)
             .header("content-type", "application/json")
-            .header("webhook-id", &delivery.delivery_id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(delivery.payload.clone())
@@ -275,18 +220,12 @@ impl Sender {
             .await;
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) => {
-                let kind = if outbound::blocked_by_policy(&e).is_some() {
-                    return Ok((Verdict::Permanent, None, Some("blocked_address".to_owned()), None, None));
-                } else if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "request"
-                };
-                return Ok((Verdict::Retry, None, Some(kind.to_owned()), None, None));
+            Err(e) if outbound::blocked_by_policy(&e).is_some() => {
+                return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress))
             }
+            Err(e) if e.is_timeout() => return Ok(AttemptOutcome::NoAnswer(AttemptError::Timeout)),
+            Err(e) if e.is_connect() => return Ok(AttemptOutcome::NoAnswer(AttemptError::Connect)),
+            Err(_) => return Ok(AttemptOutcome::NoAnswer(AttemptError::Request)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -306,8 +245,11 @@ impl Sender {
             .filter(|c| !c.is_control() || *c == ' ')
             .take(EXCERPT_CHARS)
             .collect();
-        let excerpt = (!excerpt.is_empty()).then_some(excerpt);
-        Ok((classify(status), Some(status), None, excerpt, retry_after))
+        Ok(AttemptOutcome::Answered {
+            status,
+            excerpt: (!excerpt.is_empty()).then_some(excerpt),
+            retry_after,
+        })
     }
 }
 

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemorySecretStore, MemoryTaskStore, MemoryVisibility};
-use morag_shared::domain::TaskId;
-use morag_shared::webhook::WebhookEvent;
+use morag_shared::domain::delivery::USER_AGENT;
+use morag_shared::domain::{DeliveryId, TaskId, WebhookEvent};
 
 use super::*;
 
@@ -34,19 +34,24 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         ("v6local.example.com".to_owned(), vec!["fd00::1".parse().unwrap()]),
     ]));
     let sender = Sender::new(
-        store.clone(),
-        secrets,
-        visibility.clone(),
-        Arc::new(MemoryDeadLetters::default()),
-        outbound::client_with_agent(
+        SenderPorts {
+            deliveries: store.clone(),
+            secrets,
+            visibility: visibility.clone(),
+            dead_letters: Arc::new(MemoryDeadLetters::default()),
+        },
+        outbound::client(
             policy,
             lookup,
             Duration::from_secs(1),
             Duration::from_secs(2),
             USER_AGENT,
-        ),
-        "1,1".parse().unwrap(),
-        policy,
+        )
+        .unwrap(),
+        SenderSettings {
+            schedule: "1,1".parse().unwrap(),
+            policy,
+        },
     );
     Fixture {
         store,
@@ -59,7 +64,7 @@ fn delivery(url: &str) -> Delivery {
     Delivery {
         task_id: TaskId::new(),
         tenant: "acme".parse().unwrap(),
-        delivery_id: format!("msg_{}", &TaskId::new().to_string().replace('-', "")[..24]),
+        delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskStarted, "once"),
         event_type: WebhookEvent::TaskStarted,
         url: url.to_owned(),
         payload: r#"{"event_type":"task_started"}"#.to_owned(),
@@ -122,7 +127,7 @@ async fn the_ssrf_matrix_is_refused_at_send_time() {
         let (outcome, after) = f.attempt(url, 1).await;
         assert_eq!(outcome, Outcome::Done, "{url}: never retried");
         assert_eq!(after.state, DeliveryState::Failed, "{url}");
-        assert_eq!(after.attempts[0].error.as_deref(), Some("blocked_address"), "{url}");
+        assert_eq!(after.attempts[0].error, Some(AttemptError::BlockedAddress), "{url}");
     }
     assert!(f.visibility.changes.lock().unwrap().is_empty());
 }
@@ -172,7 +177,7 @@ async fn a_tenant_without_a_secret_fails_the_delivery_clearly() {
     assert_eq!(f.sender.deliver(&message, 1, "r").await.unwrap(), Outcome::Done);
     let after = f.store.deliveries.lock().unwrap()[&d.delivery_id].clone();
     assert_eq!(after.state, DeliveryState::Failed);
-    assert_eq!(after.attempts[0].error.as_deref(), Some("no_signing_secret"));
+    assert_eq!(after.attempts[0].error, Some(AttemptError::NoSigningSecret));
 }
 
 #[tokio::test]
@@ -194,7 +199,7 @@ async fn messages_of_old_cycles_or_finished_deliveries_do_nothing() {
     assert!(f.store.deliveries.lock().unwrap()[&d.delivery_id].attempts.is_empty());
     let missing = DeliveryMessage {
         task_id: d.task_id,
-        delivery_id: "msg_gone".into(),
+        delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskFailed, "gone"),
         cycle: 0,
     };
     assert_eq!(f.sender.deliver(&missing, 1, "r").await.unwrap(), Outcome::Done);

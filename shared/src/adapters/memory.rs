@@ -1,5 +1,6 @@
-//! In-memory adapters for unit tests of domain logic. Each can be told to
-//! fail, to exercise what happens when a dependency is down.
+//! In-memory adapters for unit tests of domain and handler logic. Each can be
+//! told to fail, to exercise what happens when a dependency is down. Built
+//! only for tests (`test-support` feature), never into a release binary.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,16 +9,18 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::auth::KeyHash;
 use chrono::{DateTime, Utc};
 
 use crate::domain::lifecycle::HISTORY_LIMIT;
-use crate::domain::{HistoryEntry, JobMessage, StatusEvent, Task, TaskId, TaskStatus, TenantId};
+use crate::domain::{
+    ApiKeyRecord, ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
+    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, Page, PageKey, RecentEvent, Retention, StatusEvent, Task,
+    TaskId, TaskStatus, TenantId,
+};
 use crate::error::StoreError;
 use crate::ports::{
-    ApiKeyRecord, ApplyOutcome, Attempt, BlobStore, CreateOutcome, DeadLetters, Delivery, DeliveryMessage,
-    DeliveryState, DeliveryStore, EventSink, IdempotencyRecord, JobQueue, KeyStore, Page, PageKey, RecentEvent,
-    Retention, SecretStore, TaskStore, WebhookQueue,
+    BlobReader, BlobStore, DeadLetters, DeliveryStore, EventSink, JobQueue, KeyStore, SecretStore, TaskStore,
+    Visibility, WebhookQueue,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -39,7 +42,7 @@ pub struct MemoryTaskStore {
     /// Oldest first, at most 100 per task.
     pub history: Mutex<HashMap<TaskId, Vec<HistoryEntry>>>,
     /// By delivery id.
-    pub deliveries: Mutex<HashMap<String, Delivery>>,
+    pub deliveries: Mutex<HashMap<DeliveryId, Delivery>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -131,14 +134,12 @@ impl TaskStore for MemoryTaskStore {
     async fn recent_events(
         &self,
         tenant: &TenantId,
-        bucket: DateTime<Utc>,
         since: DateTime<Utc>,
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<RecentEvent>, StoreError> {
         down(&self.fail, "memory", "recent_events")?;
         let tasks = lock(&self.tasks);
-        let hour = crate::time::hour_bucket(bucket);
         let mut all: Vec<RecentEvent> = lock(&self.history)
             .iter()
             .filter(|(id, _)| tasks.get(id).is_some_and(|t| &t.tenant == tenant))
@@ -148,7 +149,7 @@ impl TaskStore for MemoryTaskStore {
                     entry: e.clone(),
                 })
             })
-            .filter(|r| crate::time::hour_bucket(r.entry.timestamp) == hour && r.entry.timestamp >= since)
+            .filter(|r| r.entry.timestamp >= since)
             .collect();
         all.sort_by_key(|r| std::cmp::Reverse(r.entry.timestamp));
         Ok(paginate(all, limit, start))
@@ -312,7 +313,7 @@ impl DeadLetters for MemoryDeadLetters {
 }
 
 #[async_trait]
-impl crate::ports::BlobReader for MemoryBlobStore {
+impl BlobReader for MemoryBlobStore {
     async fn get(&self, _bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
         down(&self.fail, "memory", "get")?;
         match lock(&self.objects).get(key) {
@@ -337,7 +338,7 @@ impl DeliveryStore for MemoryTaskStore {
             .collect())
     }
 
-    async fn mark_enqueued(&self, _task_id: &TaskId, delivery_id: &str, cycle: u32) -> Result<(), StoreError> {
+    async fn mark_enqueued(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<(), StoreError> {
         down(&self.fail, "memory", "mark_enqueued")?;
         if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {
             d.enqueued = true;
@@ -345,7 +346,7 @@ impl DeliveryStore for MemoryTaskStore {
         Ok(())
     }
 
-    async fn get_delivery(&self, _task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn get_delivery(&self, _task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
         down(&self.fail, "memory", "get_delivery")?;
         Ok(lock(&self.deliveries).get(delivery_id).cloned())
     }
@@ -353,7 +354,7 @@ impl DeliveryStore for MemoryTaskStore {
     async fn record_attempt(
         &self,
         _task_id: &TaskId,
-        delivery_id: &str,
+        delivery_id: &DeliveryId,
         cycle: u32,
         attempt: &Attempt,
         state: DeliveryState,
@@ -377,7 +378,11 @@ impl DeliveryStore for MemoryTaskStore {
         Ok(all)
     }
 
-    async fn restart_delivery(&self, _task_id: &TaskId, delivery_id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn restart_delivery(
+        &self,
+        _task_id: &TaskId,
+        delivery_id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
         down(&self.fail, "memory", "restart_delivery")?;
         Ok(lock(&self.deliveries).get_mut(delivery_id).map(|d| {
             d.cycle += 1;
@@ -449,7 +454,7 @@ pub struct MemoryVisibility {
 }
 
 #[async_trait]
-impl crate::ports::Visibility for MemoryVisibility {
+impl Visibility for MemoryVisibility {
     async fn delay(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), StoreError> {
         lock(&self.changes).push((receipt_handle.to_owned(), delay));
         Ok(())

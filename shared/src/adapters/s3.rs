@@ -6,7 +6,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
 
 use crate::error::StoreError;
-use crate::ports::BlobStore;
+use crate::ports::{BlobReader, BlobStore};
 
 pub struct S3BlobStore {
     client: aws_sdk_s3::Client,
@@ -54,7 +54,7 @@ impl BlobStore for S3BlobStore {
 }
 
 #[async_trait]
-impl crate::ports::BlobReader for S3BlobStore {
+impl BlobReader for S3BlobStore {
     async fn get(&self, bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
         let out = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,

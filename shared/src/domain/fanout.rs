@@ -3,12 +3,12 @@
 //! redelivered status event can never create a second delivery, and every
 //! retry of a delivery carries the same `webhook-id`.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::lifecycle::{EventStatus, StatusEvent};
+use super::delivery::{Delivery, DeliveryId, DeliveryState, WebhookEvent};
+use super::event::{EventStatus, StatusEvent};
 use super::task::{Task, TaskStatus};
-use crate::webhook::WebhookEvent;
 
 /// Progress milestones, in percent: each fires at most once per task.
 pub const MILESTONES: [u8; 3] = [25, 50, 75];
@@ -17,17 +17,31 @@ pub const MILESTONES: [u8; 3] = [25, 50, 75];
 /// unchanged on every attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedDelivery {
-    /// `msg_` + 24 hex digits; the `webhook-id`.
-    pub delivery_id: String,
+    /// The `webhook-id`.
+    pub delivery_id: DeliveryId,
     pub event_type: WebhookEvent,
     pub url: String,
     /// The JSON body.
     pub payload: String,
 }
 
-pub fn delivery_id(task: &Task, event_type: WebhookEvent, discriminator: &str) -> String {
-    let digest = Sha256::digest(format!("{}|{}|{discriminator}", task.task_id, event_type.as_str()).as_bytes());
-    format!("msg_{}", &hex::encode(digest)[..24])
+impl PlannedDelivery {
+    /// The delivery to store for `task` (not yet enqueued: the outbox).
+    pub fn into_delivery(self, task: &Task, now: DateTime<Utc>) -> Delivery {
+        Delivery {
+            task_id: task.task_id,
+            tenant: task.tenant.clone(),
+            delivery_id: self.delivery_id,
+            event_type: self.event_type,
+            url: self.url,
+            payload: self.payload,
+            state: DeliveryState::Pending,
+            created_at: now,
+            enqueued: false,
+            cycle: 0,
+            attempts: Vec::new(),
+        }
+    }
 }
 
 fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> String {
@@ -89,7 +103,7 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<Planned
         .into_iter()
         .filter(|(t, _)| after.webhook_events.contains(t))
         .map(|(event_type, disc)| PlannedDelivery {
-            delivery_id: delivery_id(after, event_type, &disc),
+            delivery_id: DeliveryId::derive(&after.task_id, event_type, &disc),
             event_type,
             url: url.clone(),
             payload: payload(after, event_type, event),
@@ -140,9 +154,7 @@ mod tests {
         assert_eq!(body["data"]["status"], "progress");
         let done: Value = serde_json::from_str(&planned[3].payload).unwrap();
         assert_eq!(done["data"]["result"], serde_json::json!({}));
-        assert!(planned
-            .iter()
-            .all(|p| p.delivery_id.starts_with("msg_") && p.delivery_id.len() == 28));
+        assert!(planned.iter().all(|p| p.delivery_id.as_str().len() == 28));
     }
 
     #[test]

@@ -1,12 +1,27 @@
-//! The domain model. Nothing here knows about AWS.
+//! The domain model. Nothing here knows about AWS or HTTP.
+//!
+//! Imports point one way: `ids` ← `delivery` ← `task` ← `event` ← `fanout`
+//! ← `lifecycle`; `keys`, `idempotency` and `page` stand alone.
 
+pub mod delivery;
+pub mod event;
 pub mod fanout;
+pub mod idempotency;
 pub mod ids;
+pub mod keys;
 pub mod lifecycle;
+pub mod page;
 pub mod task;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use delivery::{
+    Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
+};
+pub use event::{EventStatus, MalformedEvent, StatusEvent};
+pub use idempotency::{CreateOutcome, IdempotencyRecord};
 pub use ids::{InvalidId, TaskId, TenantId};
-pub use lifecycle::{decide, Decision, EventStatus, HistoryEntry, Ignored, MalformedEvent, StatusEvent};
+pub use keys::{ApiKeyRecord, KeyHash};
+pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
+pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus};

@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::str::FromStr;
 
+use super::delivery::WebhookEvent;
 use super::ids::{TaskId, TenantId};
-use crate::webhook::WebhookEvent;
 
 /// What kind of content a task ingests (the MoRAG seed's source types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::json;
 
-use morag_shared::auth::KeyHash;
+use morag_shared::domain::KeyHash;
 use morag_tests::{call, spawn_env, TestResponse};
 
 use crate::{doc_form, file_request, status_request, url_request};
@@ -92,7 +92,7 @@ async fn a_revoked_key_stops_working_once_the_cache_expires() {
     // this env's routers cache lookups for 60 s; build one without a cache
     let mut cfg = env.status_cfg.clone();
     cfg.api.auth_cache_ttl = Duration::ZERO;
-    let status = morag_status::router(std::sync::Arc::new(morag_status::Status::from_sdk(&env.sdk, &cfg)));
+    let status = morag_status::router(std::sync::Arc::new(morag_status::wiring::build(&env.sdk, &cfg)));
 
     let created = call(&env.ingest, file_request(&env.key_a, doc_form())).await;
     let task_id = created.body["task_id"].as_str().unwrap();

@@ -118,7 +118,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     assert_eq!(recent["count"], statuses.len());
 
     // and the local receiver got signed webhooks: started, milestones, completed
-    let secret = morag_shared::webhook::SigningSecret::parse(SECRET).unwrap();
+    let secret = morag_shared::domain::delivery::SigningSecret::parse(SECRET).unwrap();
     let mut kinds = Vec::new();
     for _ in 0..100 {
         kinds = receiver

@@ -81,7 +81,7 @@ async fn parked_webhooks_get_a_fresh_cycle() {
             "acme",
             "msg_0123456789abcdef01234567",
             "https://hooks.example.com/h",
-            morag_shared::ports::DeliveryState::Dead,
+            morag_shared::domain::DeliveryState::Dead,
         )
         .await;
     let task_id = delivery.task_id;
@@ -100,8 +100,7 @@ async fn parked_webhooks_get_a_fresh_cycle() {
         .await
         .unwrap();
 
-    let queue =
-        morag_shared::adapters::sqs::SqsWebhookQueue::new(env.sqs.clone(), env.resources.webhook_queue_url.clone());
+    let queue = morag_shared::adapters::sqs::SqsQueue::new(env.sqs.clone(), env.resources.webhook_queue_url.clone());
     let done = morag_cli::dlq::redrive_webhooks(&env.sqs, &env.resources.webhook_dlq_url, env.store.as_ref(), &queue)
         .await
         .unwrap();
@@ -114,13 +113,13 @@ async fn parked_webhooks_get_a_fresh_cycle() {
         .unwrap();
     assert_eq!(
         (d.state, d.cycle, d.enqueued),
-        (morag_shared::ports::DeliveryState::Pending, 1, true)
+        (morag_shared::domain::DeliveryState::Pending, 1, true)
     );
     assert_eq!(env.webhook_queue_depth().await, 1);
 }
 
 #[tokio::test]
-async fn the_cli_finds_a_local_stacks_queues_by_prefix() {
+async fn the_cli_finds_a_local_stacks_queues_by_its_name() {
     let env = spawn_env().await;
     for i in 0..3 {
         env.sqs
@@ -131,7 +130,7 @@ async fn the_cli_finds_a_local_stacks_queues_by_prefix() {
             .await
             .unwrap();
     }
-    let prefix = env.resources.names.table.trim_end_matches("-table").to_owned();
+    let stack = env.stack.stack.clone();
     let exe = std::env::current_exe().unwrap();
     let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
     let out = tokio::process::Command::new(morag)
@@ -140,8 +139,8 @@ async fn the_cli_finds_a_local_stacks_queues_by_prefix() {
             "redrive",
             "--queue",
             "processing",
-            "--prefix",
-            &prefix,
+            "--stack",
+            &stack,
             "--endpoint",
             &morag_tests::endpoint(),
         ])

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use morag_ingest::{Ingest, Limits};
-use morag_shared::adapters::{dynamodb::DynamoStore, s3::S3BlobStore, sqs::SqsJobQueue};
-use morag_shared::auth::Authenticator;
+use morag_shared::adapters::{dynamodb::DynamoStore, s3::S3BlobStore, sqs::SqsQueue};
+use morag_shared::http::Authenticator;
 use morag_tests::{call, spawn_env, TestEnv};
 
 use crate::{doc_form, file_request, status_request};
@@ -25,7 +25,7 @@ fn ingest_with(env: &TestEnv, broken: Broken) -> axum::Router {
     let cfg = &env.ingest_cfg;
     let missing = format!("{}-missing", env.resources.names.table);
     let tasks = DynamoStore::new(
-        morag_shared::aws::dynamodb(sdk),
+        morag_shared::adapters::aws::dynamodb(sdk),
         if matches!(broken, Broken::DynamoDb) {
             missing.as_str()
         } else {
@@ -42,11 +42,14 @@ fn ingest_with(env: &TestEnv, broken: Broken) -> axum::Router {
     } else {
         cfg.processing_queue_url.clone()
     };
-    let auth_store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(sdk), &cfg.api.table));
+    let auth_store = Arc::new(DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(sdk),
+        &cfg.api.table,
+    ));
     morag_ingest::router(Arc::new(Ingest {
         tasks: Arc::new(tasks),
-        jobs: Arc::new(SqsJobQueue::new(morag_shared::aws::sqs(sdk), queue)),
-        blobs: Arc::new(S3BlobStore::new(morag_shared::aws::s3(sdk), bucket)),
+        jobs: Arc::new(SqsQueue::new(morag_shared::adapters::aws::sqs(sdk), queue)),
+        blobs: Arc::new(S3BlobStore::new(morag_shared::adapters::aws::s3(sdk), bucket)),
         auth: Arc::new(Authenticator::new(auth_store, cfg.api.auth_cache_ttl)),
         limits: Limits {
             max_upload_bytes: cfg.max_upload_bytes,
@@ -114,7 +117,7 @@ async fn status_with_dynamodb_down_is_503() {
     // authenticate against the real table, read through a store whose table is missing
     let mut cfg = env.status_cfg.clone();
     cfg.api.table = format!("{}-missing", cfg.api.table);
-    let broken = morag_status::Status::from_sdk(&env.sdk, &cfg);
+    let broken = morag_status::wiring::build(&env.sdk, &cfg);
     let state = Arc::new(morag_status::Status {
         tasks: broken.tasks,
         deliveries: broken.deliveries,

@@ -28,7 +28,7 @@ async fn run(env: &TestEnv, (name, json): (&str, &str)) -> morag_tests::TestResp
 #[tokio::test]
 async fn every_fixture_gives_its_documented_answer() {
     let env = spawn_env().await;
-    morag_cli::local::seed_local_key(&env.store).await.unwrap();
+    morag_cli::stack::seed_local_key(&env.store).await.unwrap();
     env.store
         .create_task(&sample_task(FIXTURE_TASK, "local"), None)
         .await
@@ -151,14 +151,14 @@ async fn the_sqs_fixtures_run_through_the_recorder_and_the_processor() {
         .unwrap();
     let batch: SqsEvent = serde_json::from_str(include_str!("../../../events/sqs-processing-job.json")).unwrap();
     let response = env
-        .processor(morag_shared::net::TargetPolicy::default())
+        .processor(morag_shared::outbound::TargetPolicy::default())
         .handle(batch)
         .await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let parked = env.drain_dlq(&env.resources.processing_dlq_url).await;
     assert_eq!(parked.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(), ["invalid_job"]);
     // the processor's reports reach the status-events queue; the recorder applies them
-    env.run_pipeline(&env.processor(morag_shared::net::TargetPolicy::default()))
+    env.run_pipeline(&env.processor(morag_shared::outbound::TargetPolicy::default()))
         .await;
     let task = env
         .store

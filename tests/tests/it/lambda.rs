@@ -47,7 +47,7 @@ fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {
 #[tokio::test]
 async fn the_status_binary_answers_api_gateway_events() {
     let env = spawn_env().await;
-    morag_cli::local::seed_local_key(&env.store).await.unwrap();
+    morag_cli::stack::seed_local_key(&env.store).await.unwrap();
     let mut task = sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "local");
     task.source_type = morag_shared::domain::SourceType::Text;
     env.store.create_task(&task, None).await.unwrap();
@@ -77,7 +77,7 @@ async fn the_status_binary_answers_api_gateway_events() {
 #[tokio::test]
 async fn the_ingest_binary_accepts_a_url_and_enqueues_the_job() {
     let env = spawn_env().await;
-    morag_cli::local::seed_local_key(&env.store).await.unwrap();
+    morag_cli::stack::seed_local_key(&env.store).await.unwrap();
     let emulator = RuntimeEmulator::start().await;
     let mut child = emulator.spawn(&binary("morag-ingest"), &function_env(&env)).unwrap();
     assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());

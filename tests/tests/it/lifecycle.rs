@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use morag_shared::domain::TaskId;
-use morag_shared::net::TargetPolicy;
+use morag_shared::outbound::TargetPolicy;
 use morag_tests::multipart::Form;
 use morag_tests::{call, spawn_env, spawn_env_with, TestEnv};
 

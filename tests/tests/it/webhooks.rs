@@ -7,10 +7,9 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use morag_shared::config::SenderConfig;
-use morag_shared::net::TargetPolicy;
+use morag_shared::domain::delivery::{RetrySchedule, SigningSecret};
+use morag_shared::outbound::TargetPolicy;
 use morag_shared::ports::SecretStore;
-use morag_shared::webhook::{RetrySchedule, SigningSecret};
 use morag_tests::receiver::{Reply, TestReceiver};
 use morag_tests::{call, TestEnv};
 
@@ -40,20 +39,9 @@ fn sender(env: &TestEnv, schedule: &RetrySchedule, timeout: Duration) -> morag_w
         "private.test".to_owned(),
         vec!["10.0.0.7".parse().unwrap()],
     )]));
-    morag_webhook_sender::Sender::from_sdk_with_lookup(
-        &env.sdk,
-        &SenderConfig {
-            table: env.resources.names.table.clone(),
-            webhook_queue_url: env.resources.webhook_queue_url.clone(),
-            webhook_dlq_url: env.resources.webhook_dlq_url.clone(),
-            schedule: schedule.clone(),
-            connect_timeout: Duration::from_secs(1),
-            timeout,
-            target_policy: LOCAL,
-            aws: env.ingest_cfg.aws.clone(),
-        },
-        lookup,
-    )
+    let mut cfg = env.sender_config(schedule, timeout, LOCAL);
+    cfg.timeout = timeout;
+    morag_webhook_sender::wiring::build_with_lookup(&env.sdk, &cfg, lookup).expect("sender")
 }
 
 async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> String {
@@ -421,7 +409,7 @@ async fn a_recorder_that_dies_between_its_writes_loses_no_webhook() {
     let body = event(&task_id, "s", "started", None, 1);
     // first delivery of the status event: the webhook queue is down after the transaction
     let mut broken = env.recorder();
-    broken.webhooks = std::sync::Arc::new(morag_shared::adapters::sqs::SqsWebhookQueue::new(
+    broken.webhooks = std::sync::Arc::new(morag_shared::adapters::sqs::SqsQueue::new(
         env.sqs.clone(),
         format!("{}-missing", env.resources.webhook_queue_url),
     ));
@@ -513,7 +501,8 @@ async fn redirects_are_not_followed() {
 
 #[tokio::test]
 async fn the_sqs_fixture_runs_through_the_sender() {
-    use morag_shared::ports::{DeliveryState, DeliveryStore};
+    use morag_shared::domain::DeliveryState;
+    use morag_shared::ports::DeliveryStore;
     let (env, schedule) = webhook_env("1").await;
     let receiver = TestReceiver::always(200).await;
     let delivery = env

@@ -11,14 +11,14 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use tower::ServiceExt;
 
-use morag_cli::local::{self, Names};
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::adapters::sqs::SqsDeadLetters;
-use morag_shared::auth::Authenticator;
+use morag_shared::adapters::sqs::SqsQueue;
 use morag_shared::config::SecretString;
-use morag_shared::cursor::CursorCodec;
+use morag_shared::domain::Retention;
 use morag_shared::domain::{decide, Decision, EventStatus, HistoryEntry, StatusEvent, Task, TaskId, TaskStatus};
-use morag_shared::ports::{Retention, TaskStore};
+use morag_shared::http::cursor::CursorCodec;
+use morag_shared::http::Authenticator;
+use morag_shared::ports::TaskStore;
 
 use super::{ms, percentile};
 
@@ -63,10 +63,13 @@ struct RecentRun {
 }
 
 async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
-    let sdk = morag_shared::aws::local(endpoint);
-    let names = Names::with_prefix(&morag_tests::unique_prefix());
-    local::provision(&sdk, &names).await?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let sdk = morag_shared::adapters::aws::local(endpoint);
+    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
+    let names = resources.names.clone();
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(&sdk),
+        &names.table,
+    ));
     let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
     let now = morag_shared::time::now();
     let mut tenants = vec!["bench".to_owned()];
@@ -104,7 +107,7 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
         samples.push(started.elapsed());
     }
     samples.sort();
-    let ddb = morag_shared::aws::dynamodb(&sdk);
+    let ddb = morag_shared::adapters::aws::dynamodb(&sdk);
     let mut bare = Vec::new();
     for _ in 0..N {
         let started = Instant::now();
@@ -128,7 +131,7 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
     bare.sort();
     // moto copies every table on each transaction: drop the big one before
     // the recorder is measured
-    morag_shared::aws::dynamodb(&sdk)
+    morag_shared::adapters::aws::dynamodb(&sdk)
         .delete_table()
         .table_name(&names.table)
         .send()
@@ -170,10 +173,13 @@ fn events_for(task: &Task, n: usize, t0: chrono::DateTime<chrono::Utc>) -> Vec<S
 }
 
 async fn recorder_env(endpoint: &str, tasks: usize) -> Result<(Arc<DynamoStore>, morag_recorder::Recorder, Vec<Task>)> {
-    let sdk = morag_shared::aws::local(endpoint);
-    let names = Names::with_prefix(&morag_tests::unique_prefix());
-    let resources = local::provision(&sdk, &names).await?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let sdk = morag_shared::adapters::aws::local(endpoint);
+    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
+    let names = resources.names.clone();
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(&sdk),
+        &names.table,
+    ));
     let mut created = Vec::new();
     for _ in 0..tasks {
         let task = morag_tests::sample_task(&TaskId::new().to_string(), "bench");
@@ -183,12 +189,12 @@ async fn recorder_env(endpoint: &str, tasks: usize) -> Result<(Arc<DynamoStore>,
     let recorder = morag_recorder::Recorder {
         tasks: store.clone(),
         deliveries: store.clone(),
-        webhooks: Arc::new(morag_shared::adapters::sqs::SqsWebhookQueue::new(
-            morag_shared::aws::sqs(&sdk),
+        webhooks: Arc::new(morag_shared::adapters::sqs::SqsQueue::new(
+            morag_shared::adapters::aws::sqs(&sdk),
             resources.webhook_queue_url.clone(),
         )),
-        dead_letters: Arc::new(SqsDeadLetters::new(
-            morag_shared::aws::sqs(&sdk),
+        dead_letters: Arc::new(SqsQueue::new(
+            morag_shared::adapters::aws::sqs(&sdk),
             resources.status_events_dlq_url,
         )),
         retention: RETENTION,

@@ -10,7 +10,6 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use morag_cli::local::{self, Names};
 use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::domain::TaskId;
 use morag_shared::ports::TaskStore;
@@ -82,10 +81,13 @@ async fn main() -> Result<()> {
 
 async fn intake(endpoint: &str) -> Result<Vec<String>> {
     let endpoint = endpoint.to_owned();
-    let sdk = morag_shared::aws::local(&endpoint);
-    let names = Names::with_prefix(&morag_tests::unique_prefix());
-    let resources = local::provision(&sdk, &names).await?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let sdk = morag_shared::adapters::aws::local(&endpoint);
+    let (_stack, resources) = morag_tests::deploy(&endpoint).await?;
+    let names = resources.names.clone();
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(&sdk),
+        &names.table,
+    ));
     let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
     let task_id = TaskId::new();
     store
@@ -173,8 +175,8 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
         .context("status never ready")?;
     let event = status_event(&key, &task_id.to_string())?;
     let no_db_event = status_event(&key, "not-a-task-id")?;
-    let ddb = morag_shared::aws::dynamodb(&sdk);
-    let in_process = morag_status::router(Arc::new(morag_status::Status::from_sdk(
+    let ddb = morag_shared::adapters::aws::dynamodb(&sdk);
+    let in_process = morag_status::router(Arc::new(morag_status::wiring::build(
         &sdk,
         &<morag_shared::config::StatusConfig as morag_shared::config::FromEnv>::from_lookup(&|k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())

@@ -10,13 +10,13 @@ use anyhow::{bail, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 
-use morag_cli::local::{self, Names};
 use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemorySecretStore, MemoryTaskStore, MemoryVisibility};
+use morag_shared::domain::delivery::{signature_header, SigningSecret, WebhookEvent, USER_AGENT};
+use morag_shared::domain::{Delivery, DeliveryMessage, DeliveryState, Retention};
 use morag_shared::domain::{HistoryEntry, TaskId, TaskStatus};
-use morag_shared::net::TargetPolicy;
-use morag_shared::ports::{Delivery, DeliveryMessage, DeliveryState, Retention, SecretStore, TaskStore};
-use morag_shared::webhook::{signature_header, SigningSecret, WebhookEvent, USER_AGENT};
+use morag_shared::outbound::TargetPolicy;
+use morag_shared::ports::{SecretStore, TaskStore};
 use morag_tests::receiver::TestReceiver;
 use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
@@ -34,7 +34,7 @@ fn delivery(task_id: TaskId, i: usize, url: &str) -> Delivery {
     Delivery {
         task_id,
         tenant: "bench".parse().expect("tenant"),
-        delivery_id: format!("msg_{i:024}"),
+        delivery_id: format!("msg_{i:024}").parse().expect("delivery id"),
         event_type: WebhookEvent::TaskProgress,
         url: url.to_owned(),
         payload: PAYLOAD.to_owned(),
@@ -52,7 +52,7 @@ fn batch(deliveries: &[Delivery]) -> SqsEvent {
         .iter()
         .map(|d| {
             let mut m = SqsMessage::default();
-            m.message_id = Some(d.delivery_id.clone());
+            m.message_id = Some(d.delivery_id.to_string());
             m.receipt_handle = Some(format!("r-{}", d.delivery_id));
             m.body = Some(
                 serde_json::to_string(&DeliveryMessage {
@@ -84,19 +84,23 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
             .insert(d.delivery_id.clone(), d.clone());
     }
     let sender = morag_webhook_sender::Sender::new(
-        store.clone(),
-        secrets,
-        Arc::new(MemoryVisibility::default()),
-        Arc::new(MemoryDeadLetters::default()),
-        morag_shared::outbound::client_with_agent(
+        morag_webhook_sender::SenderPorts {
+            deliveries: store.clone(),
+            secrets,
+            visibility: Arc::new(MemoryVisibility::default()),
+            dead_letters: Arc::new(MemoryDeadLetters::default()),
+        },
+        morag_shared::outbound::client(
             LOCAL,
             morag_shared::outbound::system_lookup(),
             Duration::from_secs(5),
             Duration::from_secs(15),
             USER_AGENT,
-        ),
-        Default::default(),
-        LOCAL,
+        )?,
+        morag_webhook_sender::SenderSettings {
+            schedule: Default::default(),
+            policy: LOCAL,
+        },
     );
     let mut times = Vec::new();
     let started = Instant::now();
@@ -164,10 +168,13 @@ async fn bare_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
 /// The release binary against moto: deliveries per second with attempt
 /// logging in DynamoDB, and its peak RSS.
 async fn binary_run(endpoint: &str, receiver: &TestReceiver) -> Result<(f64, f64)> {
-    let sdk = morag_shared::aws::local(endpoint);
-    let names = Names::with_prefix(&morag_tests::unique_prefix());
-    let resources = local::provision(&sdk, &names).await?;
-    let store = Arc::new(DynamoStore::new(morag_shared::aws::dynamodb(&sdk), &names.table));
+    let sdk = morag_shared::adapters::aws::local(endpoint);
+    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
+    let names = resources.names.clone();
+    let store = Arc::new(DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(&sdk),
+        &names.table,
+    ));
     store.rotate_secret(&"bench".parse()?, SECRET, None).await?;
     let retention = Retention {
         history: Duration::from_secs(86_400),

@@ -3,7 +3,7 @@
 //! address is allowed by the [`TargetPolicy`], and the connection goes to the
 //! addresses it checked (no second lookup, so no DNS rebinding). Literal IPs
 //! never reach a resolver, so callers check URLs with
-//! [`check_target_url`](crate::net::check_target_url) first. Redirects are not
+//! [`check_target_url`](super::target::check_target_url) first. Redirects are not
 //! followed and no proxy is used.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::net::{is_loopback, is_public_ip, TargetPolicy};
+use super::target::{is_loopback, is_public_ip, TargetPolicy};
 
 /// A connection refused because a name resolved to a non-public address.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,28 +87,31 @@ impl Resolve for PublicResolver {
     }
 }
 
-/// A client for outbound requests under `policy`.
-pub fn client(policy: TargetPolicy, lookup: Lookup, connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
-    client_with_agent(policy, lookup, connect_timeout, timeout, "MoRAG-Processor/1.0")
-}
+/// The HTTP client could not be built (no TLS backend, for instance). The
+/// function refuses to start rather than fall back to a client without the
+/// address policy.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the outbound HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
 
-/// Like `client`, with a chosen `User-Agent`.
-pub fn client_with_agent(
+/// A client for outbound requests under `policy`: names resolved by
+/// [`PublicResolver`], no redirects, no proxy, bounded timeouts, the given
+/// `User-Agent`. Fails closed: there is no fallback client.
+pub fn client(
     policy: TargetPolicy,
     lookup: Lookup,
     connect_timeout: Duration,
     timeout: Duration,
     user_agent: &str,
-) -> reqwest::Client {
-    reqwest::Client::builder()
+) -> Result<reqwest::Client, ClientError> {
+    Ok(reqwest::Client::builder()
         .dns_resolver(PublicResolver::new(policy, lookup))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .user_agent(user_agent)
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .build()?)
 }
 
 /// Whether a request failed because its target was refused.
@@ -154,7 +157,9 @@ mod tests {
             names(),
             Duration::from_secs(2),
             Duration::from_secs(5),
-        );
+            "test",
+        )
+        .unwrap();
         for host in ["internal.example.com", "mixed.example.com", "loop.example.com"] {
             let err = strict.get(format!("http://{host}:{port}/")).send().await.unwrap_err();
             let blocked = blocked_by_policy(&err).unwrap_or_else(|| panic!("{host}: {err:?}"));
@@ -169,7 +174,7 @@ mod tests {
             allow_http: true,
             allow_loopback: true,
         };
-        let c = client(local, names(), Duration::from_secs(2), Duration::from_secs(5));
+        let c = client(local, names(), Duration::from_secs(2), Duration::from_secs(5), "test").unwrap();
         let body = c
             .get(format!("http://loop.example.com:{port}/"))
             .send()

@@ -1,19 +1,26 @@
-//! HTTP plumbing shared by the API functions: the JSON error shape, the
-//! request span, 404/405 fallbacks and authentication of a request.
+//! HTTP plumbing shared by the API functions: the JSON error shape
+//! ([`ApiError`]), the request span, 404/405 fallbacks, authentication
+//! (`auth`), sealed cursors (`cursor`) and typed query strings (`query`).
+
+pub mod auth;
+pub mod cursor;
+pub mod query;
+
+pub use auth::{Authenticated, Authenticates, Authenticator};
+pub use query::Params;
 
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use tracing::{field, Instrument};
 
-use crate::auth::{AuthError, Authenticator};
-use crate::domain::TenantId;
 use crate::error::StoreError;
+use auth::AuthError;
 
 /// An error answer: `{"error": {"code", "message"}}` with a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +63,7 @@ impl ApiError {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
-            "a backing service is unavailable; nothing was created, retry later",
+            "a backing service is unavailable; retry later",
         )
     }
 }
@@ -93,21 +100,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// Authenticates a request and records its tenant on the request span.
-pub async fn authenticate(auth: &Authenticator, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-    let value = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::from(AuthError::Malformed))?),
-    };
-    let tenant = auth.authenticate(value).await.inspect_err(|e| {
-        if !matches!(e, AuthError::Store(_)) {
-            tracing::info!(reason = %e, "authentication failed");
-        }
-    })?;
-    tracing::Span::current().record("tenant", tenant.as_str());
-    Ok(tenant)
 }
 
 /// Unknown routes.

@@ -1,116 +1,12 @@
-//! Webhooks: event types, Standard Webhooks signing, the delivery policy
-//! (which answers are retried) and the retry schedule.
+//! The delivery policy (which answers are retried) and the retry schedule.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use rand::{Rng, RngCore};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use rand::Rng;
 
-pub const USER_AGENT: &str = "MoRAG-Webhook/1.0";
 /// SQS's longest visibility timeout: no retry gap may exceed it.
 pub const MAX_SQS_DELAY: Duration = Duration::from_secs(12 * 3600);
-
-/// What a client can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookEvent {
-    TaskStarted,
-    TaskProgress,
-    TaskCompleted,
-    TaskFailed,
-}
-
-impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 4] = [
-        WebhookEvent::TaskStarted,
-        WebhookEvent::TaskProgress,
-        WebhookEvent::TaskCompleted,
-        WebhookEvent::TaskFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookEvent::TaskStarted => "task_started",
-            WebhookEvent::TaskProgress => "task_progress",
-            WebhookEvent::TaskCompleted => "task_completed",
-            WebhookEvent::TaskFailed => "task_failed",
-        }
-    }
-}
-
-impl FromStr for WebhookEvent {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WebhookEvent::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
-            format!("webhook_events may contain task_started, task_progress, task_completed, task_failed; not {s:?}")
-        })
-    }
-}
-
-impl fmt::Display for WebhookEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A tenant's signing secret, `whsec_` + base64 of 24 to 64 random bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningSecret(Vec<u8>);
-
-impl fmt::Debug for SigningSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningSecret(..)")
-    }
-}
-
-impl SigningSecret {
-    /// A new random secret, as text.
-    pub fn generate() -> String {
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        format!("whsec_{}", STANDARD.encode(bytes))
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let b64 = text
-            .strip_prefix("whsec_")
-            .ok_or("a signing secret starts with whsec_")?;
-        let bytes = STANDARD
-            .decode(b64)
-            .map_err(|_| "a signing secret is whsec_ and base64".to_owned())?;
-        if !(24..=64).contains(&bytes.len()) {
-            return Err("a signing secret has 24 to 64 bytes".to_owned());
-        }
-        Ok(Self(bytes))
-    }
-
-    /// `v1,` + base64 HMAC-SHA256 over `id.timestamp.body`.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-    }
-}
-
-/// The `webhook-signature` header: one signature per active secret (two
-/// during a rotation), space-separated.
-pub fn signature_header(secrets: &[SigningSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
-    secrets
-        .iter()
-        .map(|s| s.sign(id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// What an answer means for a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +78,15 @@ impl FromStr for RetrySchedule {
     }
 }
 
+/// Comma-separated seconds, as `FromStr` reads them (the template's
+/// `WebhookRetrySchedule` parameter).
+impl std::fmt::Display for RetrySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gaps: Vec<String> = self.0.iter().map(|g| g.as_secs().to_string()).collect();
+        f.write_str(&gaps.join(","))
+    }
+}
+
 impl RetrySchedule {
     /// Total attempts, which is also the webhook queue's `maxReceiveCount`.
     pub fn attempts(&self) -> u32 {
@@ -208,28 +113,6 @@ impl RetrySchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn standard_webhooks_test_vector() {
-        let secret = SigningSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
-        assert_eq!(
-            secret.sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body),
-            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
-        );
-    }
-
-    #[test]
-    fn rotation_signs_with_both_secrets() {
-        let old = SigningSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-        let new = SigningSecret::parse(&SigningSecret::generate()).unwrap();
-        let header = signature_header(&[new.clone(), old.clone()], "msg_1", 1, b"{}");
-        let parts: Vec<&str> = header.split(' ').collect();
-        assert_eq!(parts, [new.sign("msg_1", 1, b"{}"), old.sign("msg_1", 1, b"{}")]);
-        assert!(SigningSecret::parse("nope").is_err());
-        assert!(SigningSecret::parse("whsec_c2hvcnQ=").is_err());
-        assert!(!format!("{new:?}").contains("whsec"));
-    }
 
     #[test]
     fn the_delivery_policy() {
@@ -280,6 +163,11 @@ mod tests {
         let d = s.delay_after(1, Some(Duration::from_secs(100_000)), &mut rng).unwrap();
         assert_eq!(d, MAX_SQS_DELAY, "but never past 12 h");
         assert_eq!("1, 2,4".parse::<RetrySchedule>().unwrap().attempts(), 4);
+        assert_eq!(
+            s.to_string().parse::<RetrySchedule>().unwrap(),
+            s,
+            "Display round-trips"
+        );
         assert!("1,x".parse::<RetrySchedule>().is_err());
         assert!("50000".parse::<RetrySchedule>().is_err());
     }

@@ -1,69 +1,22 @@
-//! API keys: generated here, stored only as SHA-256 hashes, looked up by hash
-//! and cached briefly in a warm function.
+//! Authenticating requests: `Authorization: Bearer <api key>`, looked up by
+//! the key's SHA-256 hash and cached briefly in a warm function, and the
+//! [`Authenticated`] extractor that gives a handler its tenant.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 
-use crate::domain::TenantId;
+use super::ApiError;
+use crate::domain::{KeyHash, TenantId};
 use crate::error::StoreError;
 use crate::ports::KeyStore;
 
-/// The key seeded for tenant `local` by `make dev` and never by a deployment.
-pub const LOCAL_DEV_KEY: &str = "test-api-key";
-pub const LOCAL_DEV_TENANT: &str = "local";
-
 /// Entries kept at most in the warm-function cache.
 const CACHE_CAPACITY: usize = 1024;
-
-/// Hex SHA-256 of an API key. `Debug` shows only a prefix.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct KeyHash(String);
-
-impl KeyHash {
-    pub fn of(key: &str) -> Self {
-        Self(hex::encode(Sha256::digest(key.as_bytes())))
-    }
-
-    /// From stored hex; `None` if it is not 64 lower-case hex digits.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Self(hex.to_owned()))
-    }
-
-    pub fn as_hex(&self) -> &str {
-        &self.0
-    }
-
-    /// A short, non-secret identifier for logs and the CLI.
-    pub fn key_id(&self) -> &str {
-        &self.0[..12]
-    }
-
-    /// Constant-time equality, for comparing a stored hash with a computed one.
-    pub fn ct_eq(&self, other: &KeyHash) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
-    }
-}
-
-impl fmt::Debug for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyHash({}…)", self.key_id())
-    }
-}
-
-/// A new random API key: `mrg_` and 32 random bytes, base64url.
-pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("mrg_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
 
 /// Why a request is not authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -143,11 +96,47 @@ impl Authenticator {
     }
 }
 
+/// Function state that can authenticate requests.
+pub trait Authenticates: Send + Sync {
+    fn authenticator(&self) -> &Authenticator;
+}
+
+/// The authenticated tenant of a request: `Authenticated(tenant)` as a handler
+/// argument answers 401 (or 503) before the handler runs, and records the
+/// tenant on the request span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated(pub TenantId);
+
+impl<S: Authenticates> FromRequestParts<Arc<S>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<S>) -> Result<Self, Self::Rejection> {
+        authenticate(state.authenticator(), &parts.headers)
+            .await
+            .map(Authenticated)
+    }
+}
+
+/// Authenticates a request's headers and records its tenant on the request span.
+pub async fn authenticate(auth: &Authenticator, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+    let value = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::from(AuthError::Malformed))?),
+    };
+    let tenant = auth.authenticate(value).await.inspect_err(|e| {
+        if !matches!(e, AuthError::Store(_)) {
+            tracing::info!(reason = %e, "authentication failed");
+        }
+    })?;
+    tracing::Span::current().record("tenant", tenant.as_str());
+    Ok(tenant)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::memory::MemoryKeyStore;
-    use crate::ports::ApiKeyRecord;
+    use crate::domain::ApiKeyRecord;
 
     fn store_with(key: &str, tenant: &str) -> Arc<MemoryKeyStore> {
         let store = Arc::new(MemoryKeyStore::default());
@@ -196,17 +185,5 @@ mod tests {
             auth.authenticate(Some("Bearer k1")).await,
             Err(AuthError::Invalid)
         ));
-    }
-
-    #[test]
-    fn generated_keys_are_unique_and_hash_is_stable() {
-        let (a, b) = (generate_key(), generate_key());
-        assert_ne!(a, b);
-        assert!(a.starts_with("mrg_") && a.len() == 4 + 43);
-        assert_eq!(
-            KeyHash::of("test-api-key").as_hex(),
-            "4c806362b613f7496abf284146efd31da90e4b16169fe001841ca17290f427c4"
-        );
-        assert!(!format!("{:?}", KeyHash::of("x")).contains(KeyHash::of("x").as_hex()));
     }
 }

@@ -1,0 +1,198 @@
+//! The local stack: `template.yaml` deployed as a CloudFormation stack on the
+//! emulator (moto server) by `scripts/local_stack.py`, and read back: the
+//! stack's outputs, each function's environment and its event source
+//! mappings. `morag dev` and the integration tests build every function's
+//! configuration from here, so the shapes, names and settings they run
+//! against are the template's own: a resource or variable changed in the
+//! template is what the local stack and the tests get, and a function whose
+//! template environment does not satisfy its `Config` fails to start here as
+//! it would on AWS.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::config::FromEnv;
+use morag_shared::domain::{ApiKeyRecord, KeyHash};
+use morag_shared::ports::KeyStore;
+
+/// The key seeded for tenant `local` by `morag dev`, never by a deployment.
+pub const LOCAL_DEV_KEY: &str = "test-api-key";
+pub const LOCAL_DEV_TENANT: &str = "local";
+
+/// The template's functions, by logical id.
+pub const INGEST: &str = "IngestFunction";
+pub const STATUS: &str = "StatusFunction";
+pub const RECORDER: &str = "RecorderFunction";
+pub const PROCESSOR: &str = "ProcessorFunction";
+pub const WEBHOOK_SENDER: &str = "WebhookSenderFunction";
+
+/// An SQS event source of a function, as its event source mapping says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueEvent {
+    pub queue_url: String,
+    pub batch_size: i32,
+    pub function_response_types: Vec<String>,
+}
+
+/// A function of the stack.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Function {
+    /// Its environment, as the template resolves it.
+    pub env: BTreeMap<String, String>,
+    pub events: Vec<QueueEvent>,
+}
+
+/// A deployed local stack.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LocalStack {
+    pub stack: String,
+    pub outputs: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, Function>,
+}
+
+/// The repository the binary was built from (the template and the script);
+/// `MORAG_REPO_ROOT` overrides it.
+fn repo_root() -> PathBuf {
+    std::env::var_os("MORAG_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
+}
+
+impl LocalStack {
+    /// Deploys `template.yaml` as stack `name` on the emulator at `endpoint`,
+    /// with template parameters `params`.
+    pub async fn deploy(endpoint: &str, name: &str, params: &[(&str, String)]) -> Result<Self> {
+        let root = repo_root();
+        let python = std::env::var_os("MORAG_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".venv/bin/python"));
+        let mut command = tokio::process::Command::new(&python);
+        command
+            .arg(root.join("scripts/local_stack.py"))
+            .args(["--endpoint", endpoint, "--stack", name]);
+        for (key, value) in params {
+            command.arg("--param").arg(format!("{key}={value}"));
+        }
+        let out = command.output().await.with_context(|| {
+            format!(
+                "running {} scripts/local_stack.py (make dev / make test install it)",
+                python.display()
+            )
+        })?;
+        if !out.status.success() {
+            bail!(
+                "deploying template.yaml as stack {name} on {endpoint} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("reading the local stack's description")
+    }
+
+    /// A stack output (`TableName`, `WebhookQueueUrl`, ...).
+    pub fn output(&self, key: &str) -> Result<&str> {
+        self.outputs
+            .get(key)
+            .map(String::as_str)
+            .with_context(|| format!("stack {} has no output {key}", self.stack))
+    }
+
+    pub fn function(&self, logical_id: &str) -> Result<&Function> {
+        self.functions
+            .get(logical_id)
+            .with_context(|| format!("stack {} has no function {logical_id}", self.stack))
+    }
+
+    /// The function's one SQS event source.
+    pub fn queue_event(&self, logical_id: &str) -> Result<&QueueEvent> {
+        match self.function(logical_id)?.events.as_slice() {
+            [one] => Ok(one),
+            other => bail!("{logical_id} has {} event source mappings, expected one", other.len()),
+        }
+    }
+
+    /// A function's configuration: its environment from the stack, with
+    /// `overrides` on top (local-mode settings the template leaves to the
+    /// deployment, such as the emulator endpoint). A value the emulator could
+    /// not resolve (a `{{resolve:...}}` reference) must be overridden.
+    pub fn config<C: FromEnv>(&self, logical_id: &str, overrides: &[(&str, String)]) -> Result<C> {
+        let mut env = self.function(logical_id)?.env.clone();
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), v.clone());
+        }
+        if let Some((k, _)) = env.iter().find(|(_, v)| v.contains("{{resolve:")) {
+            bail!("{logical_id}: {k} is a dynamic reference the emulator cannot resolve; override it");
+        }
+        C::from_lookup(&|name| env.get(name).cloned()).with_context(|| format!("{logical_id}'s environment"))
+    }
+}
+
+/// Settings every local function gets on top of the template: the emulator
+/// endpoint, and (with `local_targets`) http and loopback webhook targets and
+/// sources, for receivers on 127.0.0.1.
+pub fn local_overrides(endpoint: &str, local_targets: bool) -> Vec<(&'static str, String)> {
+    let mut v = vec![("MORAG_AWS_ENDPOINT_URL", endpoint.to_owned())];
+    if local_targets {
+        v.push(("MORAG_ALLOW_HTTP_WEBHOOKS", "true".to_owned()));
+        v.push(("MORAG_ALLOW_LOOPBACK_WEBHOOKS", "true".to_owned()));
+    }
+    v
+}
+
+/// Seeds tenant `local` with the documented development key. Local only.
+pub async fn seed_local_key(store: &Arc<DynamoStore>) -> Result<()> {
+    let hash = KeyHash::of(LOCAL_DEV_KEY);
+    if store.find_key(&hash).await?.is_some() {
+        return Ok(());
+    }
+    store
+        .put_key(&ApiKeyRecord {
+            key_hash: hash,
+            tenant: LOCAL_DEV_TENANT.parse()?,
+            created_at: morag_shared::time::now(),
+            description: "local development key (make dev)".to_owned(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The URL of the queue with logical id `logical_id` in stack `stack`, found
+/// by name: CloudFormation (and moto's) name a queue without a `QueueName`
+/// `{stack}-{logical id}-{suffix}`.
+pub async fn queue_url_by_stack(sqs: &aws_sdk_sqs::Client, stack: &str, logical_id: &str) -> Result<String> {
+    let prefix = format!("{stack}-{logical_id}-");
+    let urls = sqs
+        .list_queues()
+        .queue_name_prefix(&prefix)
+        .send()
+        .await
+        .context("ListQueues")?
+        .queue_urls
+        .unwrap_or_default();
+    match urls.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no queue named {prefix}*: pass its URL (the stack's outputs)"),
+        _ => bail!("several queues named {prefix}*: pass its URL (the stack's outputs)"),
+    }
+}
+
+/// The name of stack `stack`'s table (`{stack}-Table-{suffix}`).
+pub async fn table_by_stack(ddb: &aws_sdk_dynamodb::Client, stack: &str) -> Result<String> {
+    let prefix = format!("{stack}-Table-");
+    let mut pages = ddb.list_tables().into_paginator().items().send();
+    let mut found = Vec::new();
+    while let Some(name) = pages.try_next().await.context("ListTables")? {
+        if name.starts_with(&prefix) {
+            found.push(name);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no table named {prefix}*: pass --table (the stack's TableName output)"),
+        _ => bail!("several tables named {prefix}*: pass --table"),
+    }
+}

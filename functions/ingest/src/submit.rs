@@ -1,0 +1,175 @@
+//! Submitting a validated request: idempotency, the upload, the task and its
+//! job, in that order, and what a failure at each step leaves behind. Knows
+//! the ports, not HTTP or DynamoDB: the handler renders the result.
+//!
+//! 1. an `Idempotency-Key` already used: the first answer, or
+//!    `KeyReused` when the request differs (nothing written);
+//! 2. the upload (file submissions): fails → nothing written;
+//! 3. the `pending` task (and the idempotency record) in one conditional
+//!    write: fails → the upload is deleted;
+//! 4. the job: fails → the task and the upload are deleted, so no task waits
+//!    in `pending` for a job that was never sent. If that clean-up fails too,
+//!    an `orphaned task` error is logged with the task id.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use morag_shared::domain::{CreateOutcome, IdempotencyRecord, Source, Task, TaskId, TenantId};
+use morag_shared::error::StoreError;
+
+use crate::form::{Submission, SubmissionInput};
+use crate::Ingest;
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+
+/// An accepted submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub task_id: TaskId,
+    pub created_at: DateTime<Utc>,
+    /// The answer to an earlier request with the same `Idempotency-Key`.
+    pub replayed: bool,
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    KeyReused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
+    let input = match &s.input {
+        SubmissionInput::File {
+            name,
+            content_type,
+            bytes,
+        } => json!({
+            "file": {"name": name, "content_type": content_type, "sha256": hex::encode(Sha256::digest(bytes))}
+        }),
+        SubmissionInput::Url(url) => json!({"url": url.as_str()}),
+    };
+    let canonical = json!({
+        "tenant": tenant.as_str(),
+        "source_type": s.source_type.as_str(),
+        "input": input,
+        "webhook_url": s.webhook_url.as_ref().map(Url::as_str),
+        "webhook_events": s.webhook_events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "metadata": Value::Object(s.metadata.clone()),
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+fn replay(existing: &IdempotencyRecord, fingerprint: &str) -> Result<Submitted, SubmitError> {
+    if existing.fingerprint != fingerprint {
+        return Err(SubmitError::KeyReused);
+    }
+    tracing::Span::current().record("task_id", existing.task_id.to_string());
+    tracing::info!("idempotent replay");
+    Ok(Submitted {
+        task_id: existing.task_id,
+        created_at: existing.created_at,
+        replayed: true,
+    })
+}
+
+/// Stores, records and enqueues a validated submission.
+pub async fn submit(
+    st: &Ingest,
+    tenant: TenantId,
+    submission: Submission,
+    idem_key: Option<String>,
+) -> Result<Submitted, SubmitError> {
+    let now = morag_shared::time::now();
+    let fingerprint = fingerprint(&tenant, &submission);
+    let task_id = TaskId::new();
+    let idem = idem_key.map(|key| IdempotencyRecord {
+        tenant: tenant.clone(),
+        key_hash: hex::encode(Sha256::digest(key.as_bytes())),
+        fingerprint: fingerprint.clone(),
+        task_id,
+        created_at: now,
+        expires_at: now + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
+    });
+    if let Some(idem) = &idem {
+        if let Some(existing) = st.tasks.get_idempotency(&tenant, &idem.key_hash).await? {
+            return replay(&existing, &fingerprint);
+        }
+    }
+    tracing::Span::current().record("task_id", task_id.to_string());
+
+    let (source, object_key) = match submission.input {
+        SubmissionInput::File {
+            name,
+            content_type,
+            bytes,
+        } => {
+            let key = format!("uploads/{tenant}/{task_id}/{name}");
+            let size = bytes.len();
+            st.blobs.put(&key, bytes, &content_type).await?;
+            tracing::info!(bytes = size, "upload stored");
+            (
+                Source::Object {
+                    bucket: st.blobs.bucket().to_owned(),
+                    key: key.clone(),
+                },
+                Some(key),
+            )
+        }
+        SubmissionInput::Url(url) => (Source::Url { url: url.to_string() }, None),
+    };
+    let delete_object = || async {
+        if let Some(key) = &object_key {
+            if let Err(e) = st.blobs.delete(key).await {
+                tracing::error!(error = %e, "could not delete the upload of a request that failed");
+            }
+        }
+    };
+
+    let mut task = Task::pending(
+        task_id,
+        tenant,
+        submission.source_type,
+        source,
+        submission.webhook_url.map(String::from),
+        submission.metadata,
+        now,
+    );
+    task.webhook_events = submission.webhook_events;
+    match st.tasks.create_task(&task, idem.as_ref()).await {
+        Ok(CreateOutcome::Created) => {}
+        Ok(CreateOutcome::IdempotencyHit(existing)) => {
+            // a concurrent request with the same key won the race
+            delete_object().await;
+            return replay(&existing, &fingerprint);
+        }
+        Err(e) => {
+            delete_object().await;
+            return Err(e.into());
+        }
+    }
+
+    match st.jobs.enqueue(&task.job()).await {
+        Ok(message_id) => {
+            tracing::info!(%message_id, source_type = %task.source_type, "task accepted");
+            Ok(Submitted {
+                task_id,
+                created_at: now,
+                replayed: false,
+            })
+        }
+        Err(e) => {
+            if let Err(discard) = st.tasks.discard_task(&task, idem.as_ref()).await {
+                tracing::error!(error = %discard, "orphaned task: job not enqueued and task not removed");
+            }
+            delete_object().await;
+            Err(e.into())
+        }
+    }
+}

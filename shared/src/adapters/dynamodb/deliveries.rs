@@ -1,0 +1,203 @@
+//! Webhook deliveries, beside their task: written with the event that plans
+//! them (`tasks::apply_event`), then updated by the sender and redelivery.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
+use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, TaskId, TenantId, WebhookEvent};
+use crate::error::StoreError;
+use crate::ports::DeliveryStore;
+
+fn delivery_sk(delivery_id: &DeliveryId) -> String {
+    format!("DELIVERY#{delivery_id}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    delivery_id: DeliveryId,
+    event_type: WebhookEvent,
+    url: String,
+    payload: String,
+    state: DeliveryState,
+    created_at: DateTime<Utc>,
+    enqueued: bool,
+    cycle: u32,
+    #[serde(default)]
+    attempts: Vec<Attempt>,
+    expires_at: i64,
+}
+
+impl DeliveryItem {
+    fn new(d: &Delivery, expires_at: i64) -> Self {
+        Self {
+            pk: task_pk(&d.task_id),
+            sk: delivery_sk(&d.delivery_id),
+            task_id: d.task_id,
+            tenant: d.tenant.clone(),
+            delivery_id: d.delivery_id.clone(),
+            event_type: d.event_type,
+            url: d.url.clone(),
+            payload: d.payload.clone(),
+            state: d.state,
+            created_at: d.created_at,
+            enqueued: d.enqueued,
+            cycle: d.cycle,
+            attempts: d.attempts.clone(),
+            expires_at,
+        }
+    }
+
+    fn into_delivery(self) -> Delivery {
+        Delivery {
+            task_id: self.task_id,
+            tenant: self.tenant,
+            delivery_id: self.delivery_id,
+            event_type: self.event_type,
+            url: self.url,
+            payload: self.payload,
+            state: self.state,
+            created_at: self.created_at,
+            enqueued: self.enqueued,
+            cycle: self.cycle,
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// A new delivery's item, for the event's transaction.
+pub(super) fn delivery_item(d: &Delivery, expires_at: i64) -> Result<Item, StoreError> {
+    to_item(&DeliveryItem::new(d, expires_at), "delivery item")
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(serde_dynamo::Error) -> StoreError {
+    move |e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+impl DynamoStore {
+    async fn query_deliveries(&self, task_id: &TaskId, unsent_only: bool) -> Result<Vec<Delivery>, StoreError> {
+        let filter = unsent_only.then(|| Condition::new("enqueued = :no").value(":no", AttributeValue::Bool(false)));
+        self.task_items(task_id, "DELIVERY#", filter)
+            .await?
+            .into_iter()
+            .map(|item| from_item::<DeliveryItem>(item, "delivery item").map(DeliveryItem::into_delivery))
+            .collect()
+    }
+
+    /// An `UpdateItem` on a delivery, if it exists and `condition` holds;
+    /// returns the item as written (`None`: missing, or the condition failed).
+    async fn update_delivery(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        update: &str,
+        condition: Condition,
+    ) -> Result<Option<Item>, StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(task_id)))
+            .key("sk", s(delivery_sk(delivery_id)))
+            .update_expression(update)
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.and_then(|out| out.attributes))
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        self.query_deliveries(task_id, true).await
+    }
+
+    /// A newer cycle started meanwhile (condition fails): nothing to mark.
+    async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<(), StoreError> {
+        let condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
+            .name("#cycle", "cycle")
+            .value(":cycle", n(cycle))
+            .value(":yes", AttributeValue::Bool(true));
+        self.update_delivery(task_id, delivery_id, "SET enqueued = :yes", condition)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        match self.get(task_pk(task_id), &delivery_sk(delivery_id)).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<DeliveryItem>(item, "delivery item")?.into_delivery())),
+        }
+    }
+
+    /// Redelivered meanwhile (condition fails): the attempt belongs to an old cycle.
+    async fn record_attempt(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        attempt: &Attempt,
+        state: DeliveryState,
+    ) -> Result<(), StoreError> {
+        let attempt = serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(corrupt("attempt"))?;
+        let state = serde_dynamo::to_attribute_value::<_, AttributeValue>(state).map_err(corrupt("delivery state"))?;
+        let condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
+            .name("#cycle", "cycle")
+            .name("#state", "state")
+            .value(":cycle", n(cycle))
+            .value(":empty", AttributeValue::L(Vec::new()))
+            .value(":attempt", AttributeValue::L(vec![attempt]))
+            .value(":state", state);
+        self.update_delivery(
+            task_id,
+            delivery_id,
+            "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state",
+            condition,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
+        let mut all = self.query_deliveries(task_id, false).await?;
+        all.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        Ok(all)
+    }
+
+    async fn restart_delivery(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let condition = Condition::new("attribute_exists(pk)")
+            .name("#cycle", "cycle")
+            .name("#state", "state")
+            .value(":one", n(1))
+            .value(":pending", s("pending"))
+            .value(":no", AttributeValue::Bool(false));
+        let written = self
+            .update_delivery(
+                task_id,
+                delivery_id,
+                "SET #cycle = #cycle + :one, #state = :pending, enqueued = :no",
+                condition,
+            )
+            .await?;
+        written
+            .map(|item| from_item::<DeliveryItem>(item, "delivery item").map(DeliveryItem::into_delivery))
+            .transpose()
+    }
+}

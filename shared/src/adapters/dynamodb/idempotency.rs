@@ -1,0 +1,125 @@
+//! Idempotency records, written in one transaction with the task they answer for.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{from_item, n, s, to_item, unavailable, Condition, DynamoStore};
+use crate::domain::{CreateOutcome, IdempotencyRecord, Task, TaskId, TenantId};
+use crate::error::StoreError;
+
+fn idem_pk(tenant: &TenantId, key_hash: &str) -> String {
+    format!("IDEM#{tenant}#{key_hash}")
+}
+const IDEM_SK: &str = "IDEM";
+
+#[derive(Serialize, Deserialize)]
+struct IdemItem {
+    pk: String,
+    sk: String,
+    tenant: TenantId,
+    key_hash: String,
+    fingerprint: String,
+    task_id: TaskId,
+    created_at: DateTime<Utc>,
+    expires_at: i64,
+}
+
+impl DynamoStore {
+    /// Puts the task (`put_task`) and the idempotency record in one
+    /// transaction. If the record's condition fails, another request used the
+    /// key first: its record is the answer.
+    pub(super) async fn create_with_idempotency(
+        &self,
+        put_task: TransactWriteItem,
+        idem: &IdempotencyRecord,
+    ) -> Result<CreateOutcome, StoreError> {
+        let item = to_item(
+            &IdemItem {
+                pk: idem_pk(&idem.tenant, &idem.key_hash),
+                sk: IDEM_SK.to_owned(),
+                tenant: idem.tenant.clone(),
+                key_hash: idem.key_hash.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                task_id: idem.task_id,
+                created_at: idem.created_at,
+                expires_at: idem.expires_at.timestamp(),
+            },
+            "idempotency item",
+        )?;
+        // an expired record (TTL deletion lags) may be replaced
+        let put_idem = self.tx_put(
+            item,
+            Some(
+                Condition::new("attribute_not_exists(pk) OR expires_at < :now")
+                    .value(":now", n(crate::time::now().timestamp())),
+            ),
+        )?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(put_task)
+            .transact_items(put_idem)
+            .send()
+            .await;
+        let Err(e) = sent else {
+            return Ok(CreateOutcome::Created);
+        };
+        let key_taken = matches!(
+            e.as_service_error(),
+            Some(TransactWriteItemsError::TransactionCanceledException(c))
+                if c.cancellation_reasons().get(1).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+        );
+        if !key_taken {
+            return Err(unavailable("TransactWriteItems")(e));
+        }
+        match self.idempotency_record(&idem.tenant, &idem.key_hash).await? {
+            Some(existing) => Ok(CreateOutcome::IdempotencyHit(existing)),
+            None => Err(StoreError::Conflict {
+                op: "TransactWriteItems",
+                detail: "idempotency record changed concurrently".to_owned(),
+            }),
+        }
+    }
+
+    /// The delete of `task`'s idempotency record, for a transaction.
+    pub(super) fn discard_idempotency(
+        &self,
+        task: &Task,
+        idem: &IdempotencyRecord,
+    ) -> Result<TransactWriteItem, StoreError> {
+        self.tx_delete(
+            idem_pk(&idem.tenant, &idem.key_hash),
+            IDEM_SK,
+            Some(
+                Condition::new("attribute_not_exists(pk) OR task_id = :task")
+                    .value(":task", s(task.task_id.to_string())),
+            ),
+        )
+    }
+
+    /// An unexpired record, if any.
+    pub(super) async fn idempotency_record(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(item) = self.get(idem_pk(tenant, key_hash), IDEM_SK).await? else {
+            return Ok(None);
+        };
+        let item: IdemItem = from_item(item, "idempotency item")?;
+        let expires_at = DateTime::<Utc>::from_timestamp(item.expires_at, 0).unwrap_or_default();
+        if expires_at <= crate::time::now() {
+            return Ok(None);
+        }
+        Ok(Some(IdempotencyRecord {
+            tenant: item.tenant,
+            key_hash: item.key_hash,
+            fingerprint: item.fingerprint,
+            task_id: item.task_id,
+            created_at: item.created_at,
+            expires_at,
+        }))
+    }
+}

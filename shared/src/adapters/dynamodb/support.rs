@@ -1,0 +1,41 @@
+//! Bulk loading for benchmarks and tests only (`test-support` feature): not
+//! in a release binary.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+use super::tasks::HistoryItem;
+use super::{to_item, unavailable, DynamoStore};
+use crate::domain::{HistoryEntry, Task};
+use crate::error::StoreError;
+
+impl DynamoStore {
+    /// Writes history entries directly (25 per `BatchWriteItem`), without
+    /// touching the task.
+    pub async fn load_history(&self, task: &Task, entries: &[HistoryEntry], expires_at: i64) -> Result<(), StoreError> {
+        for chunk in entries.chunks(25) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let item = to_item(&HistoryItem::new(task, e, expires_at), "history item")?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(unavailable("BatchWriteItem"))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut pending = Some(HashMap::from([(self.table.clone(), requests)]));
+            while let Some(items) = pending.take().filter(|p| p.values().any(|v| !v.is_empty())) {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(items))
+                    .send()
+                    .await
+                    .map_err(unavailable("BatchWriteItem"))?;
+                pending = out.unprocessed_items;
+            }
+        }
+        Ok(())
+    }
+}

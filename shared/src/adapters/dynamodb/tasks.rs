@@ -1,0 +1,447 @@
+//! Tasks and their history: the task item, history items (GSI1: a tenant's
+//! recent events by hour bucket), the tenant's task listing (GSI2/GSI3).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{from_item, n, s, settle, to_item, Condition, DynamoStore};
+use crate::domain::lifecycle::HISTORY_LIMIT;
+use crate::domain::{
+    ApplyOutcome, CreateOutcome, Delivery, HistoryEntry, IdempotencyRecord, Page, PageKey, RecentEvent, Retention,
+    Source, SourceType, Task, TaskId, TaskStatus, TenantId, WebhookEvent,
+};
+use crate::error::StoreError;
+use crate::ports::TaskStore;
+use crate::time::{hour_bucket, sort_ts};
+
+pub fn task_pk(id: &TaskId) -> String {
+    format!("TASK#{id}")
+}
+pub const TASK_SK: &str = "STATE";
+
+/// The recent-events page key field that names the hour bucket to continue in.
+const BUCKET_FIELD: &str = "bucket";
+
+#[derive(Serialize, Deserialize)]
+struct TaskItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    status: TaskStatus,
+    progress: f64,
+    message: String,
+    source_type: SourceType,
+    source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook_url: Option<String>,
+    /// The client's metadata object as JSON text: kept verbatim (DynamoDB
+    /// numbers and empty sets would not round-trip every JSON value).
+    metadata: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_at: Option<DateTime<Utc>>,
+    /// JSON text, like `metadata`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default)]
+    event_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_event_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    recent_event_ids: Vec<String>,
+    #[serde(default = "all_webhook_events")]
+    webhook_events: Vec<WebhookEvent>,
+    #[serde(default)]
+    milestones_sent: Vec<u8>,
+    /// TTL, set once the task has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    /// GSI2: the tenant's tasks, newest first.
+    gsi2pk: String,
+    gsi2sk: String,
+    /// GSI3: the tenant's tasks in one status, newest first.
+    gsi3pk: String,
+    gsi3sk: String,
+}
+
+impl TaskItem {
+    fn from_task(t: &Task, expires_at: Option<i64>) -> Self {
+        let created = format!("{}#{}", sort_ts(t.created_at), t.task_id);
+        Self {
+            pk: task_pk(&t.task_id),
+            sk: TASK_SK.to_owned(),
+            task_id: t.task_id,
+            tenant: t.tenant.clone(),
+            status: t.status,
+            progress: t.progress,
+            message: t.message.clone(),
+            source_type: t.source_type,
+            source: t.source.clone(),
+            webhook_url: t.webhook_url.clone(),
+            metadata: Value::Object(t.metadata.clone()).to_string(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            result: t.result.as_ref().map(Value::to_string),
+            error: t.error.clone(),
+            event_seq: t.event_seq,
+            last_event_at: t.last_event_at,
+            recent_event_ids: t.recent_event_ids.clone(),
+            webhook_events: t.webhook_events.clone(),
+            milestones_sent: t.milestones_sent.clone(),
+            expires_at,
+            gsi2pk: format!("TASKS#{}", t.tenant),
+            gsi2sk: created.clone(),
+            gsi3pk: format!("TASKS#{}#{}", t.tenant, t.status),
+            gsi3sk: created,
+        }
+    }
+
+    fn into_task(self) -> Result<Task, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "task item",
+            detail,
+        };
+        let metadata: Map<String, Value> =
+            serde_json::from_str(&self.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
+        let result = self
+            .result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| corrupt(format!("result: {e}")))?;
+        Ok(Task {
+            task_id: self.task_id,
+            tenant: self.tenant,
+            status: self.status,
+            progress: self.progress,
+            message: self.message,
+            source_type: self.source_type,
+            source: self.source,
+            webhook_url: self.webhook_url,
+            metadata,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            result,
+            error: self.error,
+            event_seq: self.event_seq,
+            last_event_at: self.last_event_at,
+            recent_event_ids: self.recent_event_ids,
+            webhook_events: self.webhook_events,
+            milestones_sent: self.milestones_sent,
+        })
+    }
+}
+
+fn all_webhook_events() -> Vec<WebhookEvent> {
+    WebhookEvent::ALL.to_vec()
+}
+
+fn history_sk(seq: u64) -> String {
+    format!("EVENT#{seq:010}")
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct HistoryItem {
+    pk: String,
+    sk: String,
+    task_id: TaskId,
+    tenant: TenantId,
+    seq: u64,
+    event_id: String,
+    timestamp: DateTime<Utc>,
+    status: TaskStatus,
+    progress: f64,
+    message: String,
+    /// JSON text, like the task's metadata.
+    metadata: String,
+    /// GSI1: `RECENT#{tenant}#{yyyy-mm-ddThh}` / `{timestamp}#{task_id}#{seq}`
+    gsi1pk: String,
+    gsi1sk: String,
+    expires_at: i64,
+}
+
+impl HistoryItem {
+    pub(super) fn new(task: &Task, e: &HistoryEntry, expires_at: i64) -> Self {
+        Self {
+            pk: task_pk(&task.task_id),
+            sk: history_sk(e.seq),
+            task_id: task.task_id,
+            tenant: task.tenant.clone(),
+            seq: e.seq,
+            event_id: e.event_id.clone(),
+            timestamp: e.timestamp,
+            status: e.status,
+            progress: e.progress,
+            message: e.message.clone(),
+            metadata: Value::Object(e.metadata.clone()).to_string(),
+            gsi1pk: format!("RECENT#{}#{}", task.tenant, hour_bucket(e.timestamp)),
+            gsi1sk: format!("{}#{}#{:010}", sort_ts(e.timestamp), task.task_id, e.seq),
+            expires_at,
+        }
+    }
+
+    fn into_recent(self) -> Result<RecentEvent, StoreError> {
+        let metadata = serde_json::from_str(&self.metadata).map_err(|e| StoreError::Corrupt {
+            what: "history item",
+            detail: format!("metadata: {e}"),
+        })?;
+        Ok(RecentEvent {
+            task_id: self.task_id,
+            entry: HistoryEntry {
+                seq: self.seq,
+                event_id: self.event_id,
+                timestamp: self.timestamp,
+                status: self.status,
+                progress: self.progress,
+                message: self.message,
+                metadata,
+            },
+        })
+    }
+}
+
+impl DynamoStore {
+    /// One hour bucket of a tenant's events at or after `since`, newest first.
+    async fn recent_in_bucket(
+        &self,
+        tenant: &TenantId,
+        bucket: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<RecentEvent>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI1")
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :since")
+            .expression_attribute_values(":pk", s(format!("RECENT#{tenant}#{}", hour_bucket(bucket))))
+            .expression_attribute_values(":since", s(sort_ts(since)));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<HistoryItem>(i, "history item").and_then(HistoryItem::into_recent)
+        })
+        .await
+    }
+}
+
+/// A recent-events position: the hour bucket and, within it, DynamoDB's key.
+fn bucket_key(bucket: DateTime<Utc>, key: Option<PageKey>) -> PageKey {
+    let mut fields = key.map(|k| k.0).unwrap_or_default();
+    fields.insert(BUCKET_FIELD.to_owned(), sort_ts(bucket));
+    PageKey(fields)
+}
+
+fn open_bucket_key(key: PageKey) -> Result<(DateTime<Utc>, Option<PageKey>), StoreError> {
+    let mut fields = key.0;
+    let bucket = fields
+        .remove(BUCKET_FIELD)
+        .and_then(|b| DateTime::parse_from_rfc3339(&b).ok())
+        .map(|b| b.with_timezone(&Utc))
+        .ok_or_else(|| StoreError::Corrupt {
+            what: "recent events position",
+            detail: "no hour bucket".to_owned(),
+        })?;
+    Ok((bucket, (!fields.is_empty()).then_some(PageKey(fields))))
+}
+
+#[async_trait]
+impl TaskStore for DynamoStore {
+    async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError> {
+        let task_item = to_item(&TaskItem::from_task(task, None), "task item")?;
+        let Some(idem) = idem else {
+            let sent = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(task_item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match settle("PutItem", sent)? {
+                Some(_) => Ok(CreateOutcome::Created),
+                None => Err(StoreError::Conflict {
+                    op: "PutItem",
+                    detail: format!("task {} already exists", task.task_id),
+                }),
+            };
+        };
+        let put_task = self.tx_put(task_item, Some(Condition::new("attribute_not_exists(pk)")))?;
+        self.create_with_idempotency(put_task, idem).await
+    }
+
+    async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
+        let mut items = vec![self.tx_delete(
+            task_pk(&task.task_id),
+            TASK_SK,
+            Some(
+                Condition::new("attribute_not_exists(pk) OR #status = :pending")
+                    .name("#status", "status")
+                    .value(":pending", s(TaskStatus::Pending.as_str())),
+            ),
+        )?];
+        if let Some(idem) = idem {
+            items.push(self.discard_idempotency(task, idem)?);
+        }
+        if !self.transact(items).await? {
+            return Err(StoreError::Conflict {
+                op: "TransactWriteItems",
+                detail: format!("task {} is no longer pending", task.task_id),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get_task(&self, task_id: &TaskId) -> Result<Option<Task>, StoreError> {
+        match self.get(task_pk(task_id), TASK_SK).await? {
+            None => Ok(None),
+            Some(item) => from_item::<TaskItem>(item, "task item")?.into_task().map(Some),
+        }
+    }
+
+    async fn apply_event(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        deliveries: &[Delivery],
+        retention: &Retention,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let now = crate::time::now();
+        let ttl = |d: std::time::Duration| Duration::from_std(d).unwrap_or(Duration::MAX);
+        let task_expires = after
+            .status
+            .is_terminal()
+            .then(|| (after.completed_at.unwrap_or(now) + ttl(retention.ended_task)).timestamp());
+        let history_expires = (now + ttl(retention.history)).timestamp();
+        let not_there = || Some(Condition::new("attribute_not_exists(pk)"));
+        let mut items = vec![
+            self.tx_put(
+                to_item(&TaskItem::from_task(after, task_expires), "task item")?,
+                Some(Condition::new("attribute_exists(pk) AND event_seq = :seq").value(":seq", n(before.event_seq))),
+            )?,
+            self.tx_put(
+                to_item(&HistoryItem::new(after, entry, history_expires), "history item")?,
+                not_there(),
+            )?,
+        ];
+        for d in deliveries {
+            items.push(self.tx_put(super::deliveries::delivery_item(d, history_expires)?, not_there())?);
+        }
+        if entry.seq > HISTORY_LIMIT {
+            items.push(self.tx_delete(task_pk(&after.task_id), &history_sk(entry.seq - HISTORY_LIMIT), None)?);
+        }
+        Ok(if self.transact(items).await? {
+            ApplyOutcome::Applied
+        } else {
+            ApplyOutcome::Conflict
+        })
+    }
+
+    async fn history(
+        &self,
+        task_id: &TaskId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(task_pk(task_id)))
+            .expression_attribute_values(":prefix", s("EVENT#"));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<HistoryItem>(i, "history item")
+                .and_then(HistoryItem::into_recent)
+                .map(|r| r.entry)
+        })
+        .await
+    }
+
+    /// One GSI1 query per hour bucket, newest first, stopping at the limit;
+    /// the page key carries the bucket to continue in.
+    async fn recent_events(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<RecentEvent>, StoreError> {
+        let hour = Duration::hours(1);
+        let truncate = |t: DateTime<Utc>| t.duration_trunc(hour).unwrap_or(t);
+        let (mut bucket, mut key) = match start {
+            Some(position) => open_bucket_key(position)?,
+            None => (truncate(crate::time::now()), None),
+        };
+        let oldest = truncate(since);
+        let mut items = Vec::new();
+        while bucket >= oldest {
+            let page = self
+                .recent_in_bucket(tenant, bucket, since, limit - items.len(), key.take())
+                .await?;
+            items.extend(page.items);
+            match page.next {
+                Some(next) if items.len() >= limit => {
+                    return Ok(Page {
+                        items,
+                        next: Some(bucket_key(bucket, Some(next))),
+                    })
+                }
+                Some(next) => key = Some(next),
+                None => {
+                    bucket -= hour;
+                    if items.len() >= limit {
+                        let next = (bucket >= oldest).then(|| bucket_key(bucket, None));
+                        return Ok(Page { items, next });
+                    }
+                }
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    async fn list_tasks(
+        &self,
+        tenant: &TenantId,
+        status: Option<TaskStatus>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Task>, StoreError> {
+        let (index, pk_name, pk) = match status {
+            None => ("GSI2", "gsi2pk", format!("TASKS#{tenant}")),
+            Some(st) => ("GSI3", "gsi3pk", format!("TASKS#{tenant}#{st}")),
+        };
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk));
+        self.newest_first(query, limit, start, |i| {
+            from_item::<TaskItem>(i, "task item").and_then(TaskItem::into_task)
+        })
+        .await
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.idempotency_record(tenant, key_hash).await
+    }
+}

@@ -1,0 +1,338 @@
+//! Webhook deliveries: one event to one URL, its attempts and where it
+//! stands, the message that carries it through the webhook queue, the
+//! delivery policy and retry schedule (`policy`) and signing (`signing`).
+
+mod policy;
+mod signing;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_SQS_DELAY};
+pub use signing::{signature_header, SigningSecret, USER_AGENT};
+
+use super::ids::{InvalidId, TaskId, TenantId};
+
+/// What a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    TaskStarted,
+    TaskProgress,
+    TaskCompleted,
+    TaskFailed,
+}
+
+impl WebhookEvent {
+    pub const ALL: [WebhookEvent; 4] = [
+        WebhookEvent::TaskStarted,
+        WebhookEvent::TaskProgress,
+        WebhookEvent::TaskCompleted,
+        WebhookEvent::TaskFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::TaskStarted => "task_started",
+            WebhookEvent::TaskProgress => "task_progress",
+            WebhookEvent::TaskCompleted => "task_completed",
+            WebhookEvent::TaskFailed => "task_failed",
+        }
+    }
+}
+
+impl FromStr for WebhookEvent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WebhookEvent::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
+            format!("webhook_events may contain task_started, task_progress, task_completed, task_failed; not {s:?}")
+        })
+    }
+}
+
+impl fmt::Display for WebhookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A delivery's id and its `webhook-id` header: `msg_` and 24 lower-case hex
+/// digits, derived from what it delivers, so the same event always gets the
+/// same id (a redelivered status event cannot create a second delivery, and
+/// every retry carries the same `webhook-id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    const HEX_DIGITS: usize = 24;
+
+    /// The id of `event_type` for `task_id`; `discriminator` tells apart the
+    /// deliveries of one type (a progress milestone, `once` otherwise).
+    pub fn derive(task_id: &TaskId, event_type: WebhookEvent, discriminator: &str) -> Self {
+        let digest = Sha256::digest(format!("{task_id}|{}|{discriminator}", event_type.as_str()).as_bytes());
+        Self(format!("msg_{}", &hex::encode(digest)[..Self::HEX_DIGITS]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DeliveryId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix("msg_").unwrap_or("");
+        if hex.len() == Self::HEX_DIGITS && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId(
+                "delivery_id must be msg_ and 24 lower-case hex digits".to_owned(),
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryId {
+    type Error = InvalidId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DeliveryId> for String {
+    fn from(id: DeliveryId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for (another) attempt.
+    Pending,
+    Succeeded,
+    /// Refused for good by the receiver (4xx other than 408/409/425/429, 410, 3xx).
+    Failed,
+    /// The attempt budget is spent; the message is in the webhook DLQ.
+    Dead,
+}
+
+/// Why an attempt got no answer (stored, and shown in the API, as its
+/// snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptError {
+    /// The target is (or resolves to) an address the policy refuses.
+    BlockedAddress,
+    /// The tenant has no webhook signing secret.
+    NoSigningSecret,
+    Timeout,
+    /// The connection could not be made.
+    Connect,
+    /// Any other failure of the request.
+    Request,
+    /// A kind written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl AttemptError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptError::BlockedAddress => "blocked_address",
+            AttemptError::NoSigningSecret => "no_signing_secret",
+            AttemptError::Timeout => "timeout",
+            AttemptError::Connect => "connect",
+            AttemptError::Request => "request",
+            AttemptError::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The receiver answered.
+    Answered {
+        status: u16,
+        /// The start of the response body.
+        excerpt: Option<String>,
+        /// The receiver's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// Not sent, and never will be: sending again cannot help.
+    Refused(AttemptError),
+    /// Sent, but no answer came (timeout, connection failure): retried.
+    NoAnswer(AttemptError),
+}
+
+impl AttemptOutcome {
+    /// What the outcome means for the delivery.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            AttemptOutcome::Answered { status, .. } => classify(*status),
+            AttemptOutcome::Refused(_) => Verdict::Permanent,
+            AttemptOutcome::NoAnswer(_) => Verdict::Retry,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AttemptOutcome::Answered { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The attempt log entry for this outcome.
+    pub fn into_attempt(self, at: DateTime<Utc>, latency: Duration) -> Attempt {
+        let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        match self {
+            AttemptOutcome::Answered { status, excerpt, .. } => Attempt {
+                at,
+                status_code: Some(status),
+                error: None,
+                latency_ms,
+                excerpt,
+            },
+            AttemptOutcome::Refused(error) | AttemptOutcome::NoAnswer(error) => Attempt {
+                at,
+                status_code: None,
+                error: Some(error),
+                latency_ms,
+                excerpt: None,
+            },
+        }
+    }
+}
+
+/// One delivery attempt, as logged on the delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Why there was no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AttemptError>,
+    pub latency_ms: u64,
+    /// The start of the response body (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+}
+
+/// A webhook delivery: one event to one URL, retried until it succeeds,
+/// fails for good or runs out of attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub task_id: TaskId,
+    pub tenant: TenantId,
+    /// The `webhook-id`, the same on every attempt and redelivery.
+    pub delivery_id: DeliveryId,
+    pub event_type: WebhookEvent,
+    pub url: String,
+    /// The JSON body, fixed when the delivery is planned.
+    pub payload: String,
+    pub state: DeliveryState,
+    pub created_at: DateTime<Utc>,
+    /// Whether its message is on the webhook queue (the outbox flag).
+    pub enqueued: bool,
+    /// Attempt cycle: 0, then one more per redelivery.
+    pub cycle: u32,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Delivery {
+    /// The webhook-queue message for the delivery's current cycle.
+    pub fn message(&self) -> DeliveryMessage {
+        DeliveryMessage {
+            task_id: self.task_id,
+            delivery_id: self.delivery_id.clone(),
+            cycle: self.cycle,
+        }
+    }
+}
+
+/// The message on the webhook queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryMessage {
+    pub task_id: TaskId,
+    pub delivery_id: DeliveryId,
+    pub cycle: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_are_derived_and_parsed_strictly() {
+        let task = TaskId::new();
+        let id = DeliveryId::derive(&task, WebhookEvent::TaskStarted, "once");
+        assert_eq!(id, DeliveryId::derive(&task, WebhookEvent::TaskStarted, "once"));
+        assert_ne!(id, DeliveryId::derive(&task, WebhookEvent::TaskProgress, "once"));
+        assert_eq!(id.as_str().parse::<DeliveryId>().unwrap(), id);
+        assert_eq!(id.as_str().len(), 28);
+        for bad in [
+            "",
+            "msg_",
+            "msg_xyz",
+            "MSG_0123456789abcdef01234567",
+            "msg_0123456789ABCDEF01234567",
+            "msg_0123456789abcdef012345678",
+        ] {
+            assert!(bad.parse::<DeliveryId>().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<DeliveryId>("\"msg_../../x\"").is_err());
+    }
+
+    #[test]
+    fn outcomes_map_to_verdicts_and_attempts() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let answered = AttemptOutcome::Answered {
+            status: 503,
+            excerpt: Some("busy".into()),
+            retry_after: Some(Duration::from_secs(9)),
+        };
+        assert_eq!(answered.verdict(), Verdict::Retry);
+        assert_eq!(answered.retry_after(), Some(Duration::from_secs(9)));
+        let a = answered.into_attempt(at, Duration::from_millis(12));
+        assert_eq!((a.status_code, a.error, a.latency_ms), (Some(503), None, 12));
+        assert_eq!(
+            AttemptOutcome::Refused(AttemptError::BlockedAddress).verdict(),
+            Verdict::Permanent
+        );
+        assert_eq!(
+            AttemptOutcome::NoAnswer(AttemptError::Timeout).verdict(),
+            Verdict::Retry
+        );
+        let a = AttemptOutcome::NoAnswer(AttemptError::Timeout).into_attempt(at, Duration::ZERO);
+        // stored and shown as the same strings as before the enum existed
+        assert_eq!(serde_json::to_value(&a).unwrap()["error"], "timeout");
+        let old: Attempt =
+            serde_json::from_str(r#"{"at":"2023-11-14T22:13:20Z","error":"no_signing_secret","latency_ms":0}"#)
+                .unwrap();
+        assert_eq!(old.error, Some(AttemptError::NoSigningSecret));
+        let newer: Attempt =
+            serde_json::from_str(r#"{"at":"2023-11-14T22:13:20Z","error":"from_the_future","latency_ms":0}"#).unwrap();
+        assert_eq!(newer.error, Some(AttemptError::Unknown));
+    }
+}
