@@ -291,6 +291,17 @@ async fn recent_events_are_per_tenant_newest_first_and_paginate() {
     assert_eq!(seen.len(), 6);
     assert_eq!(seen, *events);
 
+    // a cursor binds the window it was made for: another `hours` is refused
+    let other_window = format!(
+        "/api/v1/status/events/recent?hours=1&cursor={}",
+        first_cursor.as_deref().unwrap()
+    );
+    let refused = env.get(&env.key_a, &other_window).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_cursor")
+    );
+
     // the other tenant sees only its own, and cannot use A's cursor
     let b = env.get(&env.key_b, "/api/v1/status/events/recent").await;
     assert_eq!(b.body["count"], 1);
