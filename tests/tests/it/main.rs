@@ -13,6 +13,7 @@ mod lambda;
 mod lifecycle;
 mod logs;
 mod python_worker;
+mod readme;
 mod stack;
 mod status;
 mod webhooks;
