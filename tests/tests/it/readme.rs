@@ -41,8 +41,7 @@ fn fill(line: &str, env: &TestEnv, key_id: &str) -> Vec<Vec<String>> {
     let line = line
         .replace("<TableName>", &r.names.table)
         .replace("<id from list>", key_id)
-        .replace('[', "")
-        .replace(']', "");
+        .replace(['[', ']'], "");
     let words: Vec<&str> = line.split_whitespace().collect();
     let alternatives = words
         .iter()
