@@ -139,3 +139,56 @@ where
         }
     }
 }
+
+/// A function an event-source mapping invokes with SQS batches.
+pub trait SqsFunction: Send + Sync + 'static {
+    fn handle(&self, event: SqsEvent) -> impl Future<Output = SqsBatchResponse> + Send;
+}
+
+impl SqsFunction for morag_recorder::Recorder {
+    fn handle(&self, event: SqsEvent) -> impl Future<Output = SqsBatchResponse> + Send {
+        morag_recorder::Recorder::handle(self, event)
+    }
+}
+
+impl SqsFunction for morag_processor::Processor {
+    fn handle(&self, event: SqsEvent) -> impl Future<Output = SqsBatchResponse> + Send {
+        morag_processor::Processor::handle(self, event)
+    }
+}
+
+impl SqsFunction for morag_webhook_sender::Sender {
+    fn handle(&self, event: SqsEvent) -> impl Future<Output = SqsBatchResponse> + Send {
+        morag_webhook_sender::Sender::handle(self, event)
+    }
+}
+
+/// Starts a local copy of the stack's event-source mapping of function
+/// `logical_id`: its queue, its batch size. Refuses a mapping without
+/// `ReportBatchItemFailures` (every SQS function reports partial failures).
+pub fn start<F: SqsFunction>(
+    sqs: &aws_sdk_sqs::Client,
+    stack: &crate::stack::LocalStack,
+    logical_id: &'static str,
+    function: std::sync::Arc<F>,
+) -> Result<()> {
+    let event = stack.queue_event(logical_id)?;
+    anyhow::ensure!(
+        event
+            .function_response_types
+            .iter()
+            .any(|t| t == "ReportBatchItemFailures"),
+        "{logical_id}'s event source mapping must report batch item failures"
+    );
+    tokio::spawn(run(
+        sqs.clone(),
+        event.queue_url.clone(),
+        event.batch_size,
+        logical_id,
+        move |batch| {
+            let function = function.clone();
+            async move { function.handle(batch).await }
+        },
+    ));
+    Ok(())
+}

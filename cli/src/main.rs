@@ -340,49 +340,9 @@ async fn dev(
     let recorder = Arc::new(morag_recorder::wiring::build(&sdk, &recorder_cfg));
     let processor = Arc::new(morag_processor::wiring::build(&sdk, &processor_cfg)?);
     let sender = Arc::new(morag_webhook_sender::wiring::build(&sdk, &sender_cfg)?);
-    for function in [PROCESSOR, RECORDER, WEBHOOK_SENDER] {
-        let event = local.queue_event(function)?;
-        anyhow::ensure!(
-            event
-                .function_response_types
-                .iter()
-                .any(|t| t == "ReportBatchItemFailures"),
-            "{function}'s event source mapping must report batch item failures"
-        );
-    }
-    let event = local.queue_event(PROCESSOR)?;
-    tokio::spawn(esm::run(
-        sqs.clone(),
-        event.queue_url.clone(),
-        event.batch_size,
-        "processor",
-        move |batch| {
-            let processor = processor.clone();
-            async move { processor.handle(batch).await }
-        },
-    ));
-    let event = local.queue_event(RECORDER)?;
-    tokio::spawn(esm::run(
-        sqs.clone(),
-        event.queue_url.clone(),
-        event.batch_size,
-        "status-recorder",
-        move |batch| {
-            let recorder = recorder.clone();
-            async move { recorder.handle(batch).await }
-        },
-    ));
-    let event = local.queue_event(WEBHOOK_SENDER)?;
-    tokio::spawn(esm::run(
-        sqs,
-        event.queue_url.clone(),
-        event.batch_size,
-        "webhook-sender",
-        move |batch| {
-            let sender = sender.clone();
-            async move { sender.handle(batch).await }
-        },
-    ));
+    esm::start(&sqs, &local, PROCESSOR, processor)?;
+    esm::start(&sqs, &local, RECORDER, recorder)?;
+    esm::start(&sqs, &local, WEBHOOK_SENDER, sender)?;
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -120,6 +120,13 @@ impl LocalStack {
     /// deployment, such as the emulator endpoint). A value the emulator could
     /// not resolve (a `{{resolve:...}}` reference) must be overridden.
     pub fn config<C: FromEnv>(&self, logical_id: &str, overrides: &[(&str, String)]) -> Result<C> {
+        let env = self.env(logical_id, overrides)?;
+        C::from_lookup(&|name| env.get(name).cloned()).with_context(|| format!("{logical_id}'s environment"))
+    }
+
+    /// A function's environment as a process gets it (the binaries run
+    /// through the Runtime API emulator): the stack's, with `overrides`.
+    pub fn env(&self, logical_id: &str, overrides: &[(&str, String)]) -> Result<BTreeMap<String, String>> {
         let mut env = self.function(logical_id)?.env.clone();
         for (k, v) in overrides {
             env.insert((*k).to_owned(), v.clone());
@@ -127,7 +134,7 @@ impl LocalStack {
         if let Some((k, _)) = env.iter().find(|(_, v)| v.contains("{{resolve:")) {
             bail!("{logical_id}: {k} is a dynamic reference the emulator cannot resolve; override it");
         }
-        C::from_lookup(&|name| env.get(name).cloned()).with_context(|| format!("{logical_id}'s environment"))
+        Ok(env)
     }
 }
 

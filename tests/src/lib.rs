@@ -11,6 +11,7 @@ pub mod runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::body::Body;
 use axum::Router;
@@ -341,6 +342,18 @@ impl TestEnv {
         v
     }
 
+    /// A function's environment from the stack, as its binary gets it (local
+    /// overrides, and the test cursor secret for the status function).
+    pub fn function_env(&self, logical_id: &str) -> Vec<(String, String)> {
+        let mut overrides = self.overrides(TargetPolicy::default(), &[]);
+        overrides.push(("MORAG_CURSOR_SECRET", TEST_CURSOR_SECRET.to_owned()));
+        self.stack
+            .env(logical_id, &overrides)
+            .expect("function environment from the stack")
+            .into_iter()
+            .collect()
+    }
+
     /// The recorder as the stack configures it.
     pub fn recorder(&self) -> morag_recorder::Recorder {
         let cfg: RecorderConfig = self
@@ -386,30 +399,30 @@ impl TestEnv {
             .expect("sender config from the stack")
     }
 
+    /// One batch (up to 10) from `queue_url` through `handler`, as the
+    /// event-source mapping delivers it; nothing waits for messages.
+    pub async fn poll<F, Fut>(&self, queue_url: &str, handler: F) -> morag_cli::esm::Polled
+    where
+        F: FnOnce(SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = SqsBatchResponse>,
+    {
+        morag_cli::esm::poll_once(&self.sqs, queue_url, 10, Duration::ZERO, handler)
+            .await
+            .expect("poll")
+    }
+
     /// Runs the processor, then the recorder, through local event-source
     /// mappings until both queues are empty. Returns the batches run.
     pub async fn run_pipeline(&self, processor: &morag_processor::Processor) -> usize {
         let recorder = self.recorder();
         let mut batches = 0;
         loop {
-            let jobs = morag_cli::esm::poll_once(
-                &self.sqs,
-                &self.resources.processing_queue_url,
-                10,
-                Duration::ZERO,
-                |b| processor.handle(b),
-            )
-            .await
-            .unwrap();
-            let events = morag_cli::esm::poll_once(
-                &self.sqs,
-                &self.resources.status_events_queue_url,
-                10,
-                Duration::ZERO,
-                |b| recorder.handle(b),
-            )
-            .await
-            .unwrap();
+            let jobs = self
+                .poll(&self.resources.processing_queue_url, |b| processor.handle(b))
+                .await;
+            let events = self
+                .poll(&self.resources.status_events_queue_url, |b| recorder.handle(b))
+                .await;
             batches += usize::from(jobs.received > 0) + usize::from(events.received > 0);
             if jobs.received == 0 && events.received == 0 {
                 return batches;
@@ -554,15 +567,9 @@ impl TestEnv {
         let recorder = self.recorder();
         let mut received = 0;
         loop {
-            let p = morag_cli::esm::poll_once(
-                &self.sqs,
-                &self.resources.status_events_queue_url,
-                10,
-                Duration::ZERO,
-                |b| recorder.handle(b),
-            )
-            .await
-            .expect("poll");
+            let p = self
+                .poll(&self.resources.status_events_queue_url, |b| recorder.handle(b))
+                .await;
             assert_eq!(p.failed, 0, "no record may fail the batch");
             if p.received == 0 {
                 return received;
@@ -572,10 +579,34 @@ impl TestEnv {
     }
 }
 
-/// Deploys `template.yaml` as a fresh stack on the emulator at `endpoint`
-/// (benchmarks; tests use `spawn_env`).
-pub async fn deploy(endpoint: &str) -> anyhow::Result<(LocalStack, Resources)> {
+/// A fresh stack for a benchmark (tests use `spawn_env`).
+pub struct Deployed {
+    pub sdk: SdkConfig,
+    pub stack: LocalStack,
+    pub resources: Resources,
+    pub store: Arc<DynamoStore>,
+}
+
+impl Deployed {
+    /// A function's environment from the stack, for its binary: local
+    /// overrides (http and loopback targets allowed) and a cursor secret.
+    pub fn function_env(&self, logical_id: &str, endpoint: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let mut overrides = stack::local_overrides(endpoint, true);
+        overrides.push(("MORAG_CURSOR_SECRET", TEST_CURSOR_SECRET.to_owned()));
+        Ok(self.stack.env(logical_id, &overrides)?.into_iter().collect())
+    }
+}
+
+/// Deploys `template.yaml` as a fresh stack on the emulator at `endpoint`.
+pub async fn deploy(endpoint: &str) -> anyhow::Result<Deployed> {
+    let sdk = aws::local(endpoint);
     let stack = LocalStack::deploy(endpoint, &unique_prefix(), &[]).await?;
     let resources = Resources::of(&stack)?;
-    Ok((stack, resources))
+    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &resources.names.table));
+    Ok(Deployed {
+        sdk,
+        stack,
+        resources,
+        store,
+    })
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemoryTaskStore, MemoryWebhookQueue};
+use morag_shared::config::{DEFAULT_HISTORY_TTL_DAYS, DEFAULT_TASK_TTL_DAYS};
 use morag_shared::domain::Retention;
 use morag_shared::domain::{Source, SourceType, Task};
 use morag_shared::ports::TaskStore;
@@ -53,8 +54,8 @@ async fn fixture() -> Fixture {
         webhooks: Arc::new(MemoryWebhookQueue::default()),
         dead_letters: dlq.clone(),
         retention: Retention {
-            history: Duration::from_secs(7 * 86400),
-            ended_task: Duration::from_secs(30 * 86400),
+            history: Duration::from_secs(DEFAULT_HISTORY_TTL_DAYS * 86_400),
+            ended_task: Duration::from_secs(DEFAULT_TASK_TTL_DAYS * 86_400),
         },
     };
     Fixture {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use morag_shared::domain::lifecycle::HISTORY_LIMIT;
-use morag_shared::domain::{PageKey, TaskId, TaskStatus, TenantId};
+use morag_shared::domain::{HistoryEntry, PageKey, TaskId, TaskStatus, TenantId};
 use morag_shared::http::query::{bounded, invalid_parameter};
 use morag_shared::http::{ApiError, Authenticated, Params};
 
@@ -43,6 +43,7 @@ pub struct HistoryQuery {
     cursor: Option<String>,
 }
 
+/// One applied event as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct HistoryItemView {
     pub timestamp: DateTime<Utc>,
@@ -50,6 +51,18 @@ pub struct HistoryItemView {
     pub progress: f64,
     pub message: String,
     pub metadata: Map<String, Value>,
+}
+
+impl From<HistoryEntry> for HistoryItemView {
+    fn from(e: HistoryEntry) -> Self {
+        Self {
+            timestamp: e.timestamp,
+            status: e.status,
+            progress: e.progress,
+            message: e.message,
+            metadata: e.metadata,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -93,17 +106,7 @@ pub async fn history(
     });
     Ok(Json(HistoryView {
         task_id: task.task_id,
-        history: page
-            .items
-            .into_iter()
-            .map(|e| HistoryItemView {
-                timestamp: e.timestamp,
-                status: e.status,
-                progress: e.progress,
-                message: e.message,
-                metadata: e.metadata,
-            })
-            .collect(),
+        history: page.items.into_iter().map(HistoryItemView::from).collect(),
         event_count: task.event_seq.min(HISTORY_LIMIT),
         next_cursor,
     }))
@@ -117,14 +120,12 @@ pub struct RecentQuery {
     cursor: Option<String>,
 }
 
+/// An event with its task (recent events).
 #[derive(Debug, Serialize)]
 pub struct RecentEventView {
     pub task_id: TaskId,
-    pub timestamp: DateTime<Utc>,
-    pub status: TaskStatus,
-    pub progress: f64,
-    pub message: String,
-    pub metadata: Map<String, Value>,
+    #[serde(flatten)]
+    pub event: HistoryItemView,
 }
 
 #[derive(Debug, Serialize)]
@@ -163,11 +164,7 @@ pub async fn recent_events(
         .into_iter()
         .map(|r| RecentEventView {
             task_id: r.task_id,
-            timestamp: r.entry.timestamp,
-            status: r.entry.status,
-            progress: r.entry.progress,
-            message: r.entry.message,
-            metadata: r.entry.metadata,
+            event: r.entry.into(),
         })
         .collect();
     Ok(Json(RecentView {

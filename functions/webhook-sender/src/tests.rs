@@ -78,18 +78,18 @@ fn delivery(url: &str) -> Delivery {
 
 impl Fixture {
     async fn attempt(&self, url: &str, attempt_no: u32) -> (Outcome, Delivery) {
-        let d = delivery(url);
+        self.deliver(delivery(url), attempt_no).await
+    }
+
+    /// Stores `d`, delivers its cycle-0 message as attempt `attempt_no`, and
+    /// returns the outcome and the delivery as stored afterwards.
+    async fn deliver(&self, d: Delivery, attempt_no: u32) -> (Outcome, Delivery) {
         self.store
             .deliveries
             .lock()
             .unwrap()
             .insert(d.delivery_id.clone(), d.clone());
-        let message = DeliveryMessage {
-            task_id: d.task_id,
-            delivery_id: d.delivery_id.clone(),
-            cycle: 0,
-        };
-        let outcome = self.sender.deliver(&message, attempt_no, "receipt").await.unwrap();
+        let outcome = self.sender.deliver(&d.message(), attempt_no, "receipt").await.unwrap();
         let after = self.store.deliveries.lock().unwrap()[&d.delivery_id].clone();
         (outcome, after)
     }
@@ -164,18 +164,8 @@ async fn a_tenant_without_a_secret_fails_the_delivery_clearly() {
     let f = fixture(TargetPolicy::default()).await;
     let mut d = delivery("https://93.184.215.14/h");
     d.tenant = "nosecret".parse().unwrap();
-    f.store
-        .deliveries
-        .lock()
-        .unwrap()
-        .insert(d.delivery_id.clone(), d.clone());
-    let message = DeliveryMessage {
-        task_id: d.task_id,
-        delivery_id: d.delivery_id.clone(),
-        cycle: 0,
-    };
-    assert_eq!(f.sender.deliver(&message, 1, "r").await.unwrap(), Outcome::Done);
-    let after = f.store.deliveries.lock().unwrap()[&d.delivery_id].clone();
+    let (outcome, after) = f.deliver(d, 1).await;
+    assert_eq!(outcome, Outcome::Done);
     assert_eq!(after.state, DeliveryState::Failed);
     assert_eq!(after.attempts[0].error, Some(AttemptError::NoSigningSecret));
 }
@@ -185,18 +175,9 @@ async fn messages_of_old_cycles_or_finished_deliveries_do_nothing() {
     let f = fixture(TargetPolicy::default()).await;
     let mut d = delivery("https://93.184.215.14/h");
     d.state = DeliveryState::Succeeded;
-    f.store
-        .deliveries
-        .lock()
-        .unwrap()
-        .insert(d.delivery_id.clone(), d.clone());
-    let message = DeliveryMessage {
-        task_id: d.task_id,
-        delivery_id: d.delivery_id.clone(),
-        cycle: 0,
-    };
-    assert_eq!(f.sender.deliver(&message, 1, "r").await.unwrap(), Outcome::Done);
-    assert!(f.store.deliveries.lock().unwrap()[&d.delivery_id].attempts.is_empty());
+    let (outcome, after) = f.deliver(d.clone(), 1).await;
+    assert_eq!(outcome, Outcome::Done);
+    assert!(after.attempts.is_empty());
     let missing = DeliveryMessage {
         task_id: d.task_id,
         delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskFailed, "gone"),

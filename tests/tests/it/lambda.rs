@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use morag_cli::stack;
 use morag_shared::ports::TaskStore;
 use morag_tests::runtime::RuntimeEmulator;
-use morag_tests::{endpoint, sample_task, spawn_env, TestEnv};
+use morag_tests::{sample_task, spawn_env};
 
 /// `target/debug/<name>`, built by `make test` before the tests run.
 fn binary(name: &str) -> PathBuf {
@@ -21,20 +22,6 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn function_env(env: &TestEnv) -> Vec<(String, String)> {
-    [
-        ("MORAG_TABLE_NAME", env.resources.names.table.clone()),
-        ("MORAG_UPLOADS_BUCKET", env.resources.names.bucket.clone()),
-        ("MORAG_PROCESSING_QUEUE_URL", env.resources.processing_queue_url.clone()),
-        ("MORAG_AWS_ENDPOINT_URL", endpoint()),
-        ("MORAG_CURSOR_SECRET", "test-cursor-secret-0123456789abcdef".to_owned()),
-        ("MORAG_WEBHOOK_QUEUE_URL", env.resources.webhook_queue_url.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
 fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {
@@ -53,7 +40,9 @@ async fn the_status_binary_answers_api_gateway_events() {
     env.store.create_task(&task, None).await.unwrap();
 
     let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator.spawn(&binary("morag-status"), &function_env(&env)).unwrap();
+    let mut child = emulator
+        .spawn(&binary("morag-status"), &env.function_env(stack::STATUS))
+        .unwrap();
     assert!(
         emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
         "never polled for work"
@@ -79,7 +68,9 @@ async fn the_ingest_binary_accepts_a_url_and_enqueues_the_job() {
     let env = spawn_env().await;
     morag_cli::stack::seed_local_key(&env.store).await.unwrap();
     let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator.spawn(&binary("morag-ingest"), &function_env(&env)).unwrap();
+    let mut child = emulator
+        .spawn(&binary("morag-ingest"), &env.function_env(stack::INGEST))
+        .unwrap();
     assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
 
     let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/ingest-url.json")).await);
@@ -113,15 +104,7 @@ async fn the_recorder_binary_reports_partial_batch_failures_as_lambda_expects() 
         .create_task(&sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "local"), None)
         .await
         .unwrap();
-    let mut vars = function_env(&env);
-    vars.push((
-        "MORAG_STATUS_EVENTS_DLQ_URL".to_owned(),
-        env.resources.status_events_dlq_url.clone(),
-    ));
-    vars.push((
-        "MORAG_WEBHOOK_QUEUE_URL".to_owned(),
-        env.resources.webhook_queue_url.clone(),
-    ));
+    let vars = env.function_env(stack::RECORDER);
     let emulator = RuntimeEmulator::start().await;
     let mut child = emulator.spawn(&binary("morag-recorder"), &vars).unwrap();
     assert!(

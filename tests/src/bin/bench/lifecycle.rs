@@ -12,20 +12,14 @@ use serde_json::{Map, Value};
 use tower::ServiceExt;
 
 use morag_shared::adapters::dynamodb::DynamoStore;
-use morag_shared::adapters::sqs::SqsQueue;
+use morag_shared::config::RecorderConfig;
 use morag_shared::config::SecretString;
-use morag_shared::domain::Retention;
 use morag_shared::domain::{decide, Decision, EventStatus, HistoryEntry, StatusEvent, Task, TaskId, TaskStatus};
 use morag_shared::http::cursor::CursorCodec;
 use morag_shared::http::Authenticator;
 use morag_shared::ports::TaskStore;
 
 use super::{ms, percentile};
-
-const RETENTION: Retention = Retention {
-    history: Duration::from_secs(7 * 86_400),
-    ended_task: Duration::from_secs(30 * 86_400),
-};
 
 fn entries(n: u64, now: chrono::DateTime<chrono::Utc>) -> Vec<HistoryEntry> {
     // spread over the last 20 hours, newest last
@@ -63,13 +57,10 @@ struct RecentRun {
 }
 
 async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
-    let sdk = morag_shared::adapters::aws::local(endpoint);
-    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
+    let morag_tests::Deployed {
+        sdk, resources, store, ..
+    } = morag_tests::deploy(endpoint).await?;
     let names = resources.names.clone();
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::adapters::aws::dynamodb(&sdk),
-        &names.table,
-    ));
     let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
     let now = morag_shared::time::now();
     let mut tenants = vec!["bench".to_owned()];
@@ -172,33 +163,22 @@ fn events_for(task: &Task, n: usize, t0: chrono::DateTime<chrono::Utc>) -> Vec<S
         .collect()
 }
 
+/// A fresh stack with `tasks` pending tasks, and the recorder as the stack
+/// configures it.
 async fn recorder_env(endpoint: &str, tasks: usize) -> Result<(Arc<DynamoStore>, morag_recorder::Recorder, Vec<Task>)> {
-    let sdk = morag_shared::adapters::aws::local(endpoint);
-    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
-    let names = resources.names.clone();
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::adapters::aws::dynamodb(&sdk),
-        &names.table,
-    ));
+    let deployed = morag_tests::deploy(endpoint).await?;
+    let store = deployed.store.clone();
     let mut created = Vec::new();
     for _ in 0..tasks {
         let task = morag_tests::sample_task(&TaskId::new().to_string(), "bench");
         store.create_task(&task, None).await?;
         created.push(task);
     }
-    let recorder = morag_recorder::Recorder {
-        tasks: store.clone(),
-        deliveries: store.clone(),
-        webhooks: Arc::new(morag_shared::adapters::sqs::SqsQueue::new(
-            morag_shared::adapters::aws::sqs(&sdk),
-            resources.webhook_queue_url.clone(),
-        )),
-        dead_letters: Arc::new(SqsQueue::new(
-            morag_shared::adapters::aws::sqs(&sdk),
-            resources.status_events_dlq_url,
-        )),
-        retention: RETENTION,
-    };
+    let cfg: RecorderConfig = deployed.stack.config(
+        morag_cli::stack::RECORDER,
+        &morag_cli::stack::local_overrides(endpoint, false),
+    )?;
+    let recorder = morag_recorder::wiring::build(&deployed.sdk, &cfg);
     Ok((store, recorder, created))
 }
 
@@ -277,7 +257,7 @@ async fn handler_rate(endpoint: &str, events_per_task_per_batch: usize) -> Resul
 
 /// One TransactWriteItems per event (task put + history put), nothing else.
 async fn bare_rate(endpoint: &str) -> Result<f64> {
-    let (store, _, tasks) = recorder_env(endpoint, 100).await?;
+    let (store, recorder, tasks) = recorder_env(endpoint, 100).await?;
     let t0 = morag_shared::time::now() - chrono::Duration::minutes(5);
     let mut writes = Vec::new();
     for task in &tasks {
@@ -291,7 +271,9 @@ async fn bare_rate(endpoint: &str) -> Result<f64> {
     }
     let started = Instant::now();
     for (before, after, entry) in &writes {
-        store.apply_event(before, after, entry, &[], &RETENTION).await?;
+        store
+            .apply_event(before, after, entry, &[], &recorder.retention)
+            .await?;
     }
     Ok(writes.len() as f64 / started.elapsed().as_secs_f64())
 }

@@ -10,18 +10,19 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_cli::stack;
 use morag_shared::domain::TaskId;
 use morag_shared::ports::TaskStore;
 use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
 const COLD_STARTS: usize = 20;
-const FUNCTIONS: [&str; 5] = [
-    "morag-ingest",
-    "morag-status",
-    "morag-recorder",
-    "morag-processor",
-    "morag-webhook-sender",
+/// Each binary and its function in `template.yaml`.
+const FUNCTIONS: [(&str, &str); 5] = [
+    ("morag-ingest", stack::INGEST),
+    ("morag-status", stack::STATUS),
+    ("morag-recorder", stack::RECORDER),
+    ("morag-processor", stack::PROCESSOR),
+    ("morag-webhook-sender", stack::WEBHOOK_SENDER),
 ];
 const REQUESTS: usize = 1000;
 const WARMUP: usize = 50;
@@ -81,36 +82,18 @@ async fn main() -> Result<()> {
 
 async fn intake(endpoint: &str) -> Result<Vec<String>> {
     let endpoint = endpoint.to_owned();
-    let sdk = morag_shared::adapters::aws::local(&endpoint);
-    let (_stack, resources) = morag_tests::deploy(&endpoint).await?;
-    let names = resources.names.clone();
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::adapters::aws::dynamodb(&sdk),
-        &names.table,
-    ));
+    let deployed = morag_tests::deploy(&endpoint).await?;
+    let (sdk, store) = (deployed.sdk.clone(), deployed.store.clone());
     let (key, _) = morag_cli::keys::create(store.as_ref(), &"bench".parse()?, "bench").await?;
     let task_id = TaskId::new();
     store
         .create_task(&morag_tests::sample_task(&task_id.to_string(), "bench"), None)
         .await?;
-    let env: Vec<(String, String)> = [
-        ("MORAG_TABLE_NAME", names.table.clone()),
-        ("MORAG_UPLOADS_BUCKET", names.bucket.clone()),
-        ("MORAG_PROCESSING_QUEUE_URL", resources.processing_queue_url.clone()),
-        ("MORAG_AWS_ENDPOINT_URL", endpoint.clone()),
-        ("MORAG_CURSOR_SECRET", "bench-cursor-secret-0123456789abcdef".to_owned()),
-        (
-            "MORAG_STATUS_EVENTS_QUEUE_URL",
-            resources.status_events_queue_url.clone(),
-        ),
-        ("MORAG_STATUS_EVENTS_DLQ_URL", resources.status_events_dlq_url.clone()),
-        ("MORAG_WEBHOOK_QUEUE_URL", resources.webhook_queue_url.clone()),
-        ("MORAG_WEBHOOK_DLQ_URL", resources.webhook_dlq_url.clone()),
-        ("MORAG_PROCESSING_DLQ_URL", resources.processing_dlq_url.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    // each binary runs with its function's environment from the stack
+    let mut envs = std::collections::HashMap::new();
+    for (binary, function) in FUNCTIONS {
+        envs.insert(binary, deployed.function_env(function, &endpoint)?);
+    }
 
     let mut report = vec!["## Intake and status".to_owned(), String::new()];
     let mut verdicts = Vec::new();
@@ -119,7 +102,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
     report.push("| binary | size (MB) |".into());
     report.push("|---|---|".into());
     let mut largest = 0.0f64;
-    for name in FUNCTIONS {
+    for (name, _) in FUNCTIONS {
         let size = std::fs::metadata(release_binary(name)?)?.len() as f64 / 1_000_000.0;
         largest = largest.max(size);
         report.push(format!("| {name} | {size:.2} |"));
@@ -136,13 +119,13 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
     ));
     report.push("|---|---|---|---|".into());
     let mut worst_median = Duration::ZERO;
-    for name in FUNCTIONS {
+    for (name, _) in FUNCTIONS {
         let binary = release_binary(name)?;
         let mut samples = Vec::new();
         for _ in 0..COLD_STARTS {
             let emulator = RuntimeEmulator::start().await;
             let started = Instant::now();
-            let mut child = emulator.spawn(&binary, &env)?;
+            let mut child = emulator.spawn(&binary, &envs[name])?;
             let ready = emulator
                 .wait_ready(Duration::from_secs(10))
                 .await
@@ -168,7 +151,8 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
 
     // --- status latency through the handler vs a bare GetItem, and peak RSS
     let emulator = RuntimeEmulator::start().await;
-    let child = emulator.spawn(&release_binary("morag-status")?, &env)?;
+    let status_env = &envs["morag-status"];
+    let child = emulator.spawn(&release_binary("morag-status")?, status_env)?;
     emulator
         .wait_ready(Duration::from_secs(10))
         .await
@@ -179,7 +163,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
     let in_process = morag_status::router(Arc::new(morag_status::wiring::build(
         &sdk,
         &<morag_shared::config::StatusConfig as morag_shared::config::FromEnv>::from_lookup(&|k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+            status_env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })?,
     )));
     // Interleaved, so that drift in the emulator's speed hits every series alike.
@@ -215,7 +199,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
 
         let started = Instant::now();
         ddb.get_item()
-            .table_name(&names.table)
+            .table_name(&deployed.resources.names.table)
             .key("pk", AttributeValue::S(format!("TASK#{task_id}")))
             .key("sk", AttributeValue::S("STATE".into()))
             .consistent_read(true)

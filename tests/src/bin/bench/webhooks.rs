@@ -10,7 +10,6 @@ use anyhow::{bail, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 
-use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemorySecretStore, MemoryTaskStore, MemoryVisibility};
 use morag_shared::domain::delivery::{signature_header, SigningSecret, WebhookEvent, USER_AGENT};
 use morag_shared::domain::{Delivery, DeliveryMessage, DeliveryState, Retention};
@@ -168,13 +167,8 @@ async fn bare_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
 /// The release binary against moto: deliveries per second with attempt
 /// logging in DynamoDB, and its peak RSS.
 async fn binary_run(endpoint: &str, receiver: &TestReceiver) -> Result<(f64, f64)> {
-    let sdk = morag_shared::adapters::aws::local(endpoint);
-    let (_stack, resources) = morag_tests::deploy(endpoint).await?;
-    let names = resources.names.clone();
-    let store = Arc::new(DynamoStore::new(
-        morag_shared::adapters::aws::dynamodb(&sdk),
-        &names.table,
-    ));
+    let deployed = morag_tests::deploy(endpoint).await?;
+    let store = deployed.store.clone();
     store.rotate_secret(&"bench".parse()?, SECRET, None).await?;
     let retention = Retention {
         history: Duration::from_secs(86_400),
@@ -203,17 +197,7 @@ async fn binary_run(endpoint: &str, receiver: &TestReceiver) -> Result<(f64, f64
             .await?;
         all.extend(deliveries);
     }
-    let env: Vec<(String, String)> = [
-        ("MORAG_TABLE_NAME", names.table.clone()),
-        ("MORAG_WEBHOOK_QUEUE_URL", resources.webhook_queue_url.clone()),
-        ("MORAG_WEBHOOK_DLQ_URL", resources.webhook_dlq_url.clone()),
-        ("MORAG_AWS_ENDPOINT_URL", endpoint.to_owned()),
-        ("MORAG_ALLOW_HTTP_WEBHOOKS", "true".to_owned()),
-        ("MORAG_ALLOW_LOOPBACK_WEBHOOKS", "true".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = deployed.function_env(morag_cli::stack::WEBHOOK_SENDER, endpoint)?;
     let emulator = RuntimeEmulator::start().await;
     let child = emulator.spawn(&release_binary("morag-webhook-sender")?, &env)?;
     emulator.wait_ready(Duration::from_secs(10)).await;
