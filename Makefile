@@ -10,8 +10,8 @@ test: ## fmt, clippy, template lint, and every test against moto server
 bench: ## release binaries through a Lambda Runtime API emulator; see docs/BENCHMARKS.md
 	bash scripts/bench.sh
 
-build: ## release binaries for the host (sam build cross-compiles for arm64 with cargo-lambda)
-	cargo build --release --workspace --bins
+build: ## release binaries for the host (sam build cross-compiles for arm64 with cargo-lambda); default members: no test-support
+	cargo build --release --bins
 
 lint:
 	cargo fmt --all -- --check

@@ -6,7 +6,10 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
 echo "==> cargo build --release" >&2
-cargo build --release --quiet -p morag-ingest -p morag-status -p morag-recorder -p morag-processor -p morag-webhook-sender -p morag-tests --bins
+# the function binaries as they ship (default members: without morag-shared's
+# test-support feature), then the harness (which needs it) separately
+cargo build --release --quiet --bins
+cargo build --release --quiet -p morag-tests --bins
 mkdir -p target
 trap stop_moto EXIT
 : > target/bench.md
