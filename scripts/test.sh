@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "==> no import cycles between the files of a crate"
+"$VENV/bin/python" scripts/import_cycles.py shared/src functions/*/src cli/src tests/src
+
 echo "==> cfn-lint template.yaml"
 "$VENV/bin/cfn-lint" template.yaml
 echo "==> aws-sam-translator + cfn-lint on the translated template"

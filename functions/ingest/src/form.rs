@@ -11,7 +11,7 @@ use morag_shared::domain::WebhookEvent;
 use morag_shared::http::ApiError;
 use morag_shared::outbound::target::{check_target_url, MAX_URL_LEN};
 
-use crate::{too_large, Limits, MAX_METADATA_BYTES};
+use crate::limits::{too_large, Limits, MAX_METADATA_BYTES};
 
 /// A validated request.
 #[derive(Debug)]

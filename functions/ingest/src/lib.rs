@@ -5,6 +5,8 @@
 //! adapters.
 
 mod form;
+mod limits;
+mod state;
 pub mod submit;
 pub mod wiring;
 
@@ -22,43 +24,13 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use morag_shared::domain::TaskId;
-use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
-use morag_shared::outbound::TargetPolicy;
-use morag_shared::ports::{BlobStore, JobQueue, TaskStore};
+use morag_shared::http::{self as api, ApiError, Authenticated};
 
 pub use form::{sanitize_file_name, Submission, SubmissionInput};
+use limits::too_large;
+pub use limits::{Limits, MAX_IDEMPOTENCY_KEY, MAX_JSON_BODY, MAX_METADATA_BYTES, MULTIPART_OVERHEAD};
+pub use state::Ingest;
 pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
-
-/// Room for multipart boundaries and the small text fields around the file.
-pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
-/// Largest JSON body for `/ingest/url`.
-pub const MAX_JSON_BODY: usize = 64 * 1024;
-/// Largest `metadata` object, serialized.
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
-/// Longest `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-/// Limits and policies of one deployment.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_upload_bytes: usize,
-    pub target_policy: TargetPolicy,
-}
-
-/// Everything a request needs, built once per cold start (see `wiring`).
-pub struct Ingest {
-    pub tasks: Arc<dyn TaskStore>,
-    pub jobs: Arc<dyn JobQueue>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub auth: Arc<Authenticator>,
-    pub limits: Limits,
-}
-
-impl Authenticates for Ingest {
-    fn authenticator(&self) -> &Authenticator {
-        &self.auth
-    }
-}
 
 /// The function's routes; `lambda_http::run` serves it on Lambda and the
 /// local runner on a socket.
@@ -134,14 +106,6 @@ fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiErro
             format!("Content-Type must be {wanted}"),
         ))
     }
-}
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("request body exceeds the limit of {limit} bytes"),
-    )
 }
 
 /// Reads the body up to `limit` bytes; `shown_limit` is the limit named in the

@@ -20,7 +20,7 @@ use morag_shared::domain::{CreateOutcome, IdempotencyRecord, Source, Task, TaskI
 use morag_shared::error::StoreError;
 
 use crate::form::{Submission, SubmissionInput};
-use crate::Ingest;
+use crate::state::Ingest;
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;

@@ -9,7 +9,8 @@ use morag_shared::adapters::{dynamodb::DynamoStore, s3::S3BlobStore, sqs::SqsQue
 use morag_shared::config::IngestConfig;
 use morag_shared::http::Authenticator;
 
-use crate::{Ingest, Limits};
+use crate::limits::Limits;
+use crate::state::Ingest;
 
 /// The function as Lambda runs it: SDK configuration from the environment.
 pub async fn from_config(cfg: &IngestConfig) -> Ingest {

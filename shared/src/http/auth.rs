@@ -10,7 +10,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
-use super::ApiError;
+use axum::http::StatusCode;
+
+use super::error::ApiError;
 use crate::domain::{KeyHash, TenantId};
 use crate::error::StoreError;
 use crate::ports::KeyStore;
@@ -93,6 +95,15 @@ impl Authenticator {
             }
         }
         cache.insert(hash, (tenant, Instant::now()));
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(e) => e.into(),
+            other => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", other.to_string()),
+        }
     }
 }
 

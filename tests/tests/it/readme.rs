@@ -5,6 +5,8 @@
 //! the emulator through `MORAG_AWS_ENDPOINT_URL`. `cargo run` is the `morag`
 //! binary `make test` built.
 
+use std::time::Duration;
+
 use morag_tests::{endpoint, spawn_env, TestEnv};
 
 const PREFIX: &str = "cargo run -p morag-cli --bin morag -- ";
@@ -109,4 +111,148 @@ async fn the_readme_operator_commands_work_as_printed() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "one of acme's two keys was revoked");
+}
+
+/// The fenced `sh` lines of the README's "Try it" section.
+fn try_it_lines() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("## Try it")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Try it section");
+    section
+        .lines()
+        .filter(|l| l.starts_with("python3 ") || l.starts_with("curl "))
+        .map(|l| l.split("   #").next().unwrap().trim().to_owned())
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `make dev`'s walkthrough as the README prints it: `morag dev`, the bundled
+/// receiver started with the printed secret, and every curl line run by the
+/// shell from the repository root. Only the ports (3000, 8001: taken from
+/// free ones, so a developer's own `make dev` can run alongside) and
+/// `{task_id}` (the first answer's) are filled in. Each curl answers JSON
+/// without an error, the task completes, and the receiver verifies the
+/// signature of every webhook.
+#[tokio::test]
+async fn the_readme_walkthrough_runs_as_printed() {
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lines = try_it_lines();
+    assert!(lines.len() >= 7, "{lines:?}");
+    let (api_port, hook_port) = (free_port(), free_port());
+    let fill = |line: &str, task_id: &str| {
+        line.replace("127.0.0.1:3000", &format!("127.0.0.1:{api_port}"))
+            .replace("127.0.0.1:8001", &format!("127.0.0.1:{hook_port}"))
+            .replace("<the whsec_ secret make dev printed>", SECRET)
+            .replace("{task_id}", task_id)
+    };
+
+    let exe = std::env::current_exe().unwrap();
+    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
+    let _dev = tokio::process::Command::new(&morag)
+        .env("MORAG_LOCAL_WEBHOOK_SECRET", SECRET)
+        .env("MORAG_AWS_ENDPOINT_URL", endpoint())
+        .args(["dev", "--addr", &format!("127.0.0.1:{api_port}"), "--stack"])
+        .arg(morag_tests::unique_prefix())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // the receiver line, as printed, plus the port the README leaves at its default
+    let receiver_line = lines.iter().find(|l| l.starts_with("python3 ")).unwrap();
+    let mut receiver = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {} --port {hook_port}", fill(receiver_line, "")))
+        .current_dir(&root)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        let api = client.get(format!("http://127.0.0.1:{api_port}/")).send().await.is_ok();
+        let hooks = std::net::TcpStream::connect(("127.0.0.1", hook_port)).is_ok();
+        if api && hooks {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "morag dev or the receiver did not start");
+
+    let mut task_id = String::new();
+    for line in lines.iter().filter(|l| l.starts_with("curl ")) {
+        let command = fill(line, &task_id);
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .current_dir(&root)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{command}: not JSON: {}", String::from_utf8_lossy(&out.stdout)));
+        assert!(body.get("error").is_none(), "{command}: {body}");
+        if task_id.is_empty() {
+            task_id = body["task_id"]
+                .as_str()
+                .expect("the first curl answers a task id")
+                .to_owned();
+            // the rest of the walkthrough reads the task once it has run
+            let status = format!("http://127.0.0.1:{api_port}/api/v1/status/{task_id}");
+            let mut done = false;
+            for _ in 0..300 {
+                let s: serde_json::Value = client
+                    .get(&status)
+                    .header("authorization", "Bearer test-api-key")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if s["status"] == "completed" {
+                    done = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(done, "the README's document never completed");
+        }
+    }
+
+    // the receiver printed one verified line per webhook, ending with task_completed
+    use tokio::io::AsyncBufReadExt;
+    let mut stdout = tokio::io::BufReader::new(receiver.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|l: &String| l.contains("task_completed")) {
+        let line = tokio::time::timeout_at(deadline, stdout.next_line())
+            .await
+            .expect("task_completed reached the receiver")
+            .unwrap()
+            .expect("receiver output");
+        if line.starts_with("msg_") {
+            assert!(line.ends_with("signature valid"), "{line}");
+            seen.push(line);
+        }
+    }
+    assert!(seen[0].contains("task_started"), "{seen:?}");
 }

@@ -35,9 +35,14 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Page, PageKey, TaskId};
 use crate::error::StoreError;
 
-pub use tasks::{task_pk, TASK_SK};
-
 type Item = HashMap<String, AttributeValue>;
+
+/// The partition of everything about one task (its state, history and deliveries).
+pub fn task_pk(id: &TaskId) -> String {
+    format!("TASK#{id}")
+}
+/// The task item's sort key.
+pub const TASK_SK: &str = "STATE";
 
 /// The table, through the DynamoDB API.
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{from_item, n, s, settle, to_item, Condition, DynamoStore};
+use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, TASK_SK};
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
     ApplyOutcome, CreateOutcome, Delivery, HistoryEntry, IdempotencyRecord, Page, PageKey, RecentEvent, Retention,
@@ -15,11 +15,6 @@ use crate::domain::{
 use crate::error::StoreError;
 use crate::ports::TaskStore;
 use crate::time::{hour_bucket, sort_ts};
-
-pub fn task_pk(id: &TaskId) -> String {
-    format!("TASK#{id}")
-}
-pub const TASK_SK: &str = "STATE";
 
 /// The recent-events page key field that names the hour bucket to continue in.
 const BUCKET_FIELD: &str = "bucket";
