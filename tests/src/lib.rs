@@ -103,6 +103,38 @@ pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
+/// A global subscriber that records nothing but answers every callsite
+/// "sometimes". Without one, a callsite first hit by one test while another
+/// test is installing its thread-local subscriber (the log tests) can be
+/// cached as never enabled (tracing's callsite-interest race), and that
+/// test's subscriber never sees the event.
+struct Quiet;
+
+impl tracing::Subscriber for Quiet {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Installs [`Quiet`] once per test binary, before any function code runs.
+pub fn quiet_global_subscriber() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(Quiet);
+    });
+}
+
 pub async fn spawn_env() -> TestEnv {
     spawn_env_with(|_| {}).await
 }
@@ -116,6 +148,7 @@ pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
 /// Like `spawn_env_with`, with the template's `WebhookMaxAttempts` (the
 /// webhook queue's `maxReceiveCount`) set for the retry schedule the test uses.
 pub async fn spawn_env_configured(webhook_attempts: u32, tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
+    quiet_global_subscriber();
     let endpoint = endpoint();
     let sdk = aws::local(&endpoint);
     let stack = LocalStack::deploy(
