@@ -275,6 +275,9 @@ pub struct ProcessorConfig {
     pub fetch_timeout: Duration,
     /// `MORAG_CHUNK_CHARS` (default 1000): target chunk size.
     pub chunk_chars: usize,
+    /// `MORAG_JOB_TIME_BUDGET_SECONDS` (default 45, below the processor's
+    /// 60 s timeout): a job still running after it is reported `failed`.
+    pub job_time_budget: Duration,
     /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS`: the same
     /// outbound policy as webhooks (local mode only).
     pub target_policy: TargetPolicy,
@@ -289,6 +292,7 @@ impl FromEnv for ProcessorConfig {
             max_source_bytes: env.parse_or("MORAG_MAX_SOURCE_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             fetch_timeout: Duration::from_secs(env.parse_or("MORAG_FETCH_TIMEOUT_SECONDS", 10u64)),
             chunk_chars: env.parse_or("MORAG_CHUNK_CHARS", 1000usize),
+            job_time_budget: Duration::from_secs(env.parse_or("MORAG_JOB_TIME_BUDGET_SECONDS", 45u64)),
             target_policy: TargetPolicy {
                 allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
                 allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
@@ -297,6 +301,9 @@ impl FromEnv for ProcessorConfig {
         };
         if cfg.chunk_chars < 100 {
             env.invalid("MORAG_CHUNK_CHARS must be at least 100");
+        }
+        if cfg.job_time_budget.is_zero() {
+            env.invalid("MORAG_JOB_TIME_BUDGET_SECONDS must be at least 1");
         }
         cfg
     }

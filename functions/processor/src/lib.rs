@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_source_bytes: usize,
     pub chunk_chars: usize,
     pub target_policy: TargetPolicy,
+    /// A job's whole run (read, chunk, report) must end within this, below
+    /// the function's timeout; one that does not is reported `failed`.
+    pub time_budget: std::time::Duration,
 }
 
 pub struct Processor {
@@ -52,7 +55,7 @@ pub struct Processor {
 
 /// Why a source could not be processed (reported as the task's error).
 #[derive(Debug)]
-enum Problem {
+pub enum Problem {
     /// The task fails with this message.
     Source(String),
     /// Our infrastructure failed: retry the job.
@@ -63,6 +66,35 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         Problem::Infra(e)
     }
+}
+
+/// What the processor learns from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    pub chunks: usize,
+    pub characters: usize,
+    pub words: usize,
+    pub sha256: String,
+}
+
+/// Text from the bytes, chunked and counted: pure and CPU-bound (run it on a
+/// blocking thread). Linear in the input.
+pub fn analyse(bytes: &[u8], kind: TextKind, chunk_chars: usize) -> Result<Analysis, Problem> {
+    let raw = std::str::from_utf8(bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()))?;
+    let text = match kind {
+        TextKind::Html => text::html_to_text(raw),
+        TextKind::Plain | TextKind::Markdown => raw.replace("\r\n", "\n"),
+    };
+    let chunks = text::chunk(&text, chunk_chars).len();
+    if chunks == 0 {
+        return Err(Problem::Source("the source contains no text".to_owned()));
+    }
+    Ok(Analysis {
+        chunks,
+        characters: text.chars().count(),
+        words: text.split_whitespace().count(),
+        sha256: hex::encode(Sha256::digest(bytes)),
+    })
 }
 
 impl Processor {
@@ -93,7 +125,15 @@ impl Processor {
     pub async fn process(&self, job: &JobMessage) -> Result<(), StoreError> {
         let reporter = TaskReporter::new(self.events.clone(), job.task_id);
         reporter.started("Processing started").await?;
-        match self.run(job, &reporter).await {
+        let budget = self.settings.time_budget;
+        let outcome = match tokio::time::timeout(budget, self.run(job, &reporter)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Problem::Source(format!(
+                "time_budget_exceeded: processing took longer than {} s",
+                budget.as_secs_f64()
+            ))),
+        };
+        match outcome {
             Ok(result) => {
                 reporter.completed(result).await?;
                 tracing::info!("job completed");
@@ -130,20 +170,15 @@ impl Processor {
                 "unsupported content type {content_type:?}: plain text, Markdown or HTML only"
             ))
         })?;
-        let raw =
-            std::str::from_utf8(&bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()))?;
-        let text = match kind {
-            TextKind::Html => text::html_to_text(raw),
-            TextKind::Plain | TextKind::Markdown => raw.replace("\r\n", "\n"),
-        };
         reporter.progress(0.1, format!("Read {} bytes", bytes.len())).await?;
-
-        let chunks = text::chunk(&text, self.settings.chunk_chars);
-        if chunks.is_empty() {
-            return Err(Problem::Source("the source contains no text".to_owned()));
-        }
+        // CPU-bound: off the async runtime, so other jobs of the batch (and,
+        // in `morag dev`, the API) keep running while a big document is cut
+        let chunk_chars = self.settings.chunk_chars;
+        let analysis = tokio::task::spawn_blocking(move || analyse(&bytes, kind, chunk_chars))
+            .await
+            .map_err(|e| Problem::Source(format!("processing the source failed: {e}")))??;
         // report at each tenth of the way through the chunks
-        let n = chunks.len();
+        let n = analysis.chunks;
         let mut reported = 0;
         for i in 1..=n {
             let decile = i * 10 / n;
@@ -157,9 +192,9 @@ impl Processor {
         }
         let mut result = Map::new();
         result.insert("chunks".into(), json!(n));
-        result.insert("characters".into(), json!(text.chars().count()));
-        result.insert("words".into(), json!(text.split_whitespace().count()));
-        result.insert("sha256".into(), json!(hex::encode(Sha256::digest(&bytes))));
+        result.insert("characters".into(), json!(analysis.characters));
+        result.insert("words".into(), json!(analysis.words));
+        result.insert("sha256".into(), json!(analysis.sha256));
         Ok(result)
     }
 

@@ -21,6 +21,10 @@ struct Fixture {
 }
 
 fn fixture(policy: TargetPolicy) -> Fixture {
+    fixture_with(policy, |_| {})
+}
+
+fn fixture_with(policy: TargetPolicy, tweak: impl FnOnce(&mut Settings)) -> Fixture {
     let blobs = Arc::new(MemoryBlobStore::default());
     let events = Arc::new(MemoryEventSink::default());
     let dlq = Arc::new(MemoryDeadLetters::default());
@@ -44,8 +48,11 @@ fn fixture(policy: TargetPolicy) -> Fixture {
             max_source_bytes: 64 * 1024,
             chunk_chars: 100,
             target_policy: policy,
+            time_budget: Duration::from_secs(10),
         },
     };
+    let mut processor = processor;
+    tweak(&mut processor.settings);
     Fixture {
         blobs,
         events,
@@ -166,6 +173,13 @@ async fn source_server() -> std::net::SocketAddr {
         )
         .route("/gone", axum::routing::get(|| async { StatusCode::NOT_FOUND }))
         .route(
+            "/hangs",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "too late"
+            }),
+        )
+        .route(
             "/moved",
             axum::routing::get(|| async { (StatusCode::FOUND, [("location", "http://10.0.0.1/")]).into_response() }),
         )
@@ -273,4 +287,101 @@ async fn batches_park_malformed_jobs_and_retry_infrastructure_failures() {
     let res = f.processor.handle(batch).await;
     assert_eq!(res.batch_item_failures.len(), 1);
     assert_eq!(res.batch_item_failures[0].item_identifier, "m3");
+}
+
+fn batch_of(jobs: &[&JobMessage]) -> SqsEvent {
+    let mut batch = SqsEvent::default();
+    batch.records = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| record(&format!("m{i}"), &serde_json::to_string(j).unwrap()))
+        .collect();
+    batch
+}
+
+impl Fixture {
+    /// The last event of each task.
+    fn outcome_of(&self, job: &JobMessage) -> StatusEvent {
+        self.events()
+            .into_iter()
+            .filter(|e| e.task_id == job.task_id)
+            .last()
+            .expect("an event for the task")
+    }
+}
+
+/// 5 MiB without a single space (the input that used to stall the processor
+/// for 37 s) in one batch with small documents: every job completes, and the
+/// runtime keeps running other work while the big one is cut (the chunking
+/// runs off the async runtime).
+#[tokio::test]
+async fn a_poison_input_does_not_hold_up_its_batch_or_the_runtime() {
+    let f = fixture_with(TargetPolicy::default(), |s| s.max_source_bytes = 6 * 1024 * 1024);
+    let poison = "x".repeat(5 * 1024 * 1024);
+    f.blobs
+        .put("poison.txt", Bytes::from(poison.clone()), "text/plain")
+        .await
+        .unwrap();
+    f.blobs
+        .put("small.txt", Bytes::from_static(b"a small note"), "text/plain")
+        .await
+        .unwrap();
+    let jobs = [
+        job(SourceType::Text, object("small.txt")),
+        job(SourceType::Text, object("poison.txt")),
+        job(SourceType::Text, object("small.txt")),
+    ];
+    let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    tokio::task::yield_now().await;
+    let before = ticks.load(Ordering::SeqCst);
+    let res = f.processor.handle(batch_of(&[&jobs[0], &jobs[1], &jobs[2]])).await;
+    let after = ticks.load(Ordering::SeqCst);
+    ticker.abort();
+    assert!(res.batch_item_failures.is_empty());
+    for j in &jobs {
+        assert_eq!(f.outcome_of(j).status, EventStatus::Completed);
+    }
+    let result = f.outcome_of(&jobs[1]).result.unwrap();
+    assert_eq!(result["chunks"], poison.len().div_ceil(100));
+    assert!(
+        after > before,
+        "the async runtime ran nothing else while the big document was processed"
+    );
+}
+
+/// A job whose source hangs past the time budget fails with a clear error,
+/// and the other job of its batch completes: one job never outlives the
+/// function or holds its batch.
+#[tokio::test]
+async fn a_job_over_its_time_budget_fails_and_the_batch_goes_on() {
+    let addr = source_server().await;
+    let f = fixture_with(LOCAL, |s| s.time_budget = Duration::from_secs(1));
+    f.blobs
+        .put("small.txt", Bytes::from_static(b"a small note"), "text/plain")
+        .await
+        .unwrap();
+    let slow = job(
+        SourceType::Text,
+        Source::Url {
+            url: format!("http://{addr}/hangs"),
+        },
+    );
+    let quick = job(SourceType::Text, object("small.txt"));
+    let res = f.processor.handle(batch_of(&[&slow, &quick])).await;
+    assert!(res.batch_item_failures.is_empty(), "a source problem is not a retry");
+    let failed = f.outcome_of(&slow);
+    assert_eq!(failed.status, EventStatus::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().starts_with("time_budget_exceeded"),
+        "{:?}",
+        failed.error
+    );
+    assert_eq!(f.outcome_of(&quick).status, EventStatus::Completed);
 }

@@ -125,61 +125,75 @@ fn decode_entities(s: &str) -> String {
 /// Splits text into chunks of at most `max_chars` characters, breaking
 /// between paragraphs (blank lines) where possible, then between sentences,
 /// then between words; a single word longer than `max_chars` is cut.
+///
+/// Linear in the input: every character is visited a bounded number of
+/// times, whatever the text (one 5 MiB word, millions of one-letter words),
+/// and lengths are kept as counts, never recounted.
 pub fn chunk(text: &str, max_chars: usize) -> Vec<String> {
+    let max = max_chars.max(1);
     let mut chunks = Vec::new();
     let mut current = String::new();
+    let mut current_len = 0;
     let paragraphs = text.split("\n\n").map(str::trim).filter(|p| !p.is_empty());
     for para in paragraphs {
-        for piece in split_long(para, max_chars) {
-            let needed = if current.is_empty() {
-                piece.chars().count()
-            } else {
-                current.chars().count() + 2 + piece.chars().count()
-            };
-            if needed > max_chars && !current.is_empty() {
+        for (piece, len) in split_long(para, max) {
+            if current_len > 0 && current_len + 2 + len > max {
                 chunks.push(std::mem::take(&mut current));
+                current_len = 0;
             }
-            if !current.is_empty() {
+            if current_len > 0 {
                 current.push_str("\n\n");
+                current_len += 2;
             }
             current.push_str(&piece);
+            current_len += len;
         }
     }
-    if !current.is_empty() {
+    if current_len > 0 {
         chunks.push(current);
     }
     chunks
 }
 
-/// A paragraph as pieces of at most `max` characters.
-fn split_long(para: &str, max: usize) -> Vec<String> {
-    if para.chars().count() <= max {
-        return vec![para.to_owned()];
+/// A paragraph as pieces of at most `max` characters, with their lengths.
+fn split_long(para: &str, max: usize) -> Vec<(String, usize)> {
+    let total = para.chars().count();
+    if total <= max {
+        return vec![(para.to_owned(), total)];
     }
     let mut pieces = Vec::new();
     let mut current = String::new();
-    for word in para.split_whitespace() {
-        let mut word = word.to_owned();
-        while word.chars().count() > max {
-            let head: String = word.chars().take(max).collect();
-            word = word.chars().skip(max).collect();
-            if !current.is_empty() {
-                pieces.push(std::mem::take(&mut current));
+    let mut len = 0;
+    for mut word in para.split_whitespace() {
+        let mut word_len = word.chars().count();
+        // a word longer than a chunk: cut it, each cut O(max)
+        while word_len > max {
+            if len > 0 {
+                pieces.push((std::mem::take(&mut current), len));
+                len = 0;
             }
-            pieces.push(head);
+            let cut = word.char_indices().nth(max).map_or(word.len(), |(i, _)| i);
+            pieces.push((word[..cut].to_owned(), max));
+            word = &word[cut..];
+            word_len -= max;
         }
-        let len = current.chars().count();
+        if word_len == 0 {
+            continue;
+        }
         let sentence_end = current.ends_with(['.', '!', '?']);
-        if (len + 1 + word.chars().count() > max || (sentence_end && len > max * 3 / 4)) && !current.is_empty() {
-            pieces.push(std::mem::take(&mut current));
+        if len > 0 && (len + 1 + word_len > max || (sentence_end && len > max * 3 / 4)) {
+            pieces.push((std::mem::take(&mut current), len));
+            len = 0;
         }
-        if !current.is_empty() {
+        if len > 0 {
             current.push(' ');
+            len += 1;
         }
-        current.push_str(&word);
+        current.push_str(word);
+        len += word_len;
     }
-    if !current.is_empty() {
-        pieces.push(current);
+    if len > 0 {
+        pieces.push((current, len));
     }
     pieces
 }
@@ -226,6 +240,22 @@ mod tests {
         );
         assert!(chunk("", 10).is_empty());
         assert!(chunk("  \n\n  ", 10).is_empty());
+        // multi-byte characters are cut at character boundaries
+        assert_eq!(chunk(&"é".repeat(5), 2), ["éé", "éé", "é"]);
+    }
+
+    /// The input that used to take 37 s (one token, megabytes long) is
+    /// chunked; how fast is measured by `make bench`, not asserted here.
+    #[test]
+    fn a_multi_megabyte_single_token_is_chunked_exactly() {
+        let token = "x".repeat(5 * 1024 * 1024);
+        let chunks = chunk(&token, 1000);
+        assert_eq!(chunks.len(), 5 * 1024 * 1024 / 1000 + 1);
+        assert!(chunks[..chunks.len() - 1].iter().all(|c| c.len() == 1000));
+        assert_eq!(chunks.iter().map(String::len).sum::<usize>(), token.len());
+        let words = "a ".repeat(1024 * 1024);
+        let chunks = chunk(&words, 1000);
+        assert_eq!(chunks.iter().map(|c| c.split(' ').count()).sum::<usize>(), 1024 * 1024);
     }
 
     mod props {
@@ -233,6 +263,21 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            /// Long tokens, multi-byte characters and odd spacing: every chunk
+            /// fits, and the characters come back in order.
+            #[test]
+            fn hostile_inputs_lose_nothing(
+                words in proptest::collection::vec("[a-zé€😀.]{0,700}", 0..30),
+                seps in proptest::collection::vec(prop_oneof![Just(" "), Just("\n\n"), Just("  \n ")], 30),
+                max in 1usize..300,
+            ) {
+                let text: String = words.iter().zip(&seps).flat_map(|(w, s)| [w.as_str(), *s]).collect();
+                let chunks = chunk(&text, max);
+                prop_assert!(chunks.iter().all(|c| c.chars().count() <= max && !c.is_empty()));
+                let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+                prop_assert_eq!(squeeze(&text), squeeze(&chunks.concat()));
+            }
+
             #[test]
             fn no_chunk_exceeds_the_limit_and_no_word_is_lost(text in "[a-z .\\n]{0,400}", max in 100usize..300) {
                 let chunks = chunk(&text, max);

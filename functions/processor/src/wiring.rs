@@ -34,6 +34,7 @@ pub fn build(sdk: &SdkConfig, cfg: &ProcessorConfig) -> Result<Processor, Client
             max_source_bytes: cfg.max_source_bytes,
             chunk_chars: cfg.chunk_chars,
             target_policy: cfg.target_policy,
+            time_budget: cfg.job_time_budget,
         },
     })
 }
