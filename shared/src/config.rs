@@ -12,9 +12,11 @@ use crate::domain::delivery::RetrySchedule;
 use crate::domain::Retention;
 use crate::outbound::TargetPolicy;
 
-/// Default upload limit: 5 MiB, under Lambda's 6 MB synchronous payload limit
-/// once multipart and base64 overhead is added.
-pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+/// Default upload limit of `/ingest/file`: 4,603,904 bytes, the most a
+/// multipart body can carry through API Gateway (base64) into a 6 MB Lambda
+/// event (see the ingest crate's `limits`). Also the processor's default
+/// largest source.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 4_603_904;
 
 /// `MORAG_HISTORY_TTL_DAYS` default.
 pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 7;

@@ -13,7 +13,7 @@ pub mod wiring;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -28,7 +28,10 @@ use morag_shared::http::{self as api, ApiError, Authenticated};
 
 pub use form::{sanitize_file_name, Submission, SubmissionInput};
 use limits::too_large;
-pub use limits::{Limits, MAX_IDEMPOTENCY_KEY, MAX_JSON_BODY, MAX_METADATA_BYTES, MULTIPART_OVERHEAD};
+pub use limits::{
+    Limits, MAX_DIRECT_BODY, MAX_DIRECT_FILE, MAX_IDEMPOTENCY_KEY, MAX_JSON_BODY, MAX_METADATA_BYTES,
+    MULTIPART_OVERHEAD,
+};
 pub use state::Ingest;
 pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
 
@@ -36,7 +39,12 @@ pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
 /// local runner on a socket.
 pub fn router(state: Arc<Ingest>) -> Router {
     Router::new()
-        .route("/api/v1/ingest/file", post(ingest_file))
+        // bodies are bounded by `read_body` against the deployment's limits;
+        // axum's own default (2 MiB for multipart) would refuse less
+        .route(
+            "/api/v1/ingest/file",
+            post(ingest_file).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/v1/ingest/url", post(ingest_url))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)

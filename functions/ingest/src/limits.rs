@@ -15,9 +15,23 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// Lambda's limit on a synchronous invocation's request payload (6 MB).
+pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+/// Room left for the API Gateway event around the body (headers, request
+/// context, JSON framing).
+pub const EVENT_OVERHEAD: usize = 64 * 1024;
+/// The largest request body API Gateway can hand the function: an HTTP API
+/// base64-encodes a multipart body (4 bytes for every 3) inside the event.
+pub const MAX_DIRECT_BODY: usize = (LAMBDA_PAYLOAD_LIMIT - EVENT_OVERHEAD) / 4 * 3;
+/// The largest file `/ingest/file` can take when deployed (4,603,904 bytes,
+/// about 4.39 MiB), whatever `MORAG_MAX_UPLOAD_BYTES` says.
+pub const MAX_DIRECT_FILE: usize = MAX_DIRECT_BODY - MULTIPART_OVERHEAD;
+
 /// Limits and policies of one deployment.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// The largest file `/ingest/file` accepts: the configured limit, never
+    /// above [`MAX_DIRECT_FILE`] (see [`Limits::new`]).
     pub max_upload_bytes: usize,
     pub target_policy: TargetPolicy,
 }
@@ -29,4 +43,38 @@ pub(crate) fn too_large(limit: usize) -> ApiError {
         "payload_too_large",
         format!("request body exceeds the limit of {limit} bytes"),
     )
+}
+
+impl Limits {
+    /// The configured upload limit, lowered to what can reach the function
+    /// through API Gateway at all.
+    pub fn new(configured_max_upload_bytes: usize, target_policy: TargetPolicy) -> Self {
+        if configured_max_upload_bytes > MAX_DIRECT_FILE {
+            tracing::warn!(
+                configured = configured_max_upload_bytes,
+                ceiling = MAX_DIRECT_FILE,
+                "MORAG_MAX_UPLOAD_BYTES is above what API Gateway and Lambda can carry; using the ceiling"
+            );
+        }
+        Self {
+            max_upload_bytes: configured_max_upload_bytes.min(MAX_DIRECT_FILE),
+            target_policy,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_is_what_base64_through_lambda_leaves() {
+        assert_eq!(MAX_DIRECT_BODY, 4_669_440);
+        assert_eq!(MAX_DIRECT_FILE, 4_603_904);
+        // base64 of the largest body, plus the event around it, fits Lambda's 6 MB
+        assert!(MAX_DIRECT_BODY.div_ceil(3) * 4 + EVENT_OVERHEAD <= LAMBDA_PAYLOAD_LIMIT);
+        let policy = TargetPolicy::default();
+        assert_eq!(Limits::new(5 * 1024 * 1024, policy).max_upload_bytes, MAX_DIRECT_FILE);
+        assert_eq!(Limits::new(1000, policy).max_upload_bytes, 1000);
+    }
 }
