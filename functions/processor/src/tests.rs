@@ -304,8 +304,8 @@ impl Fixture {
     fn outcome_of(&self, job: &JobMessage) -> StatusEvent {
         self.events()
             .into_iter()
-            .filter(|e| e.task_id == job.task_id)
-            .last()
+            .rev()
+            .find(|e| e.task_id == job.task_id)
             .expect("an event for the task")
     }
 }
