@@ -9,6 +9,7 @@ use std::time::Duration;
 pub use secrecy::SecretString;
 
 use crate::domain::delivery::RetrySchedule;
+use crate::domain::upload::MAX_SINGLE_PUT_BYTES;
 use crate::domain::Retention;
 use crate::outbound::TargetPolicy;
 
@@ -171,8 +172,12 @@ pub struct IngestConfig {
     pub uploads_bucket: String,
     /// `MORAG_PROCESSING_QUEUE_URL`
     pub processing_queue_url: String,
-    /// `MORAG_MAX_UPLOAD_BYTES` (default 5 MiB)
+    /// `MORAG_MAX_UPLOAD_BYTES`: largest file through `/ingest/file`
+    /// (default and ceiling 4,603,904 bytes).
     pub max_upload_bytes: usize,
+    /// `MORAG_MAX_OBJECT_BYTES`: largest upload `POST /api/v1/uploads`
+    /// grants (default and ceiling 5 GiB, one S3 PUT).
+    pub max_object_bytes: u64,
     /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
     pub target_policy: TargetPolicy,
     pub aws: AwsSettings,
@@ -185,6 +190,7 @@ impl FromEnv for IngestConfig {
             uploads_bucket: env.required("MORAG_UPLOADS_BUCKET"),
             processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
             max_upload_bytes: env.parse_or("MORAG_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            max_object_bytes: env.parse_or("MORAG_MAX_OBJECT_BYTES", MAX_SINGLE_PUT_BYTES),
             target_policy: TargetPolicy {
                 allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
                 allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
@@ -193,6 +199,11 @@ impl FromEnv for IngestConfig {
         };
         if cfg.max_upload_bytes == 0 {
             env.invalid("MORAG_MAX_UPLOAD_BYTES must be greater than 0");
+        }
+        if cfg.max_object_bytes == 0 || cfg.max_object_bytes > MAX_SINGLE_PUT_BYTES {
+            env.invalid(format!(
+                "MORAG_MAX_OBJECT_BYTES must be from 1 to {MAX_SINGLE_PUT_BYTES} (one S3 PUT)"
+            ));
         }
         cfg
     }

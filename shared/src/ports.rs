@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
-    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, Page, PageKey, RecentEvent, Retention, StatusEvent, Task,
-    TaskId, TaskStatus, TenantId,
+    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
+    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -21,6 +21,16 @@ pub trait TaskStore: Send + Sync {
     /// Creates the task, and the idempotency record with it when given, in one
     /// atomic write. Never overwrites an existing task.
     async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError>;
+
+    /// Like `create_task`, and claims `upload` for the task in the same
+    /// write: only an unclaimed upload of the task's tenant
+    /// (`CreateOutcome::UploadUnavailable` otherwise).
+    async fn create_task_from_upload(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+        upload: &UploadId,
+    ) -> Result<CreateOutcome, StoreError>;
 
     /// Removes a task (and its idempotency record) created by a request that
     /// then failed before its job was enqueued. Only removes a task that is
@@ -74,6 +84,16 @@ pub trait TaskStore: Send + Sync {
         -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
+/// Granted uploads.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn put_upload(&self, upload: &Upload) -> Result<(), StoreError>;
+    async fn get_upload(&self, upload_id: &UploadId) -> Result<Option<Upload>, StoreError>;
+    /// Undoes the claim of `task_id` (its task was removed after a failed
+    /// enqueue), so the client can retry with the same upload.
+    async fn release_upload(&self, upload_id: &UploadId, task_id: &TaskId) -> Result<(), StoreError>;
+}
+
 /// The processing queue.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -108,6 +128,14 @@ pub trait BlobStore: Send + Sync {
     fn bucket(&self) -> &str;
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A presigned PUT of exactly this object: its length, type and
+    /// checksum (and the `pending` tag) are signed, so S3 refuses anything else.
+    async fn presign_put(&self, upload: &Upload, expires_in: Duration) -> Result<PresignedPut, StoreError>;
+    /// The object's size and checksum, `None` if it is not there.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// Marks an uploaded object as claimed by a task: the lifecycle rule for
+    /// unclaimed uploads no longer applies to it.
+    async fn mark_claimed(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// API keys, looked up by hash.

@@ -6,12 +6,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use url::Url;
 
-use morag_shared::domain::SourceType;
 use morag_shared::domain::WebhookEvent;
+use morag_shared::domain::{InvalidId, SourceType, UploadId};
 use morag_shared::http::ApiError;
 use morag_shared::outbound::target::{check_target_url, MAX_URL_LEN};
 
-use crate::limits::{too_large, Limits, MAX_METADATA_BYTES};
+use crate::limits::{file_too_large, Limits, MAX_METADATA_BYTES};
 
 /// A validated request.
 #[derive(Debug)]
@@ -33,10 +33,13 @@ pub enum SubmissionInput {
         bytes: Bytes,
     },
     Url(Url),
+    /// An object already in the bucket, granted by `POST /api/v1/uploads`.
+    Upload(UploadId),
 }
 
 const FILE_FIELDS: [&str; 5] = ["source_type", "file", "webhook_url", "webhook_events", "metadata"];
 const URL_FIELDS: [&str; 5] = ["source_type", "url", "webhook_url", "webhook_events", "metadata"];
+const UPLOAD_FIELDS: [&str; 5] = ["source_type", "upload_id", "webhook_url", "webhook_events", "metadata"];
 
 /// `webhook_events`: known names, at least one, no repeats; only with a
 /// `webhook_url`.
@@ -187,7 +190,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
                 .to_owned();
             let bytes = field.bytes().await.map_err(multipart_error)?;
             if bytes.len() > limits.max_upload_bytes {
-                return Err(too_large(limits.max_upload_bytes));
+                return Err(file_too_large(limits.max_upload_bytes));
             }
             file = Some((file_name, content_type, bytes));
             continue;
@@ -264,7 +267,14 @@ fn string_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&
 }
 
 /// `application/json`: `{source_type, url, webhook_url?, metadata?}`.
-pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError> {
+/// Which JSON route a body is for: the source is a URL, or a landed upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonSource {
+    Url,
+    Upload,
+}
+
+pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<Submission, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else {
@@ -273,14 +283,29 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError>
             "request body must be a JSON object",
         ));
     };
-    if let Some(unknown) = body.keys().find(|k| !URL_FIELDS.contains(&k.as_str())) {
+    let fields = match source {
+        JsonSource::Url => URL_FIELDS,
+        JsonSource::Upload => UPLOAD_FIELDS,
+    };
+    if let Some(unknown) = body.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(ApiError::unprocessable(
             "unknown_field",
-            format!("unknown field {unknown:?}; expected {}", URL_FIELDS.join(", ")),
+            format!("unknown field {unknown:?}; expected {}", fields.join(", ")),
         ));
     }
     let source_type = parse_source_type(string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?)?;
-    let url = parse_source_url(string_field(&body, "url")?.ok_or_else(|| missing("url"))?, limits)?;
+    let input = match source {
+        JsonSource::Url => SubmissionInput::Url(parse_source_url(
+            string_field(&body, "url")?.ok_or_else(|| missing("url"))?,
+            limits,
+        )?),
+        JsonSource::Upload => SubmissionInput::Upload(
+            string_field(&body, "upload_id")?
+                .ok_or_else(|| missing("upload_id"))?
+                .parse()
+                .map_err(|e: InvalidId| ApiError::unprocessable("invalid_upload_id", e.0))?,
+        ),
+    };
     let webhook_url = string_field(&body, "webhook_url")?
         .filter(|u| !u.trim().is_empty())
         .map(|u| parse_webhook_url(u, limits))
@@ -307,7 +332,7 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Submission, ApiError>
     let metadata = check_metadata(body.get("metadata").cloned().unwrap_or(Value::Null))?;
     Ok(Submission {
         source_type,
-        input: SubmissionInput::Url(url),
+        input,
         webhook_url,
         webhook_events,
         metadata,
@@ -343,4 +368,94 @@ mod tests {
         assert!(!is_simple_mime("text/html\r\nX-Evil: 1"));
         assert!(!is_simple_mime("nonsense"));
     }
+}
+
+/// A validated `POST /api/v1/uploads` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRequest {
+    /// Sanitized, as for `/ingest/file`.
+    pub filename: String,
+    /// Lower-case `type/subtype`.
+    pub content_type: String,
+    pub size_bytes: u64,
+    /// Lower-case hex.
+    pub sha256: Option<String>,
+}
+
+const UPLOAD_REQUEST_FIELDS: [&str; 4] = ["filename", "content_type", "size_bytes", "sha256"];
+/// Longest `content_type` of an upload.
+const MAX_CONTENT_TYPE: usize = 255;
+
+/// `application/json`: `{filename, content_type, size_bytes, sha256?}`.
+pub fn parse_upload_request(bytes: &[u8], limits: &Limits) -> Result<UploadRequest, ApiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "request body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = body.keys().find(|k| !UPLOAD_REQUEST_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::unprocessable(
+            "unknown_field",
+            format!(
+                "unknown field {unknown:?}; expected {}",
+                UPLOAD_REQUEST_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let raw_name = string_field(&body, "filename")?.ok_or_else(|| missing("filename"))?;
+    let filename = sanitize_file_name(raw_name);
+    if raw_name.trim().is_empty() || filename.is_empty() {
+        return Err(ApiError::unprocessable("invalid_filename", "filename must name a file"));
+    }
+    let content_type = string_field(&body, "content_type")?
+        .ok_or_else(|| missing("content_type"))?
+        .trim()
+        .to_ascii_lowercase();
+    let mime_part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let valid_type = content_type.len() <= MAX_CONTENT_TYPE
+        && content_type
+            .split_once('/')
+            .is_some_and(|(t, s)| mime_part(t) && mime_part(s));
+    if !valid_type {
+        return Err(ApiError::unprocessable(
+            "invalid_content_type",
+            "content_type must be a media type like text/markdown or application/pdf",
+        ));
+    }
+    let size_bytes = match body.get("size_bytes") {
+        None | Some(Value::Null) => return Err(missing("size_bytes")),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::unprocessable("invalid_size_bytes", "size_bytes must be a whole number of bytes")
+        })?,
+    };
+    if size_bytes == 0 || size_bytes > limits.max_object_bytes {
+        return Err(ApiError::unprocessable(
+            "invalid_size_bytes",
+            format!(
+                "size_bytes must be from 1 to {} (one S3 PUT); larger files are not supported yet",
+                limits.max_object_bytes
+            ),
+        ));
+    }
+    let sha256 = string_field(&body, "sha256")?
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then_some(h)
+                .ok_or_else(|| ApiError::unprocessable("invalid_sha256", "sha256 must be 64 hex digits"))
+        })
+        .transpose()?;
+    Ok(UploadRequest {
+        filename,
+        content_type,
+        size_bytes,
+        sha256,
+    })
 }

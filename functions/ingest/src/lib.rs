@@ -1,10 +1,12 @@
-//! The ingest function: `POST /api/v1/ingest/file` and `/api/v1/ingest/url`.
+//! The ingest function: `POST /api/v1/ingest/file`, `/api/v1/ingest/url`,
+//! `/api/v1/ingest/upload` and `POST /api/v1/uploads` (a presigned PUT).
 //! This file is the HTTP side (authentication, headers, body limits, the 202
 //! answer); `form` turns a body into a validated `Submission` (nothing
 //! written), `submit` stores it over the ports, `wiring` builds the real
 //! adapters.
 
 mod form;
+pub mod grant;
 mod limits;
 mod state;
 pub mod submit;
@@ -26,8 +28,9 @@ use serde_json::json;
 use morag_shared::domain::TaskId;
 use morag_shared::http::{self as api, ApiError, Authenticated};
 
-pub use form::{sanitize_file_name, Submission, SubmissionInput};
-use limits::too_large;
+use form::JsonSource;
+pub use form::{sanitize_file_name, Submission, SubmissionInput, UploadRequest};
+use limits::{file_too_large, too_large};
 pub use limits::{
     Limits, MAX_DIRECT_BODY, MAX_DIRECT_FILE, MAX_IDEMPOTENCY_KEY, MAX_JSON_BODY, MAX_METADATA_BYTES,
     MULTIPART_OVERHEAD,
@@ -46,6 +49,8 @@ pub fn router(state: Arc<Ingest>) -> Router {
             post(ingest_file).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/ingest/url", post(ingest_url))
+        .route("/api/v1/ingest/upload", post(ingest_upload))
+        .route("/api/v1/uploads", post(create_upload))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))
@@ -62,7 +67,9 @@ async fn ingest_file(
     let base = base_url_from(request.headers().clone());
     let limit = st.limits.max_upload_bytes + MULTIPART_OVERHEAD;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, limit, st.limits.max_upload_bytes).await?;
+    let bytes = read_body(&parts.headers, body, limit)
+        .await
+        .map_err(|e| too_large_file(e, st.limits.max_upload_bytes))?;
     let request = Request::from_parts(parts, Body::from(bytes));
     let submission = form::parse_multipart(request, &st.limits).await?;
     render(submit(&st, tenant, submission, idem_key).await, &base)
@@ -77,9 +84,50 @@ async fn ingest_url(
     require_content_type(request.headers(), "application/json")?;
     let base = base_url_from(request.headers().clone());
     let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY, MAX_JSON_BODY).await?;
-    let submission = form::parse_json(&bytes, &st.limits)?;
+    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
+    let submission = form::parse_json(&bytes, &st.limits, JsonSource::Url)?;
     render(submit(&st, tenant, submission, idem_key).await, &base)
+}
+
+async fn ingest_upload(
+    State(st): State<Arc<Ingest>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let idem_key = idempotency_key(request.headers())?;
+    require_content_type(request.headers(), "application/json")?;
+    let base = base_url_from(request.headers().clone());
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
+    let submission = form::parse_json(&bytes, &st.limits, JsonSource::Upload)?;
+    render(submit(&st, tenant, submission, idem_key).await, &base)
+}
+
+/// `201 {upload_id, method, url, headers, expires_at}`.
+async fn create_upload(
+    State(st): State<Arc<Ingest>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    require_content_type(request.headers(), "application/json")?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
+    let req = form::parse_upload_request(&bytes, &st.limits)?;
+    let granted = grant::grant(&st, tenant, req, morag_shared::time::now()).await?;
+    let headers: serde_json::Map<String, serde_json::Value> = granted
+        .put
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let body = json!({
+        "upload_id": granted.upload.upload_id,
+        "method": "PUT",
+        "url": granted.put.url,
+        "headers": headers,
+        "expires_at": granted.upload.expires_at,
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
@@ -116,19 +164,28 @@ fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiErro
     }
 }
 
-/// Reads the body up to `limit` bytes; `shown_limit` is the limit named in the
-/// error (the file limit, not the file limit plus multipart overhead).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize, shown_limit: usize) -> Result<Bytes, ApiError> {
+/// A 413 from reading a multipart body, told in terms of its file (the file
+/// limit, not the file limit plus multipart overhead) and the upload route.
+fn too_large_file(e: ApiError, max_file: usize) -> ApiError {
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+        file_too_large(max_file)
+    } else {
+        e
+    }
+}
+
+/// Reads the body up to `limit` bytes (a 413 above it).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(shown_limit));
+        return Err(too_large(limit));
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(shown_limit)),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
         Err(e) => Err(ApiError::bad_request(
             "invalid_body",
             format!("could not read the request body: {e}"),
@@ -182,6 +239,22 @@ fn render(result: Result<Submitted, SubmitError>, base: &str) -> Result<Response
             "idempotency_key_reused",
             SubmitError::KeyReused.to_string(),
         )),
+        Err(e @ SubmitError::UploadNotFound) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ SubmitError::UploadAlreadyUsed) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_already_used",
+            e.to_string(),
+        )),
+        Err(e @ SubmitError::UploadExpired) => Err(ApiError::new(StatusCode::GONE, "upload_expired", e.to_string())),
+        Err(e @ SubmitError::UploadIncomplete) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "upload_incomplete", e.to_string()))
+        }
+        Err(e @ SubmitError::UploadSizeMismatch { .. }) => {
+            Err(ApiError::unprocessable("upload_size_mismatch", e.to_string()))
+        }
+        Err(e @ SubmitError::UploadChecksumMismatch) => {
+            Err(ApiError::unprocessable("upload_checksum_mismatch", e.to_string()))
+        }
         Err(SubmitError::Store(e)) => Err(e.into()),
     }
 }

@@ -33,6 +33,9 @@ pub struct Limits {
     /// The largest file `/ingest/file` accepts: the configured limit, never
     /// above [`MAX_DIRECT_FILE`] (see [`Limits::new`]).
     pub max_upload_bytes: usize,
+    /// The largest object `POST /api/v1/uploads` grants (at most S3's 5 GiB
+    /// single PUT).
+    pub max_object_bytes: u64,
     pub target_policy: TargetPolicy,
 }
 
@@ -45,10 +48,23 @@ pub(crate) fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// `413 payload_too_large` for a file through `/ingest/file`: names the
+/// limit and the route that takes any size.
+pub(crate) fn file_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the file exceeds the limit of {limit} bytes for /api/v1/ingest/file; send larger files with \
+             POST /api/v1/uploads (a presigned S3 PUT), then POST /api/v1/ingest/upload"
+        ),
+    )
+}
+
 impl Limits {
     /// The configured upload limit, lowered to what can reach the function
     /// through API Gateway at all.
-    pub fn new(configured_max_upload_bytes: usize, target_policy: TargetPolicy) -> Self {
+    pub fn new(configured_max_upload_bytes: usize, max_object_bytes: u64, target_policy: TargetPolicy) -> Self {
         if configured_max_upload_bytes > MAX_DIRECT_FILE {
             tracing::warn!(
                 configured = configured_max_upload_bytes,
@@ -58,6 +74,7 @@ impl Limits {
         }
         Self {
             max_upload_bytes: configured_max_upload_bytes.min(MAX_DIRECT_FILE),
+            max_object_bytes: max_object_bytes.min(morag_shared::domain::upload::MAX_SINGLE_PUT_BYTES),
             target_policy,
         }
     }
@@ -74,7 +91,14 @@ mod tests {
         // base64 of the largest body, plus the event around it, fits Lambda's 6 MB
         assert!(MAX_DIRECT_BODY.div_ceil(3) * 4 + EVENT_OVERHEAD <= LAMBDA_PAYLOAD_LIMIT);
         let policy = TargetPolicy::default();
-        assert_eq!(Limits::new(5 * 1024 * 1024, policy).max_upload_bytes, MAX_DIRECT_FILE);
-        assert_eq!(Limits::new(1000, policy).max_upload_bytes, 1000);
+        assert_eq!(
+            Limits::new(5 * 1024 * 1024, 1, policy).max_upload_bytes,
+            MAX_DIRECT_FILE
+        );
+        assert_eq!(Limits::new(1000, 1, policy).max_upload_bytes, 1000);
+        assert_eq!(
+            Limits::new(1, u64::MAX, policy).max_object_bytes,
+            5 * 1024 * 1024 * 1024
+        );
     }
 }

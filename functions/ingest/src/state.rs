@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use morag_shared::http::{Authenticates, Authenticator};
-use morag_shared::ports::{BlobStore, JobQueue, TaskStore};
+use morag_shared::ports::{BlobStore, JobQueue, TaskStore, UploadStore};
 
 use crate::limits::Limits;
 
@@ -13,6 +13,7 @@ pub struct Ingest {
     pub tasks: Arc<dyn TaskStore>,
     pub jobs: Arc<dyn JobQueue>,
     pub blobs: Arc<dyn BlobStore>,
+    pub uploads: Arc<dyn UploadStore>,
     pub auth: Arc<Authenticator>,
     pub limits: Limits,
 }

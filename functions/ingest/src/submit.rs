@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use morag_shared::domain::{CreateOutcome, IdempotencyRecord, Source, Task, TaskId, TenantId};
+use morag_shared::domain::{CreateOutcome, IdempotencyRecord, Source, Task, TaskId, TenantId, Upload, UploadId};
 use morag_shared::error::StoreError;
 
 use crate::form::{Submission, SubmissionInput};
@@ -40,6 +40,22 @@ pub enum SubmitError {
     /// The `Idempotency-Key` was used before with a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     KeyReused,
+    /// No such upload for this tenant (another tenant's is no different).
+    #[error("no such upload")]
+    UploadNotFound,
+    /// The upload already made a task.
+    #[error("this upload was already turned into a task")]
+    UploadAlreadyUsed,
+    /// Too long since the upload was granted.
+    #[error("this upload expired; request a new one with POST /api/v1/uploads")]
+    UploadExpired,
+    /// The object is not in the bucket (yet).
+    #[error("nothing was uploaded for this upload_id yet: PUT the file to the upload's url first")]
+    UploadIncomplete,
+    #[error("the uploaded object has {actual} bytes, not the {declared} declared")]
+    UploadSizeMismatch { declared: u64, actual: u64 },
+    #[error("the uploaded object's SHA-256 is not the one declared")]
+    UploadChecksumMismatch,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -54,6 +70,7 @@ fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
             "file": {"name": name, "content_type": content_type, "sha256": hex::encode(Sha256::digest(bytes))}
         }),
         SubmissionInput::Url(url) => json!({"url": url.as_str()}),
+        SubmissionInput::Upload(upload_id) => json!({"upload": upload_id.as_str()}),
     };
     let canonical = json!({
         "tenant": tenant.as_str(),
@@ -64,6 +81,43 @@ fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
         "metadata": Value::Object(s.metadata.clone()),
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// The caller's upload, landed as declared and not claimed yet; its object is
+/// marked claimed (so the lifecycle rule for abandoned uploads spares it)
+/// before any task exists.
+async fn landed_upload(
+    st: &Ingest,
+    tenant: &TenantId,
+    upload_id: &UploadId,
+    now: DateTime<Utc>,
+) -> Result<Upload, SubmitError> {
+    let upload = st
+        .uploads
+        .get_upload(upload_id)
+        .await?
+        .filter(|u| &u.tenant == tenant)
+        .ok_or(SubmitError::UploadNotFound)?;
+    if upload.task_id.is_some() {
+        return Err(SubmitError::UploadAlreadyUsed);
+    }
+    if now > upload.claimable_until() {
+        return Err(SubmitError::UploadExpired);
+    }
+    let info = st.blobs.head(&upload.key).await?.ok_or(SubmitError::UploadIncomplete)?;
+    if info.size_bytes != upload.size_bytes {
+        return Err(SubmitError::UploadSizeMismatch {
+            declared: upload.size_bytes,
+            actual: info.size_bytes,
+        });
+    }
+    if let (Some(declared), Some(stored)) = (upload.sha256_base64(), &info.checksum_sha256) {
+        if &declared != stored {
+            return Err(SubmitError::UploadChecksumMismatch);
+        }
+    }
+    st.blobs.mark_claimed(&upload.key).await?;
+    Ok(upload)
 }
 
 fn replay(existing: &IdempotencyRecord, fingerprint: &str) -> Result<Submitted, SubmitError> {
@@ -104,6 +158,7 @@ pub async fn submit(
     }
     tracing::Span::current().record("task_id", task_id.to_string());
 
+    let mut claim: Option<UploadId> = None;
     let (source, object_key) = match submission.input {
         SubmissionInput::File {
             name,
@@ -118,11 +173,25 @@ pub async fn submit(
                 Source::Object {
                     bucket: st.blobs.bucket().to_owned(),
                     key: key.clone(),
+                    sha256: None,
                 },
                 Some(key),
             )
         }
         SubmissionInput::Url(url) => (Source::Url { url: url.to_string() }, None),
+        // the client's object: never deleted on failure, so the client can retry
+        SubmissionInput::Upload(upload_id) => {
+            let upload = landed_upload(st, &tenant, &upload_id, now).await?;
+            claim = Some(upload_id);
+            (
+                Source::Object {
+                    bucket: st.blobs.bucket().to_owned(),
+                    key: upload.key,
+                    sha256: upload.sha256,
+                },
+                None,
+            )
+        }
     };
     let delete_object = || async {
         if let Some(key) = &object_key {
@@ -142,8 +211,14 @@ pub async fn submit(
         now,
     );
     task.webhook_events = submission.webhook_events;
-    match st.tasks.create_task(&task, idem.as_ref()).await {
+    let created = match &claim {
+        Some(upload) => st.tasks.create_task_from_upload(&task, idem.as_ref(), upload).await,
+        None => st.tasks.create_task(&task, idem.as_ref()).await,
+    };
+    match created {
         Ok(CreateOutcome::Created) => {}
+        // claimed by a concurrent request between the check and the write
+        Ok(CreateOutcome::UploadUnavailable) => return Err(SubmitError::UploadAlreadyUsed),
         Ok(CreateOutcome::IdempotencyHit(existing)) => {
             // a concurrent request with the same key won the race
             delete_object().await;
@@ -167,6 +242,11 @@ pub async fn submit(
         Err(e) => {
             if let Err(discard) = st.tasks.discard_task(&task, idem.as_ref()).await {
                 tracing::error!(error = %discard, "orphaned task: job not enqueued and task not removed");
+            }
+            if let Some(upload) = &claim {
+                if let Err(release) = st.uploads.release_upload(upload, &task.task_id).await {
+                    tracing::error!(error = %release, %upload, "upload still claimed by a task that was removed");
+                }
             }
             delete_object().await;
             Err(e.into())

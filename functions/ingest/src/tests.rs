@@ -41,9 +41,11 @@ fn fixture() -> Fixture {
         tasks: tasks.clone(),
         jobs: jobs.clone(),
         blobs: blobs.clone(),
+        uploads: tasks.clone(),
         auth: Arc::new(Authenticator::new(keys, Duration::from_secs(60))),
         limits: Limits {
             max_upload_bytes: 1024,
+            max_object_bytes: 1 << 30,
             target_policy: TargetPolicy::default(),
         },
     });
@@ -132,4 +134,77 @@ async fn over_the_limit_is_413_and_writes_nothing() {
     // exactly at the limit is fine
     let (status, _) = call(&f.app, multipart(&[b'a'; 1024])).await;
     assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+fn json(path: &str, body: serde_json::Value) -> Request<Body> {
+    Request::post(path)
+        .header("authorization", "Bearer k")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Grants an upload for `doc` and lands `landed` under its key, with the
+/// checksum S3 would report for what landed.
+async fn landed_upload(f: &Fixture, doc: &[u8], landed: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let (status, granted) = call(
+        &f.app,
+        json(
+            "/api/v1/uploads",
+            serde_json::json!({"filename": "d.txt", "content_type": "text/plain", "size_bytes": doc.len(), "sha256": hex::encode(Sha256::digest(doc))}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{granted}");
+    let upload_id = granted["upload_id"].as_str().unwrap().to_owned();
+    let key = format!("uploads/acme/{upload_id}/d.txt");
+    morag_shared::ports::BlobStore::put(
+        f.blobs.as_ref(),
+        &key,
+        bytes::Bytes::copy_from_slice(landed),
+        "text/plain",
+    )
+    .await
+    .unwrap();
+    f.blobs.checksums.lock().unwrap().insert(
+        key,
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(landed)),
+    );
+    upload_id
+}
+
+/// Where S3 reports a stored checksum (real S3, for a PUT made with one),
+/// `/ingest/upload` compares it with the declared one.
+#[tokio::test]
+async fn an_upload_whose_stored_checksum_differs_is_refused() {
+    let f = fixture();
+    let good = landed_upload(&f, b"declared bytes", b"declared bytes").await;
+    let bad = landed_upload(&f, b"declared bytes", b"different byte").await;
+    let body = |id: &str| serde_json::json!({"upload_id": id, "source_type": "text"});
+    let (status, res) = call(&f.app, json("/api/v1/ingest/upload", body(&bad))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{res}");
+    assert_eq!(res["error"]["code"], "upload_checksum_mismatch");
+    assert_eq!(f.tasks.tasks.lock().unwrap().len(), 0);
+    let (status, res) = call(&f.app, json("/api/v1/ingest/upload", body(&good))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{res}");
+    assert_eq!(f.blobs.claimed.lock().unwrap().len(), 1);
+}
+
+/// A failed enqueue removes the task and releases the upload's claim, so the
+/// client can retry with the same upload.
+#[tokio::test]
+async fn a_failed_enqueue_releases_the_upload_for_a_retry() {
+    let f = fixture();
+    let id = landed_upload(&f, b"some text", b"some text").await;
+    let body = serde_json::json!({"upload_id": id, "source_type": "text"});
+    f.jobs.fail.store(true, Ordering::SeqCst);
+    let (status, _) = call(&f.app, json("/api/v1/ingest/upload", body.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(f.tasks.tasks.lock().unwrap().len(), 0);
+    f.jobs.fail.store(false, Ordering::SeqCst);
+    let (status, res) = call(&f.app, json("/api/v1/ingest/upload", body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{res}");
+    assert_eq!(f.counts().2, 1);
 }

@@ -24,7 +24,8 @@ pub fn build(sdk: &SdkConfig, cfg: &IngestConfig) -> Ingest {
         tasks: store.clone(),
         jobs: Arc::new(SqsQueue::new(aws::sqs(sdk), &cfg.processing_queue_url)),
         blobs: Arc::new(S3BlobStore::new(aws::s3(sdk), &cfg.uploads_bucket)),
+        uploads: store.clone(),
         auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
-        limits: Limits::new(cfg.max_upload_bytes, cfg.target_policy),
+        limits: Limits::new(cfg.max_upload_bytes, cfg.max_object_bytes, cfg.target_policy),
     }
 }

@@ -151,12 +151,15 @@ impl Processor {
     async fn run(&self, job: &JobMessage, reporter: &TaskReporter) -> Result<Map<String, Value>, Problem> {
         if !matches!(job.source_type, SourceType::Text | SourceType::Document) {
             return Err(Problem::Source(format!(
-                "the reference processor handles text and document sources, not {}",
+                "unsupported_source_type: the reference processor handles text and document sources, not {} \
+                 (a pipeline for it takes these jobs by their source_type)",
                 job.source_type
             )));
         }
+        let mut declared_sha256 = None;
         let (bytes, content_type, name) = match &job.source {
-            Source::Object { bucket, key } => {
+            Source::Object { bucket, key, sha256 } => {
+                declared_sha256 = sha256.clone();
                 let (bytes, ct) = self.read_object(bucket, key).await?;
                 (bytes, ct, key.clone())
             }
@@ -177,6 +180,12 @@ impl Processor {
         let analysis = tokio::task::spawn_blocking(move || analyse(&bytes, kind, chunk_chars))
             .await
             .map_err(|e| Problem::Source(format!("processing the source failed: {e}")))??;
+        // the checksum declared at upload, checked where the bytes are read
+        if declared_sha256.is_some_and(|d| !d.eq_ignore_ascii_case(&analysis.sha256)) {
+            return Err(Problem::Source(
+                "checksum_mismatch: the object's SHA-256 is not the one declared when it was uploaded".to_owned(),
+            ));
+        }
         // report at each tenth of the way through the chunks
         let n = analysis.chunks;
         let mut reported = 0;

@@ -81,6 +81,7 @@ fn object(key: &str) -> Source {
     Source::Object {
         bucket: "b".into(),
         key: key.into(),
+        sha256: None,
     }
 }
 
@@ -384,4 +385,32 @@ async fn a_job_over_its_time_budget_fails_and_the_batch_goes_on() {
         failed.error
     );
     assert_eq!(f.outcome_of(&quick).status, EventStatus::Completed);
+}
+
+/// The checksum declared at upload is checked where the bytes are read.
+#[tokio::test]
+async fn an_object_that_is_not_the_declared_one_fails_its_task() {
+    let f = fixture(TargetPolicy::default());
+    f.blobs
+        .put("u.txt", Bytes::from_static(b"the real words"), "text/plain")
+        .await
+        .unwrap();
+    let with = |sha256: &str| {
+        job(
+            SourceType::Text,
+            Source::Object {
+                bucket: "b".into(),
+                key: "u.txt".into(),
+                sha256: Some(sha256.to_owned()),
+            },
+        )
+    };
+    let right = with(&hex::encode(Sha256::digest(b"the real words")));
+    f.processor.process(&right).await.unwrap();
+    assert_eq!(f.outcome_of(&right).status, EventStatus::Completed);
+    let wrong = with(&hex::encode(Sha256::digest(b"other words")));
+    f.processor.process(&wrong).await.unwrap();
+    let failed = f.outcome_of(&wrong);
+    assert_eq!(failed.status, EventStatus::Failed);
+    assert!(failed.error.unwrap().starts_with("checksum_mismatch"));
 }

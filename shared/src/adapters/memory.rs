@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
-    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, Page, PageKey, RecentEvent, Retention, StatusEvent, Task,
-    TaskId, TaskStatus, TenantId,
+    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
+    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
 };
 use crate::error::StoreError;
 use crate::ports::{
     BlobReader, BlobStore, DeadLetters, DeliveryStore, EventSink, JobQueue, KeyStore, SecretStore, TaskStore,
-    Visibility, WebhookQueue,
+    UploadStore, Visibility, WebhookQueue,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -43,6 +43,7 @@ pub struct MemoryTaskStore {
     pub history: Mutex<HashMap<TaskId, Vec<HistoryEntry>>>,
     /// By delivery id.
     pub deliveries: Mutex<HashMap<DeliveryId, Delivery>>,
+    pub uploads: Mutex<HashMap<UploadId, Upload>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -70,6 +71,31 @@ impl TaskStore for MemoryTaskStore {
         }
         tasks.insert(task.task_id, task.clone());
         Ok(CreateOutcome::Created)
+    }
+
+    async fn create_task_from_upload(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+        upload: &UploadId,
+    ) -> Result<CreateOutcome, StoreError> {
+        down(&self.fail, "memory", "create_task_from_upload")?;
+        {
+            let uploads = lock(&self.uploads);
+            let claimable = uploads
+                .get(upload)
+                .is_some_and(|u| u.tenant == task.tenant && u.task_id.is_none());
+            if !claimable {
+                return Ok(CreateOutcome::UploadUnavailable);
+            }
+        }
+        let outcome = self.create_task(task, idem).await?;
+        if outcome == CreateOutcome::Created {
+            if let Some(u) = lock(&self.uploads).get_mut(upload) {
+                u.task_id = Some(task.task_id);
+            }
+        }
+        Ok(outcome)
     }
 
     async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
@@ -185,6 +211,31 @@ impl TaskStore for MemoryTaskStore {
     }
 }
 
+#[async_trait]
+impl UploadStore for MemoryTaskStore {
+    async fn put_upload(&self, upload: &Upload) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "put_upload")?;
+        lock(&self.uploads).insert(upload.upload_id.clone(), upload.clone());
+        Ok(())
+    }
+
+    async fn get_upload(&self, upload_id: &UploadId) -> Result<Option<Upload>, StoreError> {
+        down(&self.fail, "memory", "get_upload")?;
+        Ok(lock(&self.uploads).get(upload_id).cloned())
+    }
+
+    async fn release_upload(&self, upload_id: &UploadId, task_id: &TaskId) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "release_upload")?;
+        if let Some(u) = lock(&self.uploads)
+            .get_mut(upload_id)
+            .filter(|u| u.task_id == Some(*task_id))
+        {
+            u.task_id = None;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryJobQueue {
     pub jobs: Mutex<Vec<JobMessage>>,
@@ -204,6 +255,11 @@ impl JobQueue for MemoryJobQueue {
 #[derive(Default)]
 pub struct MemoryBlobStore {
     pub objects: Mutex<HashMap<String, (Bytes, String)>>,
+    /// Keys marked claimed by a task.
+    pub claimed: Mutex<Vec<String>>,
+    /// Stored checksums (base64 SHA-256) `head` reports, as S3 does for
+    /// objects uploaded with one.
+    pub checksums: Mutex<HashMap<String, String>>,
     pub fail: AtomicBool,
 }
 
@@ -222,6 +278,32 @@ impl BlobStore for MemoryBlobStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         down(&self.fail, "memory", "delete")?;
         lock(&self.objects).remove(key);
+        Ok(())
+    }
+
+    async fn presign_put(&self, upload: &Upload, _expires_in: std::time::Duration) -> Result<PresignedPut, StoreError> {
+        down(&self.fail, "memory", "presign_put")?;
+        Ok(PresignedPut {
+            url: format!("memory://{}/{}", self.bucket(), upload.key),
+            headers: vec![
+                ("content-type".to_owned(), upload.content_type.clone()),
+                ("content-length".to_owned(), upload.size_bytes.to_string()),
+            ],
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        down(&self.fail, "memory", "head")?;
+        let checksum = lock(&self.checksums).get(key).cloned();
+        Ok(lock(&self.objects).get(key).map(|(bytes, _)| ObjectInfo {
+            size_bytes: bytes.len() as u64,
+            checksum_sha256: checksum,
+        }))
+    }
+
+    async fn mark_claimed(&self, key: &str) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "mark_claimed")?;
+        lock(&self.claimed).push(key.to_owned());
         Ok(())
     }
 }

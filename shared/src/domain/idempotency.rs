@@ -24,4 +24,7 @@ pub enum CreateOutcome {
     Created,
     /// Another request already used the idempotency key; nothing was written.
     IdempotencyHit(IdempotencyRecord),
+    /// The upload is unknown, another tenant's, or already claimed by a
+    /// task; nothing was written.
+    UploadUnavailable,
 }

@@ -1,7 +1,7 @@
 //! The domain model. Nothing here knows about AWS or HTTP.
 //!
 //! Imports point one way: `ids` ← `delivery` ← `task` ← `event` ← `fanout`
-//! ← `lifecycle`; `keys`, `idempotency` and `page` stand alone.
+//! ← `lifecycle`; `keys`, `idempotency`, `page` and `upload` (← `ids`) stand alone.
 
 pub mod delivery;
 pub mod event;
@@ -14,6 +14,7 @@ pub mod page;
 pub mod task;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod upload;
 
 pub use delivery::{
     Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
@@ -25,3 +26,4 @@ pub use keys::{ApiKeyRecord, KeyHash};
 pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus};
+pub use upload::{ObjectInfo, PresignedPut, Upload, UploadId};

@@ -100,8 +100,17 @@ impl fmt::Display for TaskStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Source {
-    Object { bucket: String, key: String },
-    Url { url: String },
+    Object {
+        bucket: String,
+        key: String,
+        /// The SHA-256 (hex) declared when the object was uploaded: a
+        /// worker that reads the object checks it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    Url {
+        url: String,
+    },
 }
 
 /// A task as the domain sees it.

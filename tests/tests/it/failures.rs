@@ -46,15 +46,14 @@ fn ingest_with(env: &TestEnv, broken: Broken) -> axum::Router {
         morag_shared::adapters::aws::dynamodb(sdk),
         &cfg.api.table,
     ));
+    let tasks = Arc::new(tasks);
     morag_ingest::router(Arc::new(Ingest {
-        tasks: Arc::new(tasks),
+        uploads: tasks.clone(),
+        tasks,
         jobs: Arc::new(SqsQueue::new(morag_shared::adapters::aws::sqs(sdk), queue)),
         blobs: Arc::new(S3BlobStore::new(morag_shared::adapters::aws::s3(sdk), bucket)),
         auth: Arc::new(Authenticator::new(auth_store, cfg.api.auth_cache_ttl)),
-        limits: Limits {
-            max_upload_bytes: cfg.max_upload_bytes,
-            target_policy: cfg.target_policy,
-        },
+        limits: Limits::new(cfg.max_upload_bytes, cfg.max_object_bytes, cfg.target_policy),
     }))
 }
 

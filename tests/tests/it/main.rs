@@ -16,6 +16,7 @@ mod python_worker;
 mod readme;
 mod stack;
 mod status;
+mod uploads;
 mod webhooks;
 
 use axum::body::Body;
@@ -35,7 +36,12 @@ pub fn file_request(key: &str, form: Form) -> Request<Body> {
 }
 
 pub fn url_request(key: &str, body: &Value) -> Request<Body> {
-    Request::post("/api/v1/ingest/url")
+    json_post("/api/v1/ingest/url", key, body)
+}
+
+/// A JSON POST with an API key.
+pub fn json_post(path: &str, key: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))

@@ -27,14 +27,54 @@ struct IdemItem {
 }
 
 impl DynamoStore {
-    /// Puts the task (`put_task`) and the idempotency record in one
-    /// transaction. If the record's condition fails, another request used the
-    /// key first: its record is the answer.
-    pub(super) async fn create_with_idempotency(
+    /// Puts the task (`put_task`), the idempotency record (if any) and the
+    /// upload claim (if any) in one transaction. If the record's condition
+    /// fails, another request used the key first: its record is the answer;
+    /// if the claim's fails, the upload is not this task's to take.
+    pub(super) async fn create_in_transaction(
         &self,
         put_task: TransactWriteItem,
-        idem: &IdempotencyRecord,
+        idem: Option<&IdempotencyRecord>,
+        claim: Option<TransactWriteItem>,
     ) -> Result<CreateOutcome, StoreError> {
+        let mut items = vec![put_task];
+        if let Some(idem) = idem {
+            items.push(self.idempotency_put(idem)?);
+        }
+        let claim_at = claim.as_ref().map(|_| items.len());
+        items.extend(claim);
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(e) = sent else {
+            return Ok(CreateOutcome::Created);
+        };
+        let failed = |at: Option<usize>| match (e.as_service_error(), at) {
+            (Some(TransactWriteItemsError::TransactionCanceledException(c)), Some(i)) => {
+                c.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+            }
+            _ => false,
+        };
+        if let Some(idem) = idem.filter(|_| failed(Some(1))) {
+            return match self.idempotency_record(&idem.tenant, &idem.key_hash).await? {
+                Some(existing) => Ok(CreateOutcome::IdempotencyHit(existing)),
+                None => Err(StoreError::Conflict {
+                    op: "TransactWriteItems",
+                    detail: "idempotency record changed concurrently".to_owned(),
+                }),
+            };
+        }
+        if failed(claim_at) {
+            return Ok(CreateOutcome::UploadUnavailable);
+        }
+        Err(unavailable("TransactWriteItems")(e))
+    }
+
+    /// The idempotency record's put, for a transaction.
+    fn idempotency_put(&self, idem: &IdempotencyRecord) -> Result<TransactWriteItem, StoreError> {
         let item = to_item(
             &IdemItem {
                 pk: idem_pk(&idem.tenant, &idem.key_hash),
@@ -49,38 +89,13 @@ impl DynamoStore {
             "idempotency item",
         )?;
         // an expired record (TTL deletion lags) may be replaced
-        let put_idem = self.tx_put(
+        self.tx_put(
             item,
             Some(
                 Condition::new("attribute_not_exists(pk) OR expires_at < :now")
                     .value(":now", n(crate::time::now().timestamp())),
             ),
-        )?;
-        let sent = self
-            .client
-            .transact_write_items()
-            .transact_items(put_task)
-            .transact_items(put_idem)
-            .send()
-            .await;
-        let Err(e) = sent else {
-            return Ok(CreateOutcome::Created);
-        };
-        let key_taken = matches!(
-            e.as_service_error(),
-            Some(TransactWriteItemsError::TransactionCanceledException(c))
-                if c.cancellation_reasons().get(1).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-        );
-        if !key_taken {
-            return Err(unavailable("TransactWriteItems")(e));
-        }
-        match self.idempotency_record(&idem.tenant, &idem.key_hash).await? {
-            Some(existing) => Ok(CreateOutcome::IdempotencyHit(existing)),
-            None => Err(StoreError::Conflict {
-                op: "TransactWriteItems",
-                detail: "idempotency record changed concurrently".to_owned(),
-            }),
-        }
+        )
     }
 
     /// The delete of `task`'s idempotency record, for a transaction.

@@ -6,6 +6,7 @@
 //! | `tasks` | task `TASK#{id}` / `STATE`; history `TASK#{id}` / `EVENT#{seq:010}` (GSI1 recent events; GSI2/GSI3 task listing) |
 //! | `idempotency` | `IDEM#{tenant}#{sha256(key)}` / `IDEM` (written with its task) |
 //! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` |
+//! | `uploads` | `UPLOAD#{upload_id}` / `UPLOAD` (claimed in the task's transaction) |
 //! | `keys` | API key `APIKEY#{sha256}` / `KEY`, tenant key index `TENANT#{tenant}` / `APIKEY#{sha256}`, signing secret `WHSECRET#{tenant}` / `SECRET` |
 //!
 //! `expires_at` (epoch seconds) is the table's TTL attribute. Every
@@ -18,6 +19,7 @@ mod keys;
 #[cfg(feature = "test-support")]
 mod support;
 mod tasks;
+mod uploads;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

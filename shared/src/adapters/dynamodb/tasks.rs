@@ -10,7 +10,7 @@ use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, T
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
     ApplyOutcome, CreateOutcome, Delivery, HistoryEntry, IdempotencyRecord, Page, PageKey, RecentEvent, Retention,
-    Source, SourceType, Task, TaskId, TaskStatus, TenantId, WebhookEvent,
+    Source, SourceType, Task, TaskId, TaskStatus, TenantId, UploadId, WebhookEvent,
 };
 use crate::error::StoreError;
 use crate::ports::TaskStore;
@@ -273,7 +273,19 @@ impl TaskStore for DynamoStore {
             };
         };
         let put_task = self.tx_put(task_item, Some(Condition::new("attribute_not_exists(pk)")))?;
-        self.create_with_idempotency(put_task, idem).await
+        self.create_in_transaction(put_task, Some(idem), None).await
+    }
+
+    async fn create_task_from_upload(
+        &self,
+        task: &Task,
+        idem: Option<&IdempotencyRecord>,
+        upload: &UploadId,
+    ) -> Result<CreateOutcome, StoreError> {
+        let task_item = to_item(&TaskItem::from_task(task, None), "task item")?;
+        let put_task = self.tx_put(task_item, Some(Condition::new("attribute_not_exists(pk)")))?;
+        let claim = self.claim_upload(task, upload)?;
+        self.create_in_transaction(put_task, idem, Some(claim)).await
     }
 
     async fn discard_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<(), StoreError> {
