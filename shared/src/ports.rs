@@ -79,6 +79,15 @@ pub trait TaskStore: Send + Sync {
         start: Option<PageKey>,
     ) -> Result<Page<Task>, StoreError>;
 
+    /// Marks the key's first request done: its job is enqueued (only the
+    /// record of `task_id`).
+    async fn mark_idempotency_enqueued(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        task_id: &TaskId,
+    ) -> Result<(), StoreError>;
+
     /// An unexpired idempotency record, if any.
     async fn get_idempotency(&self, tenant: &TenantId, key_hash: &str)
         -> Result<Option<IdempotencyRecord>, StoreError>;

@@ -255,6 +255,9 @@ fn render(result: Result<Submitted, SubmitError>, base: &str) -> Result<Response
         Err(e @ SubmitError::UploadChecksumMismatch) => {
             Err(ApiError::unprocessable("upload_checksum_mismatch", e.to_string()))
         }
+        Err(e @ SubmitError::InProgress) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "request_in_progress", e.to_string()).retry_after(1))
+        }
         Err(SubmitError::Store(e)) => Err(e.into()),
     }
 }

@@ -2,8 +2,12 @@
 //! job, in that order, and what a failure at each step leaves behind. Knows
 //! the ports, not HTTP or DynamoDB: the handler renders the result.
 //!
-//! 1. an `Idempotency-Key` already used: the first answer, or
-//!    `KeyReused` when the request differs (nothing written);
+//! 1. an `Idempotency-Key` already used: the first answer once its job is
+//!    enqueued; `InProgress` (409) while the first request may still run;
+//!    after the lease, the retry enqueues the job a dead first request never
+//!    sent; `KeyReused` when the request differs (nothing written). The key's
+//!    record is marked `enqueued` after the job is sent, so a replay never
+//!    answers 202 for a task whose job may not exist;
 //! 2. the upload (file submissions): fails → nothing written;
 //! 3. the `pending` task (and the idempotency record) in one conditional
 //!    write: fails → the upload is deleted;
@@ -16,7 +20,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use morag_shared::domain::{CreateOutcome, IdempotencyRecord, Source, Task, TaskId, TenantId, Upload, UploadId};
+use morag_shared::domain::{
+    CreateOutcome, IdempotencyRecord, IdempotencyState, Source, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
+};
 use morag_shared::error::StoreError;
 
 use crate::form::{Submission, SubmissionInput};
@@ -56,6 +62,9 @@ pub enum SubmitError {
     UploadSizeMismatch { declared: u64, actual: u64 },
     #[error("the uploaded object's SHA-256 is not the one declared")]
     UploadChecksumMismatch,
+    /// The first request with this `Idempotency-Key` has not finished yet.
+    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
+    InProgress,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -120,17 +129,53 @@ async fn landed_upload(
     Ok(upload)
 }
 
-fn replay(existing: &IdempotencyRecord, fingerprint: &str) -> Result<Submitted, SubmitError> {
+/// The answer for a key used before: the first answer once its job is
+/// enqueued; `InProgress` while the first request may still be running; and
+/// if that request died between its write and its enqueue (past the lease),
+/// the retry finishes its work.
+async fn replay(
+    st: &Ingest,
+    existing: &IdempotencyRecord,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Submitted, SubmitError> {
     if existing.fingerprint != fingerprint {
         return Err(SubmitError::KeyReused);
     }
     tracing::Span::current().record("task_id", existing.task_id.to_string());
+    match existing.state {
+        IdempotencyState::Enqueued => {}
+        IdempotencyState::InFlight if !existing.abandoned(now) => {
+            tracing::info!("idempotent retry while the first request is in flight");
+            return Err(SubmitError::InProgress);
+        }
+        IdempotencyState::InFlight => take_over(st, existing).await?,
+    }
     tracing::info!("idempotent replay");
     Ok(Submitted {
         task_id: existing.task_id,
         created_at: existing.created_at,
         replayed: true,
     })
+}
+
+/// Enqueues the job of an abandoned first request (if its task is still
+/// `pending`) and marks its key done. At-least-once: had the first request
+/// enqueued and died before marking, its job goes out twice (same task id).
+async fn take_over(st: &Ingest, existing: &IdempotencyRecord) -> Result<(), SubmitError> {
+    let Some(task) = st.tasks.get_task(&existing.task_id).await? else {
+        // the first request's clean-up removes task and record together
+        tracing::error!("idempotency record without its task; answering in progress until it expires");
+        return Err(SubmitError::InProgress);
+    };
+    if task.status == TaskStatus::Pending {
+        let message_id = st.jobs.enqueue(&task.job()).await?;
+        tracing::warn!(%message_id, "took over an abandoned submission: its job is enqueued now");
+    }
+    st.tasks
+        .mark_idempotency_enqueued(&existing.tenant, &existing.key_hash, &existing.task_id)
+        .await?;
+    Ok(())
 }
 
 /// Stores, records and enqueues a validated submission.
@@ -150,10 +195,11 @@ pub async fn submit(
         task_id,
         created_at: now,
         expires_at: now + Duration::hours(IDEMPOTENCY_WINDOW_HOURS),
+        state: IdempotencyState::InFlight,
     });
     if let Some(idem) = &idem {
         if let Some(existing) = st.tasks.get_idempotency(&tenant, &idem.key_hash).await? {
-            return replay(&existing, &fingerprint);
+            return replay(st, &existing, &fingerprint, now).await;
         }
     }
     tracing::Span::current().record("task_id", task_id.to_string());
@@ -222,7 +268,7 @@ pub async fn submit(
         Ok(CreateOutcome::IdempotencyHit(existing)) => {
             // a concurrent request with the same key won the race
             delete_object().await;
-            return replay(&existing, &fingerprint);
+            return replay(st, &existing, &fingerprint, now).await;
         }
         Err(e) => {
             delete_object().await;
@@ -233,6 +279,17 @@ pub async fn submit(
     match st.jobs.enqueue(&task.job()).await {
         Ok(message_id) => {
             tracing::info!(%message_id, source_type = %task.source_type, "task accepted");
+            if let Some(idem) = &idem {
+                // if this fails, a retry past the lease enqueues the job again:
+                // a duplicate job, never a lost one
+                if let Err(e) = st
+                    .tasks
+                    .mark_idempotency_enqueued(&task.tenant, &idem.key_hash, &task_id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not mark the Idempotency-Key done");
+                }
+            }
             Ok(Submitted {
                 task_id,
                 created_at: now,

@@ -208,3 +208,153 @@ async fn a_failed_enqueue_releases_the_upload_for_a_retry() {
     assert_eq!(status, StatusCode::ACCEPTED, "{res}");
     assert_eq!(f.counts().2, 1);
 }
+
+/// A processing queue that stops inside `enqueue` until released (and can
+/// fail there), to drive the interleavings of two requests with one key.
+#[derive(Default)]
+struct GatedQueue {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    fail: std::sync::atomic::AtomicBool,
+    inner: MemoryJobQueue,
+}
+
+#[async_trait::async_trait]
+impl morag_shared::ports::JobQueue for GatedQueue {
+    async fn enqueue(&self, job: &morag_shared::domain::JobMessage) -> Result<String, morag_shared::error::StoreError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(morag_shared::error::StoreError::unavailable(
+                "sqs",
+                "SendMessage",
+                "injected",
+            ));
+        }
+        self.inner.enqueue(job).await
+    }
+}
+
+fn gated_app(tasks: Arc<MemoryTaskStore>, queue: Arc<GatedQueue>) -> Router {
+    let keys = Arc::new(MemoryKeyStore::default());
+    keys.insert(ApiKeyRecord {
+        key_hash: KeyHash::of("k"),
+        tenant: "acme".parse().unwrap(),
+        created_at: morag_shared::time::now(),
+        description: String::new(),
+    });
+    router(Arc::new(Ingest {
+        tasks: tasks.clone(),
+        jobs: queue,
+        blobs: Arc::new(MemoryBlobStore::default()),
+        uploads: tasks,
+        auth: Arc::new(Authenticator::new(keys, Duration::from_secs(60))),
+        limits: Limits::new(1024, 1 << 30, TargetPolicy::default()),
+    }))
+}
+
+fn keyed_url_request() -> Request<Body> {
+    let mut request = json(
+        "/api/v1/ingest/url",
+        serde_json::json!({"source_type": "web", "url": "https://example.com/a"}),
+    );
+    request
+        .headers_mut()
+        .insert("idempotency-key", http::HeaderValue::from_static("key-1"));
+    request
+}
+
+async fn call_full(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// While the first request is between its write and its enqueue, a retry is
+/// `409 request_in_progress` (never a 202 for a job that may not exist); once
+/// it is enqueued, the retry gets the first answer.
+#[tokio::test]
+async fn a_retry_while_the_first_request_is_in_flight_is_409_then_the_first_answer() {
+    let tasks = Arc::new(MemoryTaskStore::default());
+    let queue = Arc::new(GatedQueue::default());
+    let app = gated_app(tasks.clone(), queue.clone());
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { call_full(&app, keyed_url_request()).await }
+    });
+    queue.entered.notified().await;
+    let (status, headers, body) = call_full(&app, keyed_url_request()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "request_in_progress");
+    assert_eq!(headers["retry-after"], "1");
+
+    queue.release.notify_one();
+    let (status, _, first_body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, headers, body) = call_full(&app, keyed_url_request()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(body["task_id"], first_body["task_id"]);
+    assert_eq!(queue.inner.jobs.lock().unwrap().len(), 1);
+}
+
+/// The first request dies between writing its task and enqueueing its job
+/// (its future is dropped mid-enqueue, as a killed process would stop): a
+/// retry within the lease is told to wait; past the lease it enqueues that
+/// task's job and answers with it. Exactly one job, for the first task.
+#[tokio::test]
+async fn a_first_request_that_died_half_way_is_completed_by_the_retry() {
+    let tasks = Arc::new(MemoryTaskStore::default());
+    let queue = Arc::new(GatedQueue::default());
+    let app = gated_app(tasks.clone(), queue.clone());
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { call_full(&app, keyed_url_request()).await }
+    });
+    queue.entered.notified().await;
+    first.abort();
+    let _ = first.await;
+    let (status, _, _) = call_full(&app, keyed_url_request()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "within the lease: wait");
+    let task_id = *tasks.tasks.lock().unwrap().keys().next().unwrap();
+    // the lease passes
+    for record in tasks.idempotency.lock().unwrap().values_mut() {
+        record.created_at -= morag_shared::domain::idempotency::IN_FLIGHT_LEASE + chrono::TimeDelta::seconds(1);
+    }
+    let retry = tokio::spawn({
+        let app = app.clone();
+        async move { call_full(&app, keyed_url_request()).await }
+    });
+    queue.entered.notified().await;
+    queue.release.notify_one();
+    let (status, headers, body) = retry.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(body["task_id"], task_id.to_string());
+    let jobs = queue.inner.jobs.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].task_id, task_id);
+    assert_eq!(tasks.tasks.lock().unwrap().len(), 1);
+}
+
+/// A first request that failed at SQS removed its task and its key: the
+/// retry is a fresh submission, not a replay of a task that never had a job.
+#[tokio::test]
+async fn a_first_request_that_failed_at_sqs_is_not_replayed() {
+    let tasks = Arc::new(MemoryTaskStore::default());
+    let queue = Arc::new(GatedQueue::default());
+    let app = gated_app(tasks.clone(), queue.clone());
+    queue.fail.store(true, Ordering::SeqCst);
+    queue.release.notify_one();
+    let (status, _, _) = call_full(&app, keyed_url_request()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(tasks.tasks.lock().unwrap().is_empty());
+    assert!(tasks.idempotency.lock().unwrap().is_empty());
+    queue.fail.store(false, Ordering::SeqCst);
+    queue.release.notify_one();
+    let (status, headers, _) = call_full(&app, keyed_url_request()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert_eq!(queue.inner.jobs.lock().unwrap().len(), 1);
+}

@@ -198,6 +198,22 @@ impl TaskStore for MemoryTaskStore {
         Ok(paginate(all, limit, start))
     }
 
+    async fn mark_idempotency_enqueued(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        task_id: &TaskId,
+    ) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "mark_idempotency_enqueued")?;
+        if let Some(r) = lock(&self.idempotency)
+            .get_mut(&(tenant.clone(), key_hash.to_owned()))
+            .filter(|r| r.task_id == *task_id)
+        {
+            r.state = crate::domain::IdempotencyState::Enqueued;
+        }
+        Ok(())
+    }
+
     async fn get_idempotency(
         &self,
         tenant: &TenantId,

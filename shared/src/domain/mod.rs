@@ -20,7 +20,7 @@ pub use delivery::{
     Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
 };
 pub use event::{EventStatus, MalformedEvent, StatusEvent};
-pub use idempotency::{CreateOutcome, IdempotencyRecord};
+pub use idempotency::{CreateOutcome, IdempotencyRecord, IdempotencyState};
 pub use ids::{InvalidId, TaskId, TenantId};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};

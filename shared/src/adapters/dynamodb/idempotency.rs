@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, n, s, to_item, unavailable, Condition, DynamoStore};
-use crate::domain::{CreateOutcome, IdempotencyRecord, Task, TaskId, TenantId};
+use crate::domain::{CreateOutcome, IdempotencyRecord, IdempotencyState, Task, TaskId, TenantId};
 use crate::error::StoreError;
 
 fn idem_pk(tenant: &TenantId, key_hash: &str) -> String {
@@ -24,6 +24,13 @@ struct IdemItem {
     task_id: TaskId,
     created_at: DateTime<Utc>,
     expires_at: i64,
+    /// Records written before the state existed were answered as final.
+    #[serde(default = "enqueued")]
+    state: IdempotencyState,
+}
+
+fn enqueued() -> IdempotencyState {
+    IdempotencyState::Enqueued
 }
 
 impl DynamoStore {
@@ -85,6 +92,7 @@ impl DynamoStore {
                 task_id: idem.task_id,
                 created_at: idem.created_at,
                 expires_at: idem.expires_at.timestamp(),
+                state: idem.state,
             },
             "idempotency item",
         )?;
@@ -135,6 +143,31 @@ impl DynamoStore {
             task_id: item.task_id,
             created_at: item.created_at,
             expires_at,
+            state: item.state,
         }))
+    }
+
+    /// `state = enqueued`, on the record of `task_id` only.
+    pub(super) async fn idempotency_enqueued(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        task_id: &TaskId,
+    ) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_pk(tenant, key_hash)))
+            .key("sk", s(IDEM_SK))
+            .update_expression("SET #state = :enqueued")
+            .condition_expression("task_id = :task")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":enqueued", s("enqueued"))
+            .expression_attribute_values(":task", s(task_id.to_string()))
+            .send()
+            .await;
+        super::settle("UpdateItem", sent)?;
+        Ok(())
     }
 }

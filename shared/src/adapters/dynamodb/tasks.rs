@@ -444,6 +444,15 @@ impl TaskStore for DynamoStore {
         .await
     }
 
+    async fn mark_idempotency_enqueued(
+        &self,
+        tenant: &TenantId,
+        key_hash: &str,
+        task_id: &TaskId,
+    ) -> Result<(), StoreError> {
+        self.idempotency_enqueued(tenant, key_hash, task_id).await
+    }
+
     async fn get_idempotency(
         &self,
         tenant: &TenantId,
