@@ -10,7 +10,8 @@ and the integration tests read them back from this script's JSON answer:
     {"stack": NAME, "outputs": {OutputKey: value},
      "functions": {LogicalId: {"env": {NAME: value},
                                "events": [{"queue_url", "batch_size",
-                                           "function_response_types"}]}}}
+                                           "function_response_types"}],
+                               "routes": [{"method", "path"}]}}}
 
 moto does not apply a table's TimeToLiveSpecification from a stack, so this
 script applies it with UpdateTimeToLive, as the template says. The event
@@ -54,6 +55,23 @@ def translated(template_path):
         os.replace(tmp, cache)
     with open(cache) as f:
         return json.load(f)
+
+
+def http_routes(template_path):
+    """Each function's HttpApi routes, from the SAM template itself:
+    {LogicalId: [{"method", "path"}]}."""
+    from samtranslator.yaml_helper import yaml_parse
+    with open(template_path) as f:
+        source = yaml_parse(f.read())
+    routes = {}
+    for logical, spec in source.get("Resources", {}).items():
+        if spec.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in spec.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") == "HttpApi":
+                props = event["Properties"]
+                routes.setdefault(logical, []).append({"method": props["Method"].upper(), "path": props["Path"]})
+    return routes
 
 
 def main():
@@ -107,6 +125,7 @@ def main():
     resources = {r["LogicalResourceId"]: r for r in
                  cfn.list_stack_resources(StackName=args.stack)["StackResourceSummaries"]}
     functions = {}
+    routes = http_routes(args.template)
     for logical, spec in template["Resources"].items():
         kind = spec["Type"]
         physical = resources.get(logical, {}).get("PhysicalResourceId")
@@ -134,7 +153,7 @@ def main():
                     "batch_size": m.get("BatchSize", 10),
                     "function_response_types": m.get("FunctionResponseTypes", []),
                 })
-            functions[logical] = {"env": env, "events": events}
+            functions[logical] = {"env": env, "events": events, "routes": routes.get(logical, [])}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     json.dump({"stack": args.stack, "outputs": outputs, "functions": functions}, sys.stdout)
 

@@ -269,19 +269,22 @@ async fn keys_command(sdk: &SdkConfig, table: String, action: KeysAction) -> Res
     Ok(())
 }
 
+/// The HTTP functions' routers, and which function serves which path: the
+/// template's HttpApi routes, as API Gateway dispatches them.
 #[derive(Clone)]
 struct Apps {
-    ingest: Router,
-    status: Router,
+    stack: Arc<LocalStack>,
+    routers: Arc<std::collections::HashMap<&'static str, Router>>,
 }
 
-/// Routes like the API Gateway does: by path, to one function or the other.
 async fn dispatch(State(apps): State<Apps>, request: Request) -> Response {
-    let app = if request.uri().path().starts_with("/api/v1/ingest/") {
-        apps.ingest
-    } else {
-        apps.status
-    };
+    let function = apps.stack.function_for_path(request.uri().path());
+    // paths no route has: the status function's JSON 404
+    let app = function
+        .and_then(|f| apps.routers.get(f))
+        .or_else(|| apps.routers.get(STATUS))
+        .cloned()
+        .expect("the status router");
     match app.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -330,8 +333,17 @@ async fn dev(
     let sender_cfg: SenderConfig = local.config(WEBHOOK_SENDER, &overrides)?;
 
     let apps = Apps {
-        ingest: morag_ingest::router(Arc::new(morag_ingest::wiring::build(&sdk, &ingest_cfg))),
-        status: morag_status::router(Arc::new(morag_status::wiring::build(&sdk, &status_cfg))),
+        stack: Arc::new(local.clone()),
+        routers: Arc::new(std::collections::HashMap::from([
+            (
+                INGEST,
+                morag_ingest::router(Arc::new(morag_ingest::wiring::build(&sdk, &ingest_cfg))),
+            ),
+            (
+                STATUS,
+                morag_status::router(Arc::new(morag_status::wiring::build(&sdk, &status_cfg))),
+            ),
+        ])),
     };
     let app = Router::new().fallback(dispatch).with_state(apps);
 

@@ -39,12 +39,37 @@ pub struct QueueEvent {
     pub function_response_types: Vec<String>,
 }
 
+/// An HTTP API route of a function, as the template declares it
+/// (`/api/v1/status/{task_id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+}
+
+impl Route {
+    /// Whether `path` is this route's path (`{name}` matches one segment).
+    pub fn matches_path(&self, path: &str) -> bool {
+        let (mut want, mut got) = (self.path.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w == g || (w.starts_with('{') && w.ends_with('}') && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
 /// A function of the stack.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Function {
     /// Its environment, as the template resolves it.
     pub env: BTreeMap<String, String>,
     pub events: Vec<QueueEvent>,
+    /// Its HTTP API routes (HTTP functions only).
+    #[serde(default)]
+    pub routes: Vec<Route>,
 }
 
 /// A deployed local stack.
@@ -91,6 +116,14 @@ impl LocalStack {
             );
         }
         serde_json::from_slice(&out.stdout).context("reading the local stack's description")
+    }
+
+    /// The function whose HTTP API route has `path`, as API Gateway routes.
+    pub fn function_for_path(&self, path: &str) -> Option<&str> {
+        self.functions
+            .iter()
+            .find(|(_, f)| f.routes.iter().any(|r| r.matches_path(path)))
+            .map(|(id, _)| id.as_str())
     }
 
     /// A stack output (`TableName`, `WebhookQueueUrl`, ...).
@@ -201,5 +234,22 @@ pub async fn table_by_stack(ddb: &aws_sdk_dynamodb::Client, stack: &str) -> Resu
         [one] => Ok(one.clone()),
         [] => bail!("no table named {prefix}*: pass --table (the stack's TableName output)"),
         _ => bail!("several tables named {prefix}*: pass --table"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn route_paths_match_by_segment() {
+        let r = Route {
+            method: "GET".into(),
+            path: "/api/v1/status/{task_id}/history".into(),
+        };
+        assert!(r.matches_path("/api/v1/status/abc/history"));
+        assert!(!r.matches_path("/api/v1/status/abc"));
+        assert!(!r.matches_path("/api/v1/status//history"));
+        assert!(!r.matches_path("/api/v1/status/abc/history/x"));
     }
 }

@@ -71,7 +71,11 @@ async fn concurrent_requests_with_one_key_create_one_task() {
     // the rest were told to retry (the first was in flight), never given a
     // 202 for a task whose job might not exist
     for r in results.iter().filter(|r| r.status != StatusCode::ACCEPTED) {
-        assert_eq!((r.status, r.error_code()), (StatusCode::CONFLICT, "request_in_progress"), "{r:?}");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::CONFLICT, "request_in_progress"),
+            "{r:?}"
+        );
         assert_eq!(r.headers["retry-after"], "1");
         let retry = call(&env.ingest, with_key(url_request(&env.key_a, &body), "race")).await;
         assert_eq!(retry.status, StatusCode::ACCEPTED);

@@ -147,3 +147,45 @@ async fn queues_dead_letter_and_functions_consume_them_as_the_template_says() {
         assert!(env.stack.function(http_function).unwrap().events.is_empty());
     }
 }
+
+/// Every HttpApi route of the template reaches a handler of its function's
+/// router with that method (an unauthenticated call is 401, not 404/405),
+/// and every function with routes is one of the two HTTP functions.
+#[tokio::test]
+async fn every_template_route_is_served_by_its_function() {
+    let env = morag_tests::spawn_env().await;
+    let mut checked = 0;
+    for (function, spec) in &env.stack.functions {
+        let router = match function.as_str() {
+            INGEST => &env.ingest,
+            STATUS => &env.status,
+            other => {
+                assert!(spec.routes.is_empty(), "{other} has HTTP routes but no router");
+                continue;
+            }
+        };
+        assert!(!spec.routes.is_empty(), "{function} has no HttpApi route");
+        for route in &spec.routes {
+            let path = route
+                .path
+                .replace("{task_id}", "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b")
+                .replace("{delivery_id}", "msg_0123456789abcdef01234567");
+            let request = http::Request::builder()
+                .method(route.method.as_str())
+                .uri(&path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = morag_tests::call(router, request).await;
+            assert_eq!(
+                res.status,
+                http::StatusCode::UNAUTHORIZED,
+                "{} {path}: {:?}",
+                route.method,
+                res.body
+            );
+            assert_eq!(env.stack.function_for_path(&path), Some(function.as_str()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} routes");
+}
