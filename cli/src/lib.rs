@@ -4,5 +4,6 @@
 
 pub mod dlq;
 pub mod esm;
+pub mod ingest;
 pub mod keys;
 pub mod stack;

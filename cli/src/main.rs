@@ -66,6 +66,33 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Submit a file of any size: upload it straight to S3 (with a progress
+    /// bar), then make it a task; prints the task id and its status URL.
+    Ingest {
+        file: std::path::PathBuf,
+        /// document, text, audio, video, image, web or youtube.
+        #[arg(long, default_value = "document")]
+        source_type: String,
+        /// Overrides the type guessed from the extension.
+        #[arg(long)]
+        content_type: Option<String>,
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// A JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
+        #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An API key (`make dev`'s local key by default).
+        #[arg(
+            long,
+            env = "MORAG_API_KEY",
+            default_value = "test-api-key",
+            hide_default_value = true
+        )]
+        key: String,
+    },
     /// Manage API keys (shown once, stored only as SHA-256 hashes).
     Keys {
         #[command(subcommand)]
@@ -147,11 +174,13 @@ enum KeysAction {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    morag_shared::telemetry::init();
+    morag_shared::telemetry::init_stderr();
     let cli = Cli::parse();
-    let sdk = match &cli.endpoint {
-        Some(ep) => aws::local(ep),
-        None => aws::load(&AwsSettings::default()).await,
+    let sdk = || async {
+        match &cli.endpoint {
+            Some(ep) => aws::local(ep),
+            None => aws::load(&AwsSettings::default()).await,
+        }
     };
     match cli.command {
         Command::Dev {
@@ -162,6 +191,7 @@ async fn main() -> Result<()> {
         } => {
             let endpoint = cli
                 .endpoint
+                .clone()
                 .context("--endpoint (or MORAG_AWS_ENDPOINT_URL): the emulator to run on")?;
             dev(
                 &endpoint,
@@ -172,9 +202,37 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Command::Keys { action } => keys_command(&sdk, required_table(cli.table)?, action).await,
-        Command::Webhooks { action } => webhooks_command(&sdk, required_table(cli.table)?, action).await,
-        Command::Dlq { action } => dlq_command(&sdk, cli.table, action).await,
+        Command::Keys { action } => keys_command(&sdk().await, required_table(cli.table.clone())?, action).await,
+        Command::Ingest {
+            file,
+            source_type,
+            content_type,
+            webhook_url,
+            metadata,
+            api,
+            key,
+        } => {
+            let metadata = metadata
+                .map(|m| serde_json::from_str(&m).context("--metadata must be a JSON object"))
+                .transpose()?;
+            let req = morag_cli::ingest::IngestFile {
+                api: api.trim_end_matches('/'),
+                key: &key,
+                path: &file,
+                source_type: &source_type,
+                content_type: content_type.as_deref(),
+                webhook_url: webhook_url.as_deref(),
+                metadata,
+            };
+            let done = morag_cli::ingest::ingest(&req, &morag_cli::ingest::progress_bar()).await?;
+            println!("{}", done.task_id);
+            eprintln!("status: {}", done.status_url);
+            Ok(())
+        }
+        Command::Webhooks { action } => {
+            webhooks_command(&sdk().await, required_table(cli.table.clone())?, action).await
+        }
+        Command::Dlq { action } => dlq_command(&sdk().await, cli.table.clone(), action).await,
     }
 }
 

@@ -8,15 +8,30 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Call once, first thing in `main`; a second
-/// call is a no-op.
+/// Installs the global subscriber, writing to stdout (where Lambda collects
+/// logs). Call once, first thing in `main`; a second call is a no-op.
 pub fn init() {
+    init_to(std::io::stdout);
+}
+
+/// Like `init`, writing to stderr: for the CLI, whose stdout is its answer.
+pub fn init_stderr() {
+    init_to(std::io::stderr);
+}
+
+fn init_to<W>(writer: fn() -> W)
+where
+    W: std::io::Write + 'static,
+{
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let filter = EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(writer);
     let _already_set = if json {
         builder
             .json()

@@ -123,7 +123,7 @@ fn try_it_lines() -> Vec<String> {
         .expect("a Try it section");
     section
         .lines()
-        .filter(|l| l.starts_with("python3 ") || l.starts_with("curl "))
+        .filter(|l| l.starts_with("python3 ") || l.starts_with("curl ") || l.starts_with("target/debug/morag "))
         .map(|l| l.split("   #").next().unwrap().trim().to_owned())
         .collect()
 }
@@ -261,6 +261,22 @@ async fn the_readme_walkthrough_runs_as_printed() {
         }
     }
     assert!(!upload_id.is_empty(), "the README shows the upload flow");
+
+    // `morag ingest`, as printed; only the API's address comes from the
+    // environment, as the README says
+    for line in lines.iter().filter(|l| l.starts_with("target/debug/morag ")) {
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env("MORAG_API_URL", format!("http://127.0.0.1:{api_port}"))
+            .current_dir(&root)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+        let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        completes(task_id).await;
+    }
 
     // the receiver printed one verified line per webhook, ending with task_completed
     use tokio::io::AsyncBufReadExt;

@@ -309,3 +309,44 @@ async fn bad_upload_requests_are_refused_and_write_nothing() {
     assert_eq!(no_key.status, StatusCode::UNAUTHORIZED);
     env.assert_nothing_written("refused upload requests").await;
 }
+
+/// `morag ingest FILE` against the API: a file above `/ingest/file`'s
+/// ceiling goes through the upload flow and its task id is printed.
+#[tokio::test]
+async fn morag_ingest_uploads_a_file_of_any_size_and_prints_its_task() {
+    let env = spawn_env().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let app = env.ingest.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = std::env::temp_dir().join(morag_tests::unique_prefix());
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big notes.md");
+    let doc: Vec<u8> = "Words for the CLI.\n\n".bytes().cycle().take(6 * 1024 * 1024).collect();
+    std::fs::write(&path, &doc).unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
+    let out = tokio::process::Command::new(morag)
+        .arg("ingest")
+        .arg(&path)
+        .args(["--api", &api, "--key", &env.key_a, "--metadata", r#"{"via":"cli"}"#])
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(task_id.parse::<morag_shared::domain::TaskId>().is_ok(), "{task_id}");
+    let jobs = env.receive_jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["task_id"], task_id);
+    assert_eq!(jobs[0]["source"]["sha256"], sha256_hex(&doc));
+    assert_eq!(jobs[0]["metadata"], json!({"via": "cli"}));
+    let key = jobs[0]["source"]["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("uploads/acme/upl_") && key.ends_with("/big_notes.md"),
+        "{key}"
+    );
+    assert_eq!(env.object_bytes(key).await, doc);
+}
