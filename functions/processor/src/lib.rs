@@ -11,6 +11,7 @@
 //! `failed` task, not a retry. A malformed job is parked in the processing
 //! DLQ with the reason.
 
+pub mod stream;
 pub mod text;
 pub mod wiring;
 
@@ -22,8 +23,9 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use futures_util::StreamExt;
 use morag_shared::batch::{self, Handled, Received};
-use morag_shared::domain::{JobMessage, Source, SourceType};
+use morag_shared::domain::{Blob, JobMessage, Source, SourceType};
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
 use morag_shared::ports::{BlobReader, DeadLetters, EventSink};
@@ -32,6 +34,7 @@ use morag_shared::reporter::TaskReporter;
 /// The `User-Agent` of the processor's downloads.
 pub const USER_AGENT: &str = "MoRAG-Processor/1.0";
 
+use stream::TextStream;
 use text::TextKind;
 
 /// Knobs of one deployment.
@@ -66,6 +69,15 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         Problem::Infra(e)
     }
+}
+
+/// The kind of a source, or the task's error.
+fn kind_of(content_type: &str, name: &str) -> Result<TextKind, Problem> {
+    text::kind_of(content_type, name).ok_or_else(|| {
+        Problem::Source(format!(
+            "unsupported content type {content_type:?}: plain text, Markdown or HTML only"
+        ))
+    })
 }
 
 /// What the processor learns from a source.
@@ -156,49 +168,38 @@ impl Processor {
                 job.source_type
             )));
         }
-        let mut declared_sha256 = None;
-        let (bytes, content_type, name) = match &job.source {
+        let (analysis, declared_sha256) = match &job.source {
             Source::Object { bucket, key, sha256 } => {
-                declared_sha256 = sha256.clone();
-                let (bytes, ct) = self.read_object(bucket, key).await?;
-                (bytes, ct, key.clone())
+                let blob = match self.blobs.open(bucket, key).await {
+                    Ok(Some(blob)) => blob,
+                    Ok(None) => return Err(Problem::Source("the uploaded file no longer exists".to_owned())),
+                    Err(e) => return Err(Problem::Infra(e)),
+                };
+                let kind = kind_of(&blob.content_type, key)?;
+                let analysis = match kind {
+                    // any size, in bounded memory
+                    TextKind::Plain | TextKind::Markdown => self.stream(blob, reporter).await?,
+                    TextKind::Html => {
+                        let bytes = self.collect(blob).await?;
+                        self.analyse_whole(bytes, kind, reporter).await?
+                    }
+                };
+                (analysis, sha256.clone())
             }
             Source::Url { url } => {
-                let (bytes, ct) = self.fetch(url).await?;
-                (bytes, ct, url.split(['?', '#']).next().unwrap_or(url).to_owned())
+                let (bytes, content_type) = self.fetch(url).await?;
+                let kind = kind_of(&content_type, url.split(['?', '#']).next().unwrap_or(url))?;
+                (self.analyse_whole(bytes, kind, reporter).await?, None)
             }
         };
-        let kind = text::kind_of(&content_type, &name).ok_or_else(|| {
-            Problem::Source(format!(
-                "unsupported content type {content_type:?}: plain text, Markdown or HTML only"
-            ))
-        })?;
-        reporter.progress(0.1, format!("Read {} bytes", bytes.len())).await?;
-        // CPU-bound: off the async runtime, so other jobs of the batch (and,
-        // in `morag dev`, the API) keep running while a big document is cut
-        let chunk_chars = self.settings.chunk_chars;
-        let analysis = tokio::task::spawn_blocking(move || analyse(&bytes, kind, chunk_chars))
-            .await
-            .map_err(|e| Problem::Source(format!("processing the source failed: {e}")))??;
         // the checksum declared at upload, checked where the bytes are read
         if declared_sha256.is_some_and(|d| !d.eq_ignore_ascii_case(&analysis.sha256)) {
             return Err(Problem::Source(
                 "checksum_mismatch: the object's SHA-256 is not the one declared when it was uploaded".to_owned(),
             ));
         }
-        // report at each tenth of the way through the chunks
         let n = analysis.chunks;
-        let mut reported = 0;
-        for i in 1..=n {
-            let decile = i * 10 / n;
-            if decile > reported {
-                reported = decile;
-                let fraction = 0.1 + 0.9 * (i as f64 / n as f64);
-                reporter
-                    .progress(fraction.min(1.0), format!("Chunked {i} of {n}"))
-                    .await?;
-            }
-        }
+        reporter.progress(0.95, format!("Cut into {n} chunks")).await?;
         let mut result = Map::new();
         result.insert("chunks".into(), json!(n));
         result.insert("characters".into(), json!(analysis.characters));
@@ -207,16 +208,79 @@ impl Processor {
         Ok(result)
     }
 
-    async fn read_object(&self, bucket: &str, key: &str) -> Result<(Bytes, String), Problem> {
-        match self.blobs.get(bucket, key, self.settings.max_source_bytes).await {
-            Ok(Some(found)) => Ok(found),
-            Ok(None) => Err(Problem::Source("the uploaded file no longer exists".to_owned())),
-            Err(StoreError::Conflict { .. }) => Err(Problem::Source(format!(
-                "the uploaded file is larger than {} bytes",
-                self.settings.max_source_bytes
-            ))),
-            Err(e) => Err(Problem::Infra(e)),
+    /// Streams plain text or Markdown through the counter on a blocking
+    /// thread, reporting progress at each tenth of the bytes.
+    async fn stream(&self, mut blob: Blob, reporter: &TaskReporter) -> Result<Analysis, Problem> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let chunk_chars = self.settings.chunk_chars;
+        let counting = tokio::task::spawn_blocking(move || {
+            let mut text = TextStream::new(chunk_chars);
+            while let Some(piece) = rx.blocking_recv() {
+                text.push(&piece)?;
+            }
+            text.finish()
+        });
+        let size = blob.size_bytes;
+        reporter.progress(0.1, format!("Reading {size} bytes")).await?;
+        let (mut read, mut reported) = (0u64, 0u64);
+        while let Some(piece) = blob.body.next().await {
+            let piece = piece.map_err(|e| Problem::Infra(StoreError::unavailable("s3", "GetObject", e)))?;
+            read += piece.len() as u64;
+            if tx.send(piece).await.is_err() {
+                break; // the counter stopped: not UTF-8
+            }
+            let decile = read * 10 / size.max(1);
+            if decile > reported && decile < 10 {
+                reported = decile;
+                let fraction = 0.1 + 0.8 * (read as f64 / size.max(1) as f64);
+                reporter
+                    .progress(fraction, format!("Read {read} of {size} bytes"))
+                    .await?;
+            }
         }
+        drop(tx);
+        let counts = counting
+            .await
+            .map_err(|e| Problem::Source(format!("processing the source failed: {e}")))?
+            .map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()))?;
+        if counts.chunks == 0 {
+            return Err(Problem::Source("the source contains no text".to_owned()));
+        }
+        Ok(Analysis {
+            chunks: counts.chunks,
+            characters: counts.characters,
+            words: counts.words,
+            sha256: counts.sha256,
+        })
+    }
+
+    /// A whole object, up to the size cap (sources read in memory).
+    async fn collect(&self, mut blob: Blob) -> Result<Bytes, Problem> {
+        let max = self.settings.max_source_bytes;
+        let too_large = || Problem::Source(format!("the uploaded file is larger than {max} bytes"));
+        if blob.size_bytes > max as u64 {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(piece) = blob.body.next().await {
+            let piece = piece.map_err(|e| Problem::Infra(StoreError::unavailable("s3", "GetObject", e)))?;
+            if bytes.len() + piece.len() > max {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Analyses a source held in memory, on a blocking thread.
+    async fn analyse_whole(&self, bytes: Bytes, kind: TextKind, reporter: &TaskReporter) -> Result<Analysis, Problem> {
+        reporter.progress(0.1, format!("Read {} bytes", bytes.len())).await?;
+        // CPU-bound: off the async runtime, so other jobs of the batch (and,
+        // in `morag dev`, the API) keep running while a big document is cut
+        let chunk_chars = self.settings.chunk_chars;
+        tokio::task::spawn_blocking(move || analyse(&bytes, kind, chunk_chars))
+            .await
+            .map_err(|e| Problem::Source(format!("processing the source failed: {e}")))?
     }
 
     /// Fetches a URL under the target policy, reading at most the size cap.

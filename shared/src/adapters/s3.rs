@@ -10,7 +10,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::Bytes;
 
 use crate::domain::upload::{CLAIMED_TAG_VALUE, PENDING_TAG};
-use crate::domain::{ObjectInfo, PresignedPut, Upload};
+use crate::domain::{Blob, ObjectInfo, PresignedPut, Upload};
 use crate::error::StoreError;
 use crate::ports::{BlobReader, BlobStore};
 
@@ -130,31 +130,24 @@ impl BlobStore for S3BlobStore {
 
 #[async_trait]
 impl BlobReader for S3BlobStore {
-    async fn get(&self, bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
+    async fn open(&self, bucket: &str, key: &str) -> Result<Option<Blob>, StoreError> {
         let out = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
+            // (a 404 needs s3:ListBucket; the template grants it on the prefix)
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(StoreError::unavailable("s3", "GetObject", DisplayErrorContext(e))),
+            Err(e) => return Err(unavailable("GetObject")(e)),
         };
-        if out.content_length().is_some_and(|n| n > max_bytes as i64) {
-            return Err(StoreError::Conflict {
-                op: "GetObject",
-                detail: format!("object is larger than {max_bytes} bytes"),
-            });
-        }
         let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::unavailable("s3", "GetObject", e))?
-            .into_bytes();
-        if bytes.len() > max_bytes {
-            return Err(StoreError::Conflict {
-                op: "GetObject",
-                detail: format!("object is larger than {max_bytes} bytes"),
-            });
-        }
-        Ok(Some((bytes, content_type)))
+        let size_bytes = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
+        let body = futures_util::stream::unfold(out.body, |mut body| async move {
+            body.next()
+                .await
+                .map(|piece| (piece.map_err(std::io::Error::other), body))
+        });
+        Ok(Some(Blob {
+            content_type,
+            size_bytes,
+            body: Box::pin(body),
+        }))
     }
 }

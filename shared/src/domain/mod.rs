@@ -26,4 +26,4 @@ pub use keys::{ApiKeyRecord, KeyHash};
 pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus};
-pub use upload::{ObjectInfo, PresignedPut, Upload, UploadId};
+pub use upload::{Blob, ObjectInfo, PresignedPut, Upload, UploadId};

@@ -128,6 +128,22 @@ pub struct PresignedPut {
     pub headers: Vec<(String, String)>,
 }
 
+/// An object being read: its type, its size and its bytes as they arrive.
+pub struct Blob {
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub body: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blob")
+            .field("content_type", &self.content_type)
+            .field("size_bytes", &self.size_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What S3 says about a landed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

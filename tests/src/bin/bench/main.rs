@@ -76,6 +76,9 @@ async fn main() -> Result<()> {
     if section == "all" || section == "webhooks" {
         report.extend(webhooks::run(&endpoint).await?);
     }
+    if section == "all" || section == "documents" {
+        report.extend(documents::run(&endpoint).await?);
+    }
     println!("{}", report.join("\n"));
     Ok(())
 }
@@ -268,5 +271,6 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
     Ok(report)
 }
 
+mod documents;
 mod lifecycle;
 mod webhooks;
