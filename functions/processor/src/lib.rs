@@ -75,7 +75,7 @@ impl From<StoreError> for Problem {
 fn kind_of(content_type: &str, name: &str) -> Result<TextKind, Problem> {
     text::kind_of(content_type, name).ok_or_else(|| {
         Problem::Source(format!(
-            "unsupported content type {content_type:?}: plain text, Markdown or HTML only"
+            "unsupported content type {content_type:?}: plain text, Markdown, HTML or PDF only"
         ))
     })
 }
@@ -92,10 +92,12 @@ pub struct Analysis {
 /// Text from the bytes, chunked and counted: pure and CPU-bound (run it on a
 /// blocking thread). Linear in the input.
 pub fn analyse(bytes: &[u8], kind: TextKind, chunk_chars: usize) -> Result<Analysis, Problem> {
-    let raw = std::str::from_utf8(bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()))?;
+    let utf8 = || std::str::from_utf8(bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()));
     let text = match kind {
-        TextKind::Html => text::html_to_text(raw),
-        TextKind::Plain | TextKind::Markdown => raw.replace("\r\n", "\n"),
+        TextKind::Html => text::html_to_text(utf8()?),
+        TextKind::Plain | TextKind::Markdown => utf8()?.replace("\r\n", "\n"),
+        TextKind::Pdf => pdf_extract::extract_text_from_mem(bytes)
+            .map_err(|e| Problem::Source(format!("the PDF could not be read: {e}")))?,
     };
     let chunks = text::chunk(&text, chunk_chars).len();
     if chunks == 0 {
@@ -179,7 +181,8 @@ impl Processor {
                 let analysis = match kind {
                     // any size, in bounded memory
                     TextKind::Plain | TextKind::Markdown => self.stream(blob, reporter).await?,
-                    TextKind::Html => {
+                    // PDFs need random access; HTML is read whole
+                    TextKind::Html | TextKind::Pdf => {
                         let bytes = self.collect(blob).await?;
                         self.analyse_whole(bytes, kind, reporter).await?
                     }

@@ -133,6 +133,10 @@ async fn what_it_cannot_read_fails_the_task_with_a_clear_error() {
         .await
         .unwrap();
     f.blobs
+        .put("a.png", Bytes::from_static(b"\x89PNG"), "image/png")
+        .await
+        .unwrap();
+    f.blobs
         .put("bin.txt", Bytes::from_static(b"\xff\xfe\x00"), "text/plain")
         .await
         .unwrap();
@@ -142,7 +146,8 @@ async fn what_it_cannot_read_fails_the_task_with_a_clear_error() {
         .unwrap();
     let cases = [
         (job(SourceType::Audio, object("a.pdf")), "text and document sources"),
-        (job(SourceType::Document, object("a.pdf")), "unsupported content type"),
+        (job(SourceType::Document, object("a.pdf")), "the PDF could not be read"),
+        (job(SourceType::Document, object("a.png")), "unsupported content type"),
         (job(SourceType::Document, object("bin.txt")), "not UTF-8"),
         (job(SourceType::Text, object("blank.txt")), "no text"),
         (job(SourceType::Document, object("missing.md")), "no longer exists"),
@@ -413,4 +418,23 @@ async fn an_object_that_is_not_the_declared_one_fails_its_task() {
     let failed = f.outcome_of(&wrong);
     assert_eq!(failed.status, EventStatus::Failed);
     assert!(failed.error.unwrap().starts_with("checksum_mismatch"));
+}
+
+/// A PDF yields its text.
+#[tokio::test]
+async fn a_pdf_yields_its_text() {
+    let f = fixture(TargetPolicy::default());
+    let pdf = include_bytes!("../../../tests/fixtures/notes.pdf");
+    f.blobs
+        .put("notes.pdf", Bytes::from_static(pdf), "application/pdf")
+        .await
+        .unwrap();
+    let j = job(SourceType::Document, object("notes.pdf"));
+    f.processor.process(&j).await.unwrap();
+    let done = f.outcome_of(&j);
+    assert_eq!(done.status, EventStatus::Completed, "{:?}", done.error);
+    let result = done.result.unwrap();
+    // "Notes for the MoRAG pipeline." (5), the next line (8), the last (6)
+    assert_eq!(result["words"], 19, "{result:?}");
+    assert_eq!(result["sha256"], hex::encode(Sha256::digest(pdf)));
 }

@@ -6,6 +6,7 @@ pub enum TextKind {
     Plain,
     Markdown,
     Html,
+    Pdf,
 }
 
 /// Decides the kind from a content type, falling back to the file extension
@@ -17,6 +18,7 @@ pub fn kind_of(content_type: &str, name: &str) -> Option<TextKind> {
         "text/plain" => return Some(TextKind::Plain),
         "text/markdown" | "text/x-markdown" => return Some(TextKind::Markdown),
         "text/html" | "application/xhtml+xml" => return Some(TextKind::Html),
+        "application/pdf" => return Some(TextKind::Pdf),
         "" | "application/octet-stream" | "binary/octet-stream" => {}
         _ => return None,
     }
@@ -28,6 +30,7 @@ pub fn kind_of(content_type: &str, name: &str) -> Option<TextKind> {
         "txt" | "text" => Some(TextKind::Plain),
         "md" | "markdown" => Some(TextKind::Markdown),
         "html" | "htm" | "xhtml" => Some(TextKind::Html),
+        "pdf" => Some(TextKind::Pdf),
         _ => None,
     }
 }
@@ -210,8 +213,10 @@ mod tests {
             Some(TextKind::Markdown)
         );
         assert_eq!(kind_of("", "page.htm"), Some(TextKind::Html));
-        assert_eq!(kind_of("application/pdf", "a.txt"), None);
-        assert_eq!(kind_of("application/octet-stream", "a.pdf"), None);
+        assert_eq!(kind_of("application/pdf", "a.txt"), Some(TextKind::Pdf));
+        assert_eq!(kind_of("application/octet-stream", "a.pdf"), Some(TextKind::Pdf));
+        assert_eq!(kind_of("image/png", "a.png"), None);
+        assert_eq!(kind_of("application/octet-stream", "a.docx"), None);
     }
 
     #[test]

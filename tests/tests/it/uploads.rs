@@ -350,3 +350,25 @@ async fn morag_ingest_uploads_a_file_of_any_size_and_prints_its_task() {
     );
     assert_eq!(env.object_bytes(key).await, doc);
 }
+
+/// A PDF goes through the upload flow and the processor extracts its text.
+#[tokio::test]
+async fn an_uploaded_pdf_yields_its_text() {
+    let env = spawn_env().await;
+    let pdf = include_bytes!("../../fixtures/notes.pdf").to_vec();
+    let granted = grant(
+        &env,
+        &env.key_a,
+        json!({"filename": "notes.pdf", "content_type": "application/pdf", "size_bytes": pdf.len(), "sha256": sha256_hex(&pdf)}),
+    )
+    .await
+    .body;
+    assert!(put(&granted, pdf.clone(), &[]).await.is_success());
+    let res = ingest_upload(&env, &env.key_a, granted["upload_id"].as_str().unwrap()).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+    let task_id = res.body["task_id"].as_str().unwrap().to_owned();
+    env.run_pipeline(&env.processor(TargetPolicy::default())).await;
+    let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
+    assert_eq!(status.body["status"], "completed", "{:?}", status.body);
+    assert_eq!(status.body["result"]["words"], 19);
+}
