@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use morag_cli::stack;
 use morag_processor::stream::TextStream;
@@ -97,7 +97,17 @@ async fn one_document(endpoint: &str, size: usize) -> Result<(f64, f64, f64, f64
     let body = document(size);
 
     let started = Instant::now();
-    let s3 = morag_shared::adapters::aws::s3(&deployed.sdk);
+    // the functions' clients give up after 10 s; a GiB into the emulator takes longer
+    let patient = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(Duration::from_secs(1800))
+        .operation_attempt_timeout(Duration::from_secs(1800))
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&deployed.sdk)
+            .force_path_style(true)
+            .timeout_config(patient)
+            .build(),
+    );
     s3.put_object()
         .bucket(&r.names.bucket)
         .key(key)
@@ -105,7 +115,7 @@ async fn one_document(endpoint: &str, size: usize) -> Result<(f64, f64, f64, f64
         .body(body.into())
         .send()
         .await
-        .context("PutObject")?;
+        .map_err(|e| anyhow::anyhow!("PutObject: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
     let uploaded = started.elapsed();
 
     let mut env = deployed.function_env(stack::PROCESSOR, endpoint)?;
@@ -184,10 +194,10 @@ pub async fn run(endpoint: &str) -> Result<Vec<String>> {
     report.push(String::new());
     report.extend(verdicts);
     report.push(String::new());
-    report.push(format!(
+    report.push(
         "(upload: one PutObject to the emulator; processor: the release binary through the Runtime API emulator, \
-         S3 read as a stream; then the recorder applies the events. {})",
-        json!("make bench documents")
-    ));
+         S3 read as a stream; then the recorder applies the events. `make bench documents`)"
+            .to_owned(),
+    );
     Ok(report)
 }
