@@ -643,3 +643,63 @@ pub async fn deploy(endpoint: &str) -> anyhow::Result<Deployed> {
         store,
     })
 }
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// A binary of the workspace, built next to the test binary (`make test`
+/// builds them all first).
+pub fn debug_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|d| d.parent()).expect("target dir").join(name);
+    assert!(path.exists(), "{} missing: make test builds it", path.display());
+    path
+}
+
+/// `morag dev` as `make dev` runs it, on a free port and a fresh stack, with
+/// tenant `local`'s webhook secret; answers once it listens.
+pub async fn spawn_morag_dev(webhook_secret: &str) -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let child = tokio::process::Command::new(debug_binary("morag"))
+        .env("MORAG_LOCAL_WEBHOOK_SECRET", webhook_secret)
+        .env("MORAG_AWS_ENDPOINT_URL", endpoint())
+        .args([
+            "dev",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--stack",
+            &unique_prefix(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("morag dev");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
+            return (child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("morag dev did not start listening");
+}
+
+/// A GET with `make dev`'s local key, as JSON.
+pub async fn get_local_json(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .header("authorization", format!("Bearer {}", morag_cli::stack::LOCAL_DEV_KEY))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}

@@ -274,7 +274,8 @@ pub enum JsonSource {
     Upload,
 }
 
-pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<Submission, ApiError> {
+/// A JSON object body with only the `fields` it may have.
+fn json_object(bytes: &[u8], fields: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}")))?;
     let Value::Object(body) = value else {
@@ -283,16 +284,21 @@ pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<S
             "request body must be a JSON object",
         ));
     };
-    let fields = match source {
-        JsonSource::Url => URL_FIELDS,
-        JsonSource::Upload => UPLOAD_FIELDS,
-    };
     if let Some(unknown) = body.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(ApiError::unprocessable(
             "unknown_field",
             format!("unknown field {unknown:?}; expected {}", fields.join(", ")),
         ));
     }
+    Ok(body)
+}
+
+pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<Submission, ApiError> {
+    let fields: &[&str] = match source {
+        JsonSource::Url => &URL_FIELDS,
+        JsonSource::Upload => &UPLOAD_FIELDS,
+    };
+    let body = json_object(bytes, fields)?;
     let source_type = parse_source_type(string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?)?;
     let input = match source {
         JsonSource::Url => SubmissionInput::Url(parse_source_url(
@@ -388,23 +394,7 @@ const MAX_CONTENT_TYPE: usize = 255;
 
 /// `application/json`: `{filename, content_type, size_bytes, sha256?}`.
 pub fn parse_upload_request(bytes: &[u8], limits: &Limits) -> Result<UploadRequest, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(body) = value else {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "request body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = body.keys().find(|k| !UPLOAD_REQUEST_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::unprocessable(
-            "unknown_field",
-            format!(
-                "unknown field {unknown:?}; expected {}",
-                UPLOAD_REQUEST_FIELDS.join(", ")
-            ),
-        ));
-    }
+    let body = json_object(bytes, &UPLOAD_REQUEST_FIELDS)?;
     let raw_name = string_field(&body, "filename")?.ok_or_else(|| missing("filename"))?;
     let filename = sanitize_file_name(raw_name);
     if raw_name.trim().is_empty() || filename.is_empty() {

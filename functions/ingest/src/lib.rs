@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
-use morag_shared::domain::TaskId;
+use morag_shared::domain::{TaskId, TenantId};
 use morag_shared::http::{self as api, ApiError, Authenticated};
 
 use form::JsonSource;
@@ -80,13 +80,7 @@ async fn ingest_url(
     Authenticated(tenant): Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let idem_key = idempotency_key(request.headers())?;
-    require_content_type(request.headers(), "application/json")?;
-    let base = base_url_from(request.headers().clone());
-    let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
-    let submission = form::parse_json(&bytes, &st.limits, JsonSource::Url)?;
-    render(submit(&st, tenant, submission, idem_key).await, &base)
+    submit_json(&st, tenant, request, JsonSource::Url).await
 }
 
 async fn ingest_upload(
@@ -94,13 +88,28 @@ async fn ingest_upload(
     Authenticated(tenant): Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
+    submit_json(&st, tenant, request, JsonSource::Upload).await
+}
+
+/// `/ingest/url` and `/ingest/upload`: a JSON submission, idempotent with a key.
+async fn submit_json(
+    st: &Ingest,
+    tenant: TenantId,
+    request: Request,
+    source: JsonSource,
+) -> Result<Response, ApiError> {
     let idem_key = idempotency_key(request.headers())?;
-    require_content_type(request.headers(), "application/json")?;
     let base = base_url_from(request.headers().clone());
+    let bytes = json_body(request).await?;
+    let submission = form::parse_json(&bytes, &st.limits, source)?;
+    render(submit(st, tenant, submission, idem_key).await, &base)
+}
+
+/// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes.
+async fn json_body(request: Request) -> Result<Bytes, ApiError> {
+    require_content_type(request.headers(), "application/json")?;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
-    let submission = form::parse_json(&bytes, &st.limits, JsonSource::Upload)?;
-    render(submit(&st, tenant, submission, idem_key).await, &base)
+    read_body(&parts.headers, body, MAX_JSON_BODY).await
 }
 
 /// `201 {upload_id, method, url, headers, expires_at}`.
@@ -109,10 +118,7 @@ async fn create_upload(
     Authenticated(tenant): Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    require_content_type(request.headers(), "application/json")?;
-    let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, MAX_JSON_BODY).await?;
-    let req = form::parse_upload_request(&bytes, &st.limits)?;
+    let req = form::parse_upload_request(&json_body(request).await?, &st.limits)?;
     let granted = grant::grant(&st, tenant, req, morag_shared::time::now()).await?;
     let headers: serde_json::Map<String, serde_json::Value> = granted
         .put

@@ -2,67 +2,18 @@
 //! README's curl lines over real HTTP, with the local event-source mappings
 //! taking the task to `completed`.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use morag_tests::{endpoint, unique_prefix};
-
 /// GET with the local key, as JSON.
-async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
-    client
-        .get(url)
-        .header("authorization", "Bearer test-api-key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use morag_tests::get_local_json as get_json;
 
 #[tokio::test]
 async fn the_readme_curl_lines_work_against_morag_dev() {
-    let exe = std::env::current_exe().unwrap();
-    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
-    assert!(morag.exists(), "{} missing: make test builds it", morag.display());
-    let port = free_port();
     let receiver = morag_tests::receiver::TestReceiver::always(200).await;
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-    let mut child = tokio::process::Command::new(&morag)
-        .env("MORAG_LOCAL_WEBHOOK_SECRET", SECRET)
-        .args([
-            "dev",
-            "--endpoint",
-            &endpoint(),
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--prefix",
-            &unique_prefix(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, port) = morag_tests::spawn_morag_dev(SECRET).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "morag dev did not start listening");
 
     // curl -X POST .../api/v1/ingest/file -H "Authorization: Bearer test-api-key"
     //   -F source_type=document -F file=@README.md -F webhook_url=http://127.0.0.1:8001/webhook

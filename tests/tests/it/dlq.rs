@@ -131,9 +131,7 @@ async fn the_cli_finds_a_local_stacks_queues_by_its_name() {
             .unwrap();
     }
     let stack = env.stack.stack.clone();
-    let exe = std::env::current_exe().unwrap();
-    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
-    let out = tokio::process::Command::new(morag)
+    let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
         .args([
             "dlq",
             "redrive",

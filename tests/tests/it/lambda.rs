@@ -13,15 +13,7 @@ use morag_tests::{sample_task, spawn_env};
 
 /// `target/debug/<name>`, built by `make test` before the tests run.
 fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` (make test does)",
-        path.display()
-    );
-    path
+    morag_tests::debug_binary(name)
 }
 
 fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {

@@ -163,25 +163,16 @@ async fn upload_ids_are_tenant_bound_single_use_and_checked() {
 
     // the right bytes: one task, once
     assert!(put(&granted, doc.clone(), &[]).await.is_success());
-    let first = call(
-        &env.ingest,
+    let keyed = || {
         idempotent(json_post(
             "/api/v1/ingest/upload",
             &env.key_a,
             &json!({"upload_id": id, "source_type": "document"}),
-        )),
-    )
-    .await;
+        ))
+    };
+    let first = call(&env.ingest, keyed()).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
-    let replay = call(
-        &env.ingest,
-        idempotent(json_post(
-            "/api/v1/ingest/upload",
-            &env.key_a,
-            &json!({"upload_id": id, "source_type": "document"}),
-        )),
-    )
-    .await;
+    let replay = call(&env.ingest, keyed()).await;
     assert_eq!(replay.status, StatusCode::ACCEPTED);
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(replay.body["task_id"], first.body["task_id"]);
@@ -325,9 +316,7 @@ async fn morag_ingest_uploads_a_file_of_any_size_and_prints_its_task() {
     let doc: Vec<u8> = "Words for the CLI.\n\n".bytes().cycle().take(6 * 1024 * 1024).collect();
     std::fs::write(&path, &doc).unwrap();
 
-    let exe = std::env::current_exe().unwrap();
-    let morag = exe.parent().and_then(|d| d.parent()).unwrap().join("morag");
-    let out = tokio::process::Command::new(morag)
+    let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
         .arg("ingest")
         .arg(&path)
         .args(["--api", &api, "--key", &env.key_a, "--metadata", r#"{"via":"cli"}"#])

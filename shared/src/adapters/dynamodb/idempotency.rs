@@ -50,13 +50,7 @@ impl DynamoStore {
         }
         let claim_at = claim.as_ref().map(|_| items.len());
         items.extend(claim);
-        let sent = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let Err(e) = sent else {
+        let Err(e) = self.send_transaction(items).await else {
             return Ok(CreateOutcome::Created);
         };
         let failed = |at: Option<usize>| match (e.as_service_error(), at) {

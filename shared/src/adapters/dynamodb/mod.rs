@@ -28,7 +28,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -178,13 +178,20 @@ impl DynamoStore {
 
     /// Runs a transaction: `Ok(true)` written, `Ok(false)` a condition did not hold.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        let sent = self
-            .client
+        Ok(settle("TransactWriteItems", self.send_transaction(items).await)?.is_some())
+    }
+
+    /// Sends a transaction and answers the SDK's own result (for callers that
+    /// read the cancellation reasons).
+    async fn send_transaction(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError>> {
+        self.client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
-            .await;
-        Ok(settle("TransactWriteItems", sent)?.is_some())
+            .await
     }
 }
 
