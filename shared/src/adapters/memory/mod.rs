@@ -3,37 +3,30 @@
 //! only for tests (`test-support` feature), never into a release binary.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-
 use chrono::{DateTime, Utc};
 
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
-    ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
-    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
-    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
+    ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryState, HistoryEntry, IdempotencyRecord, Page,
+    PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
 };
 use crate::error::StoreError;
-use crate::ports::{
-    BlobReader, BlobStore, DeadLetters, DeliveryStore, EventSink, JobQueue, KeyStore, SecretStore, TaskStore,
-    UploadStore, Visibility, WebhookQueue,
-};
+use crate::ports::{DeliveryStore, TaskStore, UploadStore};
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+mod blobs;
+mod faults;
+mod keys;
+mod queues;
 
-fn down(flag: &AtomicBool, service: &'static str, op: &'static str) -> Result<(), StoreError> {
-    if flag.load(Ordering::SeqCst) {
-        Err(StoreError::unavailable(service, op, "injected failure"))
-    } else {
-        Ok(())
-    }
-}
+use faults::{down, lock};
+
+pub use blobs::MemoryBlobStore;
+pub use keys::{MemoryKeyStore, MemorySecretStore};
+pub use queues::{MemoryDeadLetters, MemoryEventSink, MemoryJobQueue, MemoryVisibility, MemoryWebhookQueue};
 
 #[derive(Default)]
 pub struct MemoryTaskStore {
@@ -252,116 +245,6 @@ impl UploadStore for MemoryTaskStore {
     }
 }
 
-#[derive(Default)]
-pub struct MemoryJobQueue {
-    pub jobs: Mutex<Vec<JobMessage>>,
-    pub fail: AtomicBool,
-}
-
-#[async_trait]
-impl JobQueue for MemoryJobQueue {
-    async fn enqueue(&self, job: &JobMessage) -> Result<String, StoreError> {
-        down(&self.fail, "memory", "enqueue")?;
-        let mut jobs = lock(&self.jobs);
-        jobs.push(job.clone());
-        Ok(format!("msg-{}", jobs.len()))
-    }
-}
-
-#[derive(Default)]
-pub struct MemoryBlobStore {
-    pub objects: Mutex<HashMap<String, (Bytes, String)>>,
-    /// Keys marked claimed by a task.
-    pub claimed: Mutex<Vec<String>>,
-    /// Stored checksums (base64 SHA-256) `head` reports, as S3 does for
-    /// objects uploaded with one.
-    pub checksums: Mutex<HashMap<String, String>>,
-    pub fail: AtomicBool,
-}
-
-#[async_trait]
-impl BlobStore for MemoryBlobStore {
-    fn bucket(&self) -> &str {
-        "memory-bucket"
-    }
-
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "put")?;
-        lock(&self.objects).insert(key.to_owned(), (body, content_type.to_owned()));
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "delete")?;
-        lock(&self.objects).remove(key);
-        Ok(())
-    }
-
-    async fn presign_put(&self, upload: &Upload, _expires_in: std::time::Duration) -> Result<PresignedPut, StoreError> {
-        down(&self.fail, "memory", "presign_put")?;
-        Ok(PresignedPut {
-            url: format!("memory://{}/{}", self.bucket(), upload.key),
-            headers: vec![
-                ("content-type".to_owned(), upload.content_type.clone()),
-                ("content-length".to_owned(), upload.size_bytes.to_string()),
-            ],
-        })
-    }
-
-    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
-        down(&self.fail, "memory", "head")?;
-        let checksum = lock(&self.checksums).get(key).cloned();
-        Ok(lock(&self.objects).get(key).map(|(bytes, _)| ObjectInfo {
-            size_bytes: bytes.len() as u64,
-            checksum_sha256: checksum,
-        }))
-    }
-
-    async fn mark_claimed(&self, key: &str) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "mark_claimed")?;
-        lock(&self.claimed).push(key.to_owned());
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-pub struct MemoryKeyStore {
-    keys: Mutex<Vec<ApiKeyRecord>>,
-}
-
-impl MemoryKeyStore {
-    pub fn insert(&self, record: ApiKeyRecord) {
-        lock(&self.keys).push(record);
-    }
-}
-
-#[async_trait]
-impl KeyStore for MemoryKeyStore {
-    async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(lock(&self.keys).iter().find(|r| r.key_hash.ct_eq(hash)).cloned())
-    }
-
-    async fn put_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.insert(record.clone());
-        Ok(())
-    }
-
-    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        Ok(lock(&self.keys)
-            .iter()
-            .filter(|r| &r.tenant == tenant)
-            .cloned()
-            .collect())
-    }
-
-    async fn revoke_key(&self, tenant: &TenantId, hash: &KeyHash) -> Result<bool, StoreError> {
-        let mut keys = lock(&self.keys);
-        let before = keys.len();
-        keys.retain(|r| !(r.key_hash.ct_eq(hash) && &r.tenant == tenant));
-        Ok(keys.len() != before)
-    }
-}
-
 fn paginate<T>(all: Vec<T>, limit: usize, start: Option<PageKey>) -> Page<T> {
     let offset: usize = start
         .and_then(|k| k.0.get("offset").and_then(|o| o.parse().ok()))
@@ -371,66 +254,6 @@ fn paginate<T>(all: Vec<T>, limit: usize, start: Option<PageKey>) -> Page<T> {
     let end = offset + items.len();
     let next = (end < total).then(|| PageKey([("offset".to_owned(), end.to_string())].into_iter().collect()));
     Page { items, next }
-}
-
-/// The status-events queue, in memory.
-#[derive(Default)]
-pub struct MemoryEventSink {
-    pub events: Mutex<Vec<StatusEvent>>,
-    pub fail: AtomicBool,
-}
-
-#[async_trait]
-impl EventSink for MemoryEventSink {
-    async fn send(&self, event: &StatusEvent) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "send")?;
-        lock(&self.events).push(event.clone());
-        Ok(())
-    }
-}
-
-/// A dead-letter queue, in memory: (body, reason, detail, source message id).
-#[derive(Default)]
-pub struct MemoryDeadLetters {
-    pub parked: Mutex<Vec<(String, String, String, String)>>,
-    pub fail: AtomicBool,
-}
-
-#[async_trait]
-impl DeadLetters for MemoryDeadLetters {
-    async fn park(&self, body: &str, reason: &str, detail: &str, source_message_id: &str) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "park")?;
-        lock(&self.parked).push((
-            body.to_owned(),
-            reason.to_owned(),
-            detail.to_owned(),
-            source_message_id.to_owned(),
-        ));
-        Ok(())
-    }
-}
-
-/// Objects are read back in pieces of this size, so readers meet pieces
-/// that cut lines, words and characters.
-const READ_PIECE: usize = 97;
-
-#[async_trait]
-impl BlobReader for MemoryBlobStore {
-    async fn open(&self, _bucket: &str, key: &str) -> Result<Option<Blob>, StoreError> {
-        down(&self.fail, "memory", "open")?;
-        let Some((bytes, content_type)) = lock(&self.objects).get(key).cloned() else {
-            return Ok(None);
-        };
-        let pieces: Vec<std::io::Result<Bytes>> = (0..bytes.len())
-            .step_by(READ_PIECE)
-            .map(|at| Ok(bytes.slice(at..(at + READ_PIECE).min(bytes.len()))))
-            .collect();
-        Ok(Some(Blob {
-            content_type,
-            size_bytes: bytes.len() as u64,
-            body: Box::pin(futures_util::stream::iter(pieces)),
-        }))
-    }
 }
 
 #[async_trait]
@@ -496,73 +319,5 @@ impl DeliveryStore for MemoryTaskStore {
             d.enqueued = false;
             d.clone()
         }))
-    }
-}
-
-/// The webhook queue, in memory.
-#[derive(Default)]
-pub struct MemoryWebhookQueue {
-    pub messages: Mutex<Vec<DeliveryMessage>>,
-    pub fail: AtomicBool,
-}
-
-#[async_trait]
-impl WebhookQueue for MemoryWebhookQueue {
-    async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError> {
-        down(&self.fail, "memory", "enqueue")?;
-        lock(&self.messages).push(message.clone());
-        Ok(())
-    }
-}
-
-/// A tenant's current secret and, during a rotation, the previous one and until when it signs.
-type TenantSecrets = (String, Option<(String, DateTime<Utc>)>);
-
-/// Signing secrets, in memory.
-#[derive(Default)]
-pub struct MemorySecretStore {
-    pub secrets: Mutex<HashMap<TenantId, TenantSecrets>>,
-}
-
-#[async_trait]
-impl SecretStore for MemorySecretStore {
-    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(lock(&self.secrets).get(tenant).map(|(current, previous)| {
-            let mut v = vec![current.clone()];
-            if let Some((old, until)) = previous {
-                if *until > crate::time::now() {
-                    v.push(old.clone());
-                }
-            }
-            v
-        }))
-    }
-
-    async fn rotate_secret(
-        &self,
-        tenant: &TenantId,
-        new_secret: &str,
-        overlap_until: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let mut secrets = lock(&self.secrets);
-        let previous = secrets
-            .get(tenant)
-            .and_then(|(cur, _)| overlap_until.map(|u| (cur.clone(), u)));
-        secrets.insert(tenant.clone(), (new_secret.to_owned(), previous));
-        Ok(())
-    }
-}
-
-/// Message visibility changes, recorded: (receipt handle, delay).
-#[derive(Default)]
-pub struct MemoryVisibility {
-    pub changes: Mutex<Vec<(String, std::time::Duration)>>,
-}
-
-#[async_trait]
-impl Visibility for MemoryVisibility {
-    async fn delay(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), StoreError> {
-        lock(&self.changes).push((receipt_handle.to_owned(), delay));
-        Ok(())
     }
 }

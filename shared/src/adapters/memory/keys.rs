@@ -1,0 +1,88 @@
+//! API keys and webhook signing secrets, in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::faults::lock;
+use crate::domain::{ApiKeyRecord, KeyHash, TenantId};
+use crate::error::StoreError;
+use crate::ports::{KeyStore, SecretStore};
+
+#[derive(Default)]
+pub struct MemoryKeyStore {
+    keys: Mutex<Vec<ApiKeyRecord>>,
+}
+
+impl MemoryKeyStore {
+    pub fn insert(&self, record: ApiKeyRecord) {
+        lock(&self.keys).push(record);
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryKeyStore {
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(lock(&self.keys).iter().find(|r| r.key_hash.ct_eq(hash)).cloned())
+    }
+
+    async fn put_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.insert(record.clone());
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(lock(&self.keys)
+            .iter()
+            .filter(|r| &r.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, hash: &KeyHash) -> Result<bool, StoreError> {
+        let mut keys = lock(&self.keys);
+        let before = keys.len();
+        keys.retain(|r| !(r.key_hash.ct_eq(hash) && &r.tenant == tenant));
+        Ok(keys.len() != before)
+    }
+}
+
+/// A tenant's current secret and, during a rotation, the previous one and until when it signs.
+type TenantSecrets = (String, Option<(String, DateTime<Utc>)>);
+
+/// Signing secrets, in memory.
+#[derive(Default)]
+pub struct MemorySecretStore {
+    pub secrets: Mutex<HashMap<TenantId, TenantSecrets>>,
+}
+
+#[async_trait]
+impl SecretStore for MemorySecretStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(lock(&self.secrets).get(tenant).map(|(current, previous)| {
+            let mut v = vec![current.clone()];
+            if let Some((old, until)) = previous {
+                if *until > crate::time::now() {
+                    v.push(old.clone());
+                }
+            }
+            v
+        }))
+    }
+
+    async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        new_secret: &str,
+        overlap_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut secrets = lock(&self.secrets);
+        let previous = secrets
+            .get(tenant)
+            .and_then(|(cur, _)| overlap_until.map(|u| (cur.clone(), u)));
+        secrets.insert(tenant.clone(), (new_secret.to_owned(), previous));
+        Ok(())
+    }
+}
