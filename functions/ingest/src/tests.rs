@@ -26,7 +26,8 @@ struct Fixture {
     app: Router,
 }
 
-fn fixture() -> Fixture {
+/// Key `k` of tenant `acme`.
+fn acme_key() -> Arc<MemoryKeyStore> {
     let keys = Arc::new(MemoryKeyStore::default());
     keys.insert(ApiKeyRecord {
         key_hash: KeyHash::of("k"),
@@ -34,6 +35,11 @@ fn fixture() -> Fixture {
         created_at: morag_shared::time::now(),
         description: String::new(),
     });
+    keys
+}
+
+fn fixture() -> Fixture {
+    let keys = acme_key();
     let tasks = Arc::new(MemoryTaskStore::default());
     let jobs = Arc::new(MemoryJobQueue::default());
     let blobs = Arc::new(MemoryBlobStore::default());
@@ -236,13 +242,7 @@ impl morag_shared::ports::JobQueue for GatedQueue {
 }
 
 fn gated_app(tasks: Arc<MemoryTaskStore>, queue: Arc<GatedQueue>) -> Router {
-    let keys = Arc::new(MemoryKeyStore::default());
-    keys.insert(ApiKeyRecord {
-        key_hash: KeyHash::of("k"),
-        tenant: "acme".parse().unwrap(),
-        created_at: morag_shared::time::now(),
-        description: String::new(),
-    });
+    let keys = acme_key();
     router(Arc::new(Ingest {
         tasks: tasks.clone(),
         jobs: queue,
@@ -251,6 +251,16 @@ fn gated_app(tasks: Arc<MemoryTaskStore>, queue: Arc<GatedQueue>) -> Router {
         auth: Arc::new(Authenticator::new(keys, Duration::from_secs(60))),
         limits: Limits::new(1024, 1 << 30, TargetPolicy::default()),
     }))
+}
+
+/// Starts a keyed request and waits until it is inside `enqueue`.
+async fn in_flight(app: &Router, queue: &GatedQueue) -> tokio::task::JoinHandle<(StatusCode, http::HeaderMap, Value)> {
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { call_full(&app, keyed_url_request()).await }
+    });
+    queue.entered.notified().await;
+    first
 }
 
 fn keyed_url_request() -> Request<Body> {
@@ -279,11 +289,7 @@ async fn a_retry_while_the_first_request_is_in_flight_is_409_then_the_first_answ
     let tasks = Arc::new(MemoryTaskStore::default());
     let queue = Arc::new(GatedQueue::default());
     let app = gated_app(tasks.clone(), queue.clone());
-    let first = tokio::spawn({
-        let app = app.clone();
-        async move { call_full(&app, keyed_url_request()).await }
-    });
-    queue.entered.notified().await;
+    let first = in_flight(&app, &queue).await;
     let (status, headers, body) = call_full(&app, keyed_url_request()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "request_in_progress");
@@ -308,11 +314,7 @@ async fn a_first_request_that_died_half_way_is_completed_by_the_retry() {
     let tasks = Arc::new(MemoryTaskStore::default());
     let queue = Arc::new(GatedQueue::default());
     let app = gated_app(tasks.clone(), queue.clone());
-    let first = tokio::spawn({
-        let app = app.clone();
-        async move { call_full(&app, keyed_url_request()).await }
-    });
-    queue.entered.notified().await;
+    let first = in_flight(&app, &queue).await;
     first.abort();
     let _ = first.await;
     let (status, _, _) = call_full(&app, keyed_url_request()).await;
