@@ -13,11 +13,24 @@ use crate::domain::upload::MAX_SINGLE_PUT_BYTES;
 use crate::domain::Retention;
 use crate::outbound::TargetPolicy;
 
-/// Default upload limit of `/ingest/file`: 4,603,904 bytes, the most a
-/// multipart body can carry through API Gateway (base64) into a 6 MB Lambda
-/// event (see the ingest crate's `limits`). Also the processor's default
-/// largest source.
-pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 4_603_904;
+/// Lambda's limit on a synchronous invocation's request payload (6 MB).
+pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
+/// Room left for the API Gateway event around the body (headers, request
+/// context, JSON framing).
+pub const EVENT_OVERHEAD: usize = 64 * 1024;
+/// The largest request body API Gateway can hand a function: an HTTP API
+/// base64-encodes a multipart body (4 bytes for every 3) inside the event.
+pub const MAX_DIRECT_BODY: usize = (LAMBDA_PAYLOAD_LIMIT - EVENT_OVERHEAD) / 4 * 3;
+/// Room for multipart boundaries and the small text fields around a file.
+pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
+/// The largest file `/ingest/file` can take when deployed (4,603,904 bytes,
+/// about 4.39 MiB), whatever `MORAG_MAX_UPLOAD_BYTES` says; the template's
+/// `MaxUploadBytes` default and maximum (checked by the stack tests).
+pub const MAX_DIRECT_FILE: usize = MAX_DIRECT_BODY - MULTIPART_OVERHEAD;
+
+/// Default upload limit of `/ingest/file`: its ceiling. Also the processor's
+/// default largest source read whole.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = MAX_DIRECT_FILE;
 
 /// `MORAG_HISTORY_TTL_DAYS` default.
 pub const DEFAULT_HISTORY_TTL_DAYS: u64 = 7;

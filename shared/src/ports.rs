@@ -128,31 +128,6 @@ pub trait DeadLetters: Send + Sync {
 pub trait BlobReader: Send + Sync {
     /// The object as a stream (`Ok(None)` if it does not exist).
     async fn open(&self, bucket: &str, key: &str) -> Result<Option<Blob>, StoreError>;
-
-    /// The object's bytes and content type, whole, reading at most
-    /// `max_bytes` (`Conflict` above it; `Ok(None)` if it does not exist).
-    async fn get(&self, bucket: &str, key: &str, max_bytes: usize) -> Result<Option<(Bytes, String)>, StoreError> {
-        use futures_util::StreamExt;
-        let Some(mut blob) = self.open(bucket, key).await? else {
-            return Ok(None);
-        };
-        let too_large = || StoreError::Conflict {
-            op: "GetObject",
-            detail: format!("object is larger than {max_bytes} bytes"),
-        };
-        if blob.size_bytes > max_bytes as u64 {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(blob.size_bytes).unwrap_or(0));
-        while let Some(piece) = blob.body.next().await {
-            let piece = piece.map_err(|e| StoreError::unavailable("s3", "GetObject", e))?;
-            if bytes.len() + piece.len() > max_bytes {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&piece);
-        }
-        Ok(Some((Bytes::from(bytes), blob.content_type)))
-    }
 }
 
 /// The uploads bucket.

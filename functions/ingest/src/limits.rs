@@ -6,8 +6,6 @@ use axum::http::StatusCode;
 use morag_shared::http::ApiError;
 use morag_shared::outbound::TargetPolicy;
 
-/// Room for multipart boundaries and the small text fields around the file.
-pub const MULTIPART_OVERHEAD: usize = 64 * 1024;
 /// Largest JSON body for `/ingest/url`.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// Largest `metadata` object, serialized.
@@ -15,17 +13,7 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// Lambda's limit on a synchronous invocation's request payload (6 MB).
-pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
-/// Room left for the API Gateway event around the body (headers, request
-/// context, JSON framing).
-pub const EVENT_OVERHEAD: usize = 64 * 1024;
-/// The largest request body API Gateway can hand the function: an HTTP API
-/// base64-encodes a multipart body (4 bytes for every 3) inside the event.
-pub const MAX_DIRECT_BODY: usize = (LAMBDA_PAYLOAD_LIMIT - EVENT_OVERHEAD) / 4 * 3;
-/// The largest file `/ingest/file` can take when deployed (4,603,904 bytes,
-/// about 4.39 MiB), whatever `MORAG_MAX_UPLOAD_BYTES` says.
-pub const MAX_DIRECT_FILE: usize = MAX_DIRECT_BODY - MULTIPART_OVERHEAD;
+pub use morag_shared::config::{MAX_DIRECT_BODY, MAX_DIRECT_FILE, MULTIPART_OVERHEAD};
 
 /// Limits and policies of one deployment.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +71,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use morag_shared::config::{EVENT_OVERHEAD, LAMBDA_PAYLOAD_LIMIT};
 
     #[test]
     fn the_ceiling_is_what_base64_through_lambda_leaves() {

@@ -360,3 +360,17 @@ async fn a_first_request_that_failed_at_sqs_is_not_replayed() {
     assert!(headers.get("idempotent-replayed").is_none());
     assert_eq!(queue.inner.jobs.lock().unwrap().len(), 1);
 }
+
+/// `size_bytes` up to the deployment's object limit exactly is granted; one
+/// byte more is refused before anything is written.
+#[tokio::test]
+async fn the_upload_size_limit_is_exact() {
+    let f = fixture();
+    let body = |size: u64| serde_json::json!({"filename": "a.txt", "content_type": "text/plain", "size_bytes": size});
+    let (status, res) = call(&f.app, json("/api/v1/uploads", body(1 << 30))).await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    let (status, res) = call(&f.app, json("/api/v1/uploads", body((1 << 30) + 1))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{res}");
+    assert_eq!(res["error"]["code"], "invalid_size_bytes");
+    assert_eq!(f.tasks.uploads.lock().unwrap().len(), 1);
+}

@@ -77,6 +77,8 @@ async fn every_function_starts_from_the_templates_environment_alone() {
     assert_eq!(sender.webhook_queue_url, r.webhook_queue_url);
     assert_eq!(sender.webhook_dlq_url, r.webhook_dlq_url);
     assert!(processor.max_source_bytes >= ingest.max_upload_bytes);
+    // the template's MaxUploadBytes default is the ceiling the code computes
+    assert_eq!(ingest.max_upload_bytes, morag_ingest::MAX_DIRECT_FILE);
 
     // the status function's cursor secret is a Secrets Manager reference:
     // without an override it does not start, rather than start with it as text

@@ -94,13 +94,15 @@ impl DynamoStore {
     }
 
     /// An `UpdateItem` on a delivery, if it exists and `condition` holds;
-    /// returns the item as written (`None`: missing, or the condition failed).
+    /// with `returning`, answers the item as written (`None`: missing, the
+    /// condition failed, or not asked for: the item carries the payload).
     async fn update_delivery(
         &self,
         task_id: &TaskId,
         delivery_id: &DeliveryId,
         update: &str,
         condition: Condition,
+        returning: bool,
     ) -> Result<Option<Item>, StoreError> {
         let sent = self
             .client
@@ -112,7 +114,11 @@ impl DynamoStore {
             .set_condition_expression(condition.expression())
             .set_expression_attribute_names(condition.names())
             .set_expression_attribute_values(condition.values())
-            .return_values(ReturnValue::AllNew)
+            .return_values(if returning {
+                ReturnValue::AllNew
+            } else {
+                ReturnValue::None
+            })
             .send()
             .await;
         Ok(settle("UpdateItem", sent)?.and_then(|out| out.attributes))
@@ -131,7 +137,7 @@ impl DeliveryStore for DynamoStore {
             .name("#cycle", "cycle")
             .value(":cycle", n(cycle))
             .value(":yes", AttributeValue::Bool(true));
-        self.update_delivery(task_id, delivery_id, "SET enqueued = :yes", condition)
+        self.update_delivery(task_id, delivery_id, "SET enqueued = :yes", condition, false)
             .await?;
         Ok(())
     }
@@ -166,6 +172,7 @@ impl DeliveryStore for DynamoStore {
             delivery_id,
             "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state",
             condition,
+            false,
         )
         .await?;
         Ok(())
@@ -194,6 +201,7 @@ impl DeliveryStore for DynamoStore {
                 delivery_id,
                 "SET #cycle = #cycle + :one, #state = :pending, enqueued = :no",
                 condition,
+                true,
             )
             .await?;
         written
