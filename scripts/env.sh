@@ -27,7 +27,7 @@ free_port() {
 start_moto() {
     local log="$1" port
     port="$(free_port)"
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
     MOTO_PID=$!
     MOTO_ENDPOINT="http://127.0.0.1:$port"
     for _ in $(seq 1 100); do

@@ -1,0 +1,34 @@
+"""moto server, with one fix: its DynamoDB backend applies one write at a time.
+
+moto's TransactWriteItems takes no lock and, when a transaction is cancelled,
+"rolls back" by putting back a copy of the table taken when it began, which
+erases whatever other requests wrote meanwhile (seen: an idempotency record
+lost, then a second task created for the same key). DynamoDB isolates
+transactions; serializing the backend's reads and writes gives the emulator
+that isolation. Everything else is moto's own `moto_server`.
+
+Usage: moto_server.py -H 127.0.0.1 -p PORT
+"""
+import functools
+import threading
+
+from moto.dynamodb.models import DynamoDBBackend
+from moto.server import main
+
+_LOCK = threading.RLock()
+
+for _name in ("transact_write_items", "put_item", "update_item", "delete_item",
+              "get_item", "query", "batch_write_item", "transact_get_items"):
+    _original = getattr(DynamoDBBackend, _name, None)
+    if _original is None:
+        continue
+
+    @functools.wraps(_original)
+    def _serialized(self, *args, _original=_original, **kwargs):
+        with _LOCK:
+            return _original(self, *args, **kwargs)
+
+    setattr(DynamoDBBackend, _name, _serialized)
+
+if __name__ == "__main__":
+    main()
