@@ -665,8 +665,14 @@ pub fn debug_binary(name: &str) -> std::path::PathBuf {
 /// `morag dev` as `make dev` runs it, on a free port and a fresh stack, with
 /// tenant `local`'s webhook secret; answers once it listens.
 pub async fn spawn_morag_dev(webhook_secret: &str) -> (tokio::process::Child, u16) {
+    spawn_morag_dev_with(webhook_secret, &[]).await
+}
+
+/// `spawn_morag_dev` with extra environment variables.
+pub async fn spawn_morag_dev_with(webhook_secret: &str, env: &[(&str, &str)]) -> (tokio::process::Child, u16) {
     let port = free_port();
     let child = tokio::process::Command::new(debug_binary("morag"))
+        .envs(env.iter().copied())
         .env("MORAG_LOCAL_WEBHOOK_SECRET", webhook_secret)
         .env("MORAG_AWS_ENDPOINT_URL", endpoint())
         .args([

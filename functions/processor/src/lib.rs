@@ -94,7 +94,7 @@ pub struct Analysis {
 pub fn analyse(bytes: &[u8], kind: TextKind, chunk_chars: usize) -> Result<Analysis, Problem> {
     let utf8 = || std::str::from_utf8(bytes).map_err(|_| Problem::Source("the source is not UTF-8 text".to_owned()));
     let text = match kind {
-        TextKind::Html => text::html_to_text(utf8()?),
+        TextKind::Html => text::html_to_text(bytes),
         TextKind::Plain | TextKind::Markdown => utf8()?.replace("\r\n", "\n"),
         TextKind::Pdf => pdf_extract::extract_text_from_mem(bytes)
             .map_err(|e| Problem::Source(format!("the PDF could not be read: {e}")))?,

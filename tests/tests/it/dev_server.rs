@@ -96,3 +96,65 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     assert_eq!(hooks["deliveries"].as_array().unwrap().len(), kinds.len());
     child.kill().await.unwrap();
 }
+
+/// `make dev` runs the API, the recorder and the processor in one process:
+/// while the processor cuts a 32 MiB HTML page (one long CPU-bound step
+/// between its "Read N bytes" and "Cut into N chunks" reports), the status
+/// API keeps answering. The client polls one request at a time and counts
+/// the answers that saw the task in that step; an API that froze for the
+/// step would answer at most the one request that was waiting. The server
+/// runs its runtime on one worker thread, so CPU work done on the runtime
+/// (not on a blocking thread) would freeze it.
+#[tokio::test]
+async fn the_status_api_answers_while_the_processor_works() {
+    let (mut child, port) = morag_tests::spawn_morag_dev_with(
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        &[("TOKIO_WORKER_THREADS", "1")],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(morag_tests::unique_prefix());
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("page.html");
+    let row = "<div class=\"row\"><p>Some <b>bold</b> text &amp; a <a href=\"/x\">link</a>.</p>\
+               <script>var x = '<p>' + 1;</script></div>\n";
+    let html = row.repeat(32 * 1024 * 1024 / row.len());
+    std::fs::write(&path, &html).unwrap();
+    let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
+        .arg("ingest")
+        .arg(&path)
+        .args(["--api", &base, "--key", morag_cli::stack::LOCAL_DEV_KEY])
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let client = reqwest::Client::new();
+    let mut in_cpu_step = 0;
+    let mut last = serde_json::Value::Null;
+    for _ in 0..20_000 {
+        last = get_json(&client, &format!("{base}/api/v1/status/{task_id}")).await;
+        let message = last["message"].as_str().unwrap_or("");
+        if message.starts_with("Read ") && !message.contains(" of ") {
+            in_cpu_step += 1;
+        }
+        if last["status"] == "completed" || last["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    // one paragraph per row, joined by blank lines
+    let rows = html.len() / row.len();
+    assert_eq!(
+        last["result"]["characters"],
+        rows * "Some bold text & a link.".len() + (rows - 1) * 2
+    );
+    assert!(
+        in_cpu_step >= 3,
+        "the status API answered {in_cpu_step} requests while the processor cut the page"
+    );
+    child.kill().await.unwrap();
+}

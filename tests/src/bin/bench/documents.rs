@@ -59,6 +59,24 @@ fn chunking() -> Vec<String> {
         "| `text::chunk` of one 5 MiB token ({n} chunks; 37 s before the fix) | 5 MiB | {:.0} |",
         5.0 * MIB as f64 / 1e6 / started.elapsed().as_secs_f64()
     ));
+    let page = "<div class=\"row\"><p>Some <b>bold</b> text &amp; a <a href=\"/x?a=1&b=2\">link</a>.</p>\
+                <script>var x = '<p>' + 1;</script></div>\n";
+    let html = page.repeat(16 * MIB / page.len());
+    let soup = "<a href=x><b>".repeat(5 * MIB / 13);
+    for (name, input) in [
+        ("`text::html_to_text` of a 16 MiB page", &html),
+        ("`text::html_to_text` of 5 MiB tag soup", &soup),
+    ] {
+        let started = Instant::now();
+        let text = morag_processor::text::html_to_text(input.as_bytes());
+        let secs = started.elapsed().as_secs_f64();
+        report.push(format!(
+            "| {name} ({} characters of text) | {:.0} MiB | {:.0} |",
+            text.len(),
+            input.len() as f64 / MIB as f64,
+            input.len() as f64 / 1e6 / secs
+        ));
+    }
     report
 }
 
