@@ -30,6 +30,7 @@ pub const STATUS: &str = "StatusFunction";
 pub const RECORDER: &str = "RecorderFunction";
 pub const PROCESSOR: &str = "ProcessorFunction";
 pub const WEBHOOK_SENDER: &str = "WebhookSenderFunction";
+pub const WATCHDOG: &str = "WatchdogFunction";
 
 /// An SQS event source of a function, as its event source mapping says.
 #[derive(Debug, Clone, Deserialize)]

@@ -288,6 +288,42 @@ impl FromEnv for RecorderConfig {
     }
 }
 
+/// The watchdog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    /// `MORAG_TABLE_NAME`
+    pub table: String,
+    /// `MORAG_PROCESSING_QUEUE_URL`: where orphaned jobs are sent again.
+    pub processing_queue_url: String,
+    /// `MORAG_PROCESSING_DLQ_URL`: dead-lettered jobs fail their task.
+    pub processing_dlq_url: String,
+    /// `MORAG_WEBHOOK_QUEUE_URL`: where unsent deliveries go.
+    pub webhook_queue_url: String,
+    /// `MORAG_WATCHDOG_TIME_BUDGET_SECONDS` (default 45, below the
+    /// function's 60 s timeout): a run stops taking new work after it.
+    pub time_budget: Duration,
+    pub retention: Retention,
+    pub aws: AwsSettings,
+}
+
+impl FromEnv for WatchdogConfig {
+    fn read(env: &mut EnvReader<'_>) -> Self {
+        let cfg = Self {
+            table: env.required("MORAG_TABLE_NAME"),
+            processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
+            processing_dlq_url: env.required("MORAG_PROCESSING_DLQ_URL"),
+            webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
+            time_budget: Duration::from_secs(env.parse_or("MORAG_WATCHDOG_TIME_BUDGET_SECONDS", 45u64)),
+            retention: read_retention(env),
+            aws: AwsSettings::read(env),
+        };
+        if cfg.time_budget.is_zero() {
+            env.invalid("MORAG_WATCHDOG_TIME_BUDGET_SECONDS must be at least 1");
+        }
+        cfg
+    }
+}
+
 /// The reference processor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorConfig {

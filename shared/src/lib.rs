@@ -14,6 +14,7 @@
 //! domain knows neither.
 
 pub mod adapters;
+pub mod apply;
 pub mod batch;
 pub mod config;
 pub mod domain;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::domain::watch::Watched;
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
     HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
@@ -88,9 +89,33 @@ pub trait TaskStore: Send + Sync {
         task_id: &TaskId,
     ) -> Result<(), StoreError>;
 
+    /// Records that the task's job reached the processing queue, if the task
+    /// is still `pending` (`false` otherwise): the watchdog then leaves it
+    /// to its deadline.
+    async fn mark_job_enqueued(&self, task: &Task) -> Result<bool, StoreError>;
+
+    /// Claims the re-enqueue of a `pending` task's unconfirmed job until
+    /// `until`, unless another claim holds (`false`): two watchdog runs at
+    /// once send it once.
+    async fn claim_requeue(&self, task: &Task, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError>;
+
     /// An unexpired idempotency record, if any.
     async fn get_idempotency(&self, tenant: &TenantId, key_hash: &str)
         -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// The due index: live tasks and unfinished deliveries by when they must
+/// next be looked at.
+#[async_trait]
+pub trait WatchIndex: Send + Sync {
+    /// Entries due at or before `now` in one shard, oldest first.
+    async fn due(
+        &self,
+        shard: u8,
+        now: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Watched>, StoreError>;
 }
 
 /// Granted uploads.
@@ -121,6 +146,29 @@ pub trait EventSink: Send + Sync {
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     async fn park(&self, body: &str, reason: &str, detail: &str, source_message_id: &str) -> Result<(), StoreError>;
+}
+
+/// A job parked in the processing DLQ, as the watchdog peeks at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadJob {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// How often the processing queue handed it out before parking it.
+    pub receive_count: u32,
+    /// `morag_reason` / `morag_detail` when a function parked it itself.
+    pub reason: Option<String>,
+}
+
+/// Reading a dead-letter queue without consuming it: what is read stays
+/// there (for `morag dlq redrive`).
+#[async_trait]
+pub trait DeadLetterPeek: Send + Sync {
+    /// Up to `max` messages (at most 10), hidden for `hide_for` so the next
+    /// peek sees others.
+    async fn peek(&self, max: usize, hide_for: Duration) -> Result<Vec<DeadJob>, StoreError>;
+    /// Makes a peeked message visible again now.
+    async fn release(&self, receipt_handle: &str) -> Result<(), StoreError>;
 }
 
 /// Reading uploaded content (the processor).
@@ -162,8 +210,15 @@ pub trait DeliveryStore: Send + Sync {
     /// Deliveries whose message was not (known to be) sent yet: the outbox.
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
     async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<(), StoreError>;
+    /// Marks an unsent `pending` delivery of `cycle` enqueued before its
+    /// message is sent (`false`: sent, finished or restarted meanwhile):
+    /// the watchdog's claim, so two runs send it once.
+    async fn claim_unsent(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
     async fn get_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError>;
-    /// Appends an attempt and sets the state, if the delivery is still in `cycle`.
+    /// Appends an attempt and sets the state, if the delivery is still in
+    /// `cycle`. `next_attempt`: when the queue brings the message back (a
+    /// retry), `None` when the state is final; the watchdog looks again a
+    /// grace period after it.
     async fn record_attempt(
         &self,
         task_id: &TaskId,
@@ -171,10 +226,12 @@ pub trait DeliveryStore: Send + Sync {
         cycle: u32,
         attempt: &Attempt,
         state: DeliveryState,
+        next_attempt: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
     /// A task's deliveries, newest first.
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
-    /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued.
+    /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued
+    /// (in the outbox, for the watchdog if the enqueue that follows fails).
     async fn restart_delivery(
         &self,
         task_id: &TaskId,

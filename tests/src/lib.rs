@@ -396,6 +396,15 @@ impl TestEnv {
         morag_recorder::wiring::build(&self.sdk, &cfg)
     }
 
+    /// The watchdog as the stack configures it.
+    pub fn watchdog(&self) -> morag_watchdog::Watchdog {
+        let cfg: morag_shared::config::WatchdogConfig = self
+            .stack
+            .config(stack::WATCHDOG, &self.overrides(TargetPolicy::default(), &[]))
+            .expect("watchdog config from the stack");
+        morag_watchdog::wiring::build(&self.sdk, &cfg)
+    }
+
     /// The processor as the stack configures it, with an outbound policy,
     /// 200-character chunks and a 5 s fetch timeout.
     pub fn processor(&self, policy: TargetPolicy) -> morag_processor::Processor {

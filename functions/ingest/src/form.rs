@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use url::Url;
 
-use morag_shared::domain::WebhookEvent;
 use morag_shared::domain::{InvalidId, SourceType, UploadId};
+use morag_shared::domain::{Timeouts, WebhookEvent};
 use morag_shared::http::ApiError;
 use morag_shared::outbound::target::{check_target_url, MAX_URL_LEN};
 
@@ -22,6 +22,8 @@ pub struct Submission {
     /// The webhook events subscribed to (all when not given).
     pub webhook_events: Vec<WebhookEvent>,
     pub metadata: Map<String, Value>,
+    /// `heartbeat_timeout_s` and `timeout_s` (defaults when not given).
+    pub timeouts: Timeouts,
 }
 
 #[derive(Debug)]
@@ -37,9 +39,41 @@ pub enum SubmissionInput {
     Upload(UploadId),
 }
 
-const FILE_FIELDS: [&str; 5] = ["source_type", "file", "webhook_url", "webhook_events", "metadata"];
-const URL_FIELDS: [&str; 5] = ["source_type", "url", "webhook_url", "webhook_events", "metadata"];
-const UPLOAD_FIELDS: [&str; 5] = ["source_type", "upload_id", "webhook_url", "webhook_events", "metadata"];
+/// The fields every route takes besides its source.
+const COMMON_FIELDS: [&str; 6] = [
+    "source_type",
+    "webhook_url",
+    "webhook_events",
+    "metadata",
+    "heartbeat_timeout_s",
+    "timeout_s",
+];
+
+fn fields_with(source: &'static str) -> [&'static str; 7] {
+    let [a, b, c, d, e, f] = COMMON_FIELDS;
+    [a, source, b, c, d, e, f]
+}
+
+fn timeouts(heartbeat_s: Option<u64>, timeout_s: Option<u64>) -> Result<Timeouts, ApiError> {
+    Timeouts::parse(heartbeat_s, timeout_s).map_err(|e| ApiError::unprocessable("invalid_timeout", e))
+}
+
+/// A whole number of seconds given as text (a multipart field).
+fn seconds_text(name: &str, text: &str) -> Result<u64, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ApiError::unprocessable("invalid_timeout", format!("{name} must be a whole number of seconds")))
+}
+
+/// A whole number of seconds in a JSON body.
+fn seconds_field(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::unprocessable("invalid_timeout", format!("{name} must be a whole number of seconds"))
+        }),
+    }
+}
 
 /// `webhook_events`: known names, at least one, no repeats; only with a
 /// `webhook_url`.
@@ -165,13 +199,15 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
     let mut webhook_url = None;
     let mut webhook_events = None;
     let mut metadata = None;
+    let (mut heartbeat_s, mut timeout_s) = (None, None);
     let mut seen: Vec<String> = Vec::new();
+    let fields = fields_with("file");
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_owned();
-        if !FILE_FIELDS.contains(&name.as_str()) {
+        if !fields.contains(&name.as_str()) {
             return Err(ApiError::unprocessable(
                 "unknown_field",
-                format!("unknown field {name:?}; expected {}", FILE_FIELDS.join(", ")),
+                format!("unknown field {name:?}; expected {}", fields.join(", ")),
             ));
         }
         if seen.contains(&name) {
@@ -211,6 +247,8 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
                         .collect(),
                 )
             }
+            "heartbeat_timeout_s" => heartbeat_s = Some(seconds_text(&name, &text)?),
+            "timeout_s" => timeout_s = Some(seconds_text(&name, &text)?),
             _ => metadata = Some(text),
         }
     }
@@ -242,6 +280,7 @@ pub async fn parse_multipart(request: Request, limits: &Limits) -> Result<Submis
         webhook_url,
         webhook_events,
         metadata,
+        timeouts: timeouts(heartbeat_s, timeout_s)?,
     })
 }
 
@@ -294,11 +333,11 @@ fn json_object(bytes: &[u8], fields: &[&str]) -> Result<Map<String, Value>, ApiE
 }
 
 pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<Submission, ApiError> {
-    let fields: &[&str] = match source {
-        JsonSource::Url => &URL_FIELDS,
-        JsonSource::Upload => &UPLOAD_FIELDS,
+    let fields = match source {
+        JsonSource::Url => fields_with("url"),
+        JsonSource::Upload => fields_with("upload_id"),
     };
-    let body = json_object(bytes, fields)?;
+    let body = json_object(bytes, &fields)?;
     let source_type = parse_source_type(string_field(&body, "source_type")?.ok_or_else(|| missing("source_type"))?)?;
     let input = match source {
         JsonSource::Url => SubmissionInput::Url(parse_source_url(
@@ -342,6 +381,10 @@ pub fn parse_json(bytes: &[u8], limits: &Limits, source: JsonSource) -> Result<S
         webhook_url,
         webhook_events,
         metadata,
+        timeouts: timeouts(
+            seconds_field(&body, "heartbeat_timeout_s")?,
+            seconds_field(&body, "timeout_s")?,
+        )?,
     })
 }
 

@@ -88,6 +88,8 @@ fn fingerprint(tenant: &TenantId, s: &Submission) -> String {
         "webhook_url": s.webhook_url.as_ref().map(Url::as_str),
         "webhook_events": s.webhook_events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
         "metadata": Value::Object(s.metadata.clone()),
+        "heartbeat_timeout_s": s.timeouts.heartbeat_s,
+        "timeout_s": s.timeouts.timeout_s,
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
@@ -168,14 +170,24 @@ async fn take_over(st: &Ingest, existing: &IdempotencyRecord) -> Result<(), Subm
         tracing::error!("idempotency record without its task; answering in progress until it expires");
         return Err(SubmitError::InProgress);
     };
-    if task.status == TaskStatus::Pending {
+    if task.status == TaskStatus::Pending && !task.job_enqueued {
         let message_id = st.jobs.enqueue(&task.job()).await?;
         tracing::warn!(%message_id, "took over an abandoned submission: its job is enqueued now");
+        confirm_job(st, &task).await;
     }
     st.tasks
         .mark_idempotency_enqueued(&existing.tenant, &existing.key_hash, &existing.task_id)
         .await?;
     Ok(())
+}
+
+/// Records that the task's job is on the queue. If this fails, the watchdog
+/// sends the job again after its grace period: a duplicate with the same
+/// `job_id`, never a lost job.
+async fn confirm_job(st: &Ingest, task: &Task) {
+    if let Err(e) = st.tasks.mark_job_enqueued(task).await {
+        tracing::warn!(error = %e, "could not record that the job is enqueued; the watchdog will send it again");
+    }
 }
 
 /// Stores, records and enqueues a validated submission.
@@ -247,7 +259,7 @@ pub async fn submit(
         }
     };
 
-    let mut task = Task::pending(
+    let task = Task::pending(
         task_id,
         tenant,
         submission.source_type,
@@ -256,6 +268,7 @@ pub async fn submit(
         submission.metadata,
         now,
     );
+    let mut task = task.with_timeouts(submission.timeouts);
     task.webhook_events = submission.webhook_events;
     let created = match &claim {
         Some(upload) => st.tasks.create_task_from_upload(&task, idem.as_ref(), upload).await,
@@ -279,6 +292,7 @@ pub async fn submit(
     match st.jobs.enqueue(&task.job()).await {
         Ok(message_id) => {
             tracing::info!(%message_id, source_type = %task.source_type, "task accepted");
+            confirm_job(st, &task).await;
             if let Some(idem) = &idem {
                 // if this fails, a retry past the lease enqueues the job again:
                 // a duplicate job, never a lost one

@@ -67,8 +67,10 @@ const LOCAL: TargetPolicy = TargetPolicy {
 };
 
 fn job(source_type: SourceType, source: Source) -> JobMessage {
+    let task_id = TaskId::new();
     JobMessage {
-        task_id: TaskId::new(),
+        job_id: format!("job_{task_id}"),
+        task_id,
         tenant: "acme".parse().unwrap(),
         source_type,
         source,

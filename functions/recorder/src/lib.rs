@@ -18,17 +18,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
+use morag_shared::apply::{Applied, Applier};
 use morag_shared::batch::{self, Batch, Received, Unparseable};
-use morag_shared::domain::{
-    decide, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
-};
+use morag_shared::domain::{Ignored, Retention, StatusEvent, Task, TaskId};
 use morag_shared::error::StoreError;
 use morag_shared::ports::{DeadLetters, DeliveryStore, TaskStore, WebhookQueue};
 
 pub mod wiring;
-
-/// Optimistic-concurrency retries before a record is given back to SQS.
-const MAX_CONFLICTS: usize = 5;
 
 pub struct Recorder {
     pub tasks: Arc<dyn TaskStore>,
@@ -70,7 +66,7 @@ impl BatchStats {
             Ignored::Duplicate => self.duplicate += 1,
             Ignored::Stale => self.stale += 1,
             Ignored::Terminal => self.terminal += 1,
-            Ignored::AlreadyStarted => self.already_started += 1,
+            Ignored::AlreadyStarted | Ignored::NotRunning => self.already_started += 1,
         }
     }
 
@@ -104,15 +100,6 @@ impl BatchStats {
         }
         doc.to_string()
     }
-}
-
-/// What recording one event came to.
-enum Recorded {
-    /// Applied, with the number of webhooks enqueued.
-    Applied(TaskStatus, u32),
-    /// Kept out, with the number of outbox webhooks enqueued.
-    Ignored(Ignored, u32),
-    UnknownTask,
 }
 
 impl Recorder {
@@ -178,19 +165,19 @@ impl Recorder {
             );
             let ok = async {
                 match self.record(&event, &mut known).await {
-                    Ok(Recorded::Applied(status, webhooks)) => {
+                    Ok(Applied::Applied(status, webhooks)) => {
                         stats.applied += 1;
                         stats.webhooks_enqueued += webhooks;
                         tracing::info!(new_status = %status, webhooks, "event applied");
                         true
                     }
-                    Ok(Recorded::Ignored(why, webhooks)) => {
+                    Ok(Applied::Ignored(why, webhooks)) => {
                         stats.ignored(why);
                         stats.webhooks_enqueued += webhooks;
                         tracing::info!(ignored = why.as_str(), webhooks, "event kept out of the state");
                         true
                     }
-                    Ok(Recorded::UnknownTask) => {
+                    Ok(Applied::UnknownTask) => {
                         tracing::warn!("status event for an unknown task; parking it in the DLQ");
                         let body = serde_json::to_string(&event).unwrap_or_default();
                         let detail = format!("no task {}", event.task_id);
@@ -229,73 +216,16 @@ impl Recorder {
         (stats, failures)
     }
 
-    async fn record(&self, event: &StatusEvent, known: &mut Option<Task>) -> Result<Recorded, StoreError> {
-        for _ in 0..MAX_CONFLICTS {
-            let task = match known.take() {
-                Some(task) => task,
-                None => match self.tasks.get_task(&event.task_id).await? {
-                    Some(task) => task,
-                    None => return Ok(Recorded::UnknownTask),
-                },
-            };
-            let (after, entry, planned) = match decide(&task, event) {
-                Decision::Ignore(why) => {
-                    // a redelivered event may be the retry of a recorder that
-                    // died before enqueueing its webhooks: finish that job
-                    let flushed = if why == Ignored::Duplicate {
-                        self.flush_outbox(&task.task_id).await?
-                    } else {
-                        0
-                    };
-                    *known = Some(task);
-                    return Ok(Recorded::Ignored(why, flushed));
-                }
-                Decision::Apply { task, entry, webhooks } => (task, entry, webhooks),
-            };
-            let now = morag_shared::time::now();
-            let deliveries: Vec<Delivery> = planned.into_iter().map(|p| p.into_delivery(&after, now)).collect();
-            match self
-                .tasks
-                .apply_event(&task, &after, &entry, &deliveries, &self.retention)
-                .await?
-            {
-                ApplyOutcome::Applied => {
-                    let status = after.status;
-                    *known = Some(*after);
-                    let sent = self.enqueue(&deliveries).await?;
-                    return Ok(Recorded::Applied(status, sent));
-                }
-                // changed since read: read again and decide again
-                ApplyOutcome::Conflict => tracing::debug!("task changed concurrently; deciding again"),
-            }
+    async fn record(&self, event: &StatusEvent, known: &mut Option<Task>) -> Result<Applied, StoreError> {
+        Applier {
+            tasks: self.tasks.as_ref(),
+            deliveries: self.deliveries.as_ref(),
+            webhooks: self.webhooks.as_ref(),
+            retention: &self.retention,
+            flush_on_duplicate: true,
         }
-        Err(StoreError::Conflict {
-            op: "apply_event",
-            detail: format!("task kept changing over {MAX_CONFLICTS} attempts"),
-        })
-    }
-}
-
-impl Recorder {
-    /// Puts deliveries on the webhook queue and marks them enqueued. A failure
-    /// fails the record: SQS redelivers it, and the duplicate flushes the outbox.
-    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
-        for d in deliveries {
-            morag_shared::outbox::enqueue_delivery(self.webhooks.as_ref(), self.deliveries.as_ref(), d).await?;
-            tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
-        }
-        Ok(deliveries.len() as u32)
-    }
-
-    async fn flush_outbox(&self, task_id: &TaskId) -> Result<u32, StoreError> {
-        let unsent = self.deliveries.unsent_deliveries(task_id).await?;
-        if !unsent.is_empty() {
-            tracing::warn!(
-                count = unsent.len(),
-                "enqueueing webhooks a previous attempt left unsent"
-            );
-        }
-        self.enqueue(&unsent).await
+        .apply(event, known)
+        .await
     }
 }
 

@@ -12,6 +12,7 @@ use morag_shared::ports::TaskStore;
 use serde_json::json;
 
 use super::*;
+use morag_shared::domain::TaskStatus;
 
 fn record(id: &str, body: &str) -> SqsMessage {
     let mut m = SqsMessage::default();

@@ -163,6 +163,7 @@ impl Sender {
             .schedule
             .delay_after(attempt_no, outcome.retry_after(), &mut rand::thread_rng());
         let record = outcome.into_attempt(morag_shared::time::now(), started.elapsed());
+        let mut next_attempt = None;
         let (state, result) = match verdict {
             Verdict::Success => (DeliveryState::Succeeded, Outcome::Done),
             Verdict::Permanent => (DeliveryState::Failed, Outcome::Done),
@@ -172,6 +173,9 @@ impl Sender {
                         tracing::warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
                     }
                     tracing::info!(delay_s = delay.as_secs(), "will retry");
+                    next_attempt = chrono::Duration::from_std(delay)
+                        .ok()
+                        .map(|d| morag_shared::time::now() + d);
                     (DeliveryState::Pending, Outcome::Again)
                 }
                 None => {
@@ -185,7 +189,14 @@ impl Sender {
         };
         self.ports
             .deliveries
-            .record_attempt(&delivery.task_id, &delivery.delivery_id, delivery.cycle, &record, state)
+            .record_attempt(
+                &delivery.task_id,
+                &delivery.delivery_id,
+                delivery.cycle,
+                &record,
+                state,
+                next_attempt,
+            )
             .await?;
         tracing::info!(
             ?state,

@@ -12,7 +12,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::domain::{DeliveryMessage, JobMessage, StatusEvent};
 use crate::error::StoreError;
-use crate::ports::{DeadLetters, EventSink, JobQueue, Visibility, WebhookQueue};
+use crate::ports::{DeadJob, DeadLetterPeek, DeadLetters, EventSink, JobQueue, Visibility, WebhookQueue};
 
 /// SQS's longest visibility timeout, in seconds.
 const MAX_VISIBILITY_SECONDS: u64 = 43_200;
@@ -147,6 +147,59 @@ impl Visibility for SqsQueue {
             .await
             .map_err(|e| StoreError::unavailable("sqs", "ChangeMessageVisibility", DisplayErrorContext(e)))?;
         Ok(())
+    }
+}
+
+/// The processing DLQ, read by the watchdog: the message stays.
+#[async_trait]
+impl DeadLetterPeek for SqsQueue {
+    async fn peek(&self, max: usize, hide_for: Duration) -> Result<Vec<DeadJob>, StoreError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .visibility_timeout(i32::try_from(hide_for.as_secs().max(1)).unwrap_or(30))
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("morag_reason")
+            .message_attribute_names("morag_detail")
+            .send()
+            .await
+            .map_err(|e| StoreError::unavailable("sqs", "ReceiveMessage", DisplayErrorContext(e)))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let attribute = |name: &str| {
+                    m.message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value.clone())
+                };
+                let reason = match (attribute("morag_reason"), attribute("morag_detail")) {
+                    (Some(r), Some(d)) => Some(format!("{r}: {d}")),
+                    (r, _) => r,
+                };
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                DeadJob {
+                    message_id: m.message_id.unwrap_or_default(),
+                    receipt_handle: m.receipt_handle.unwrap_or_default(),
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                    reason,
+                }
+            })
+            .collect())
+    }
+
+    async fn release(&self, receipt_handle: &str) -> Result<(), StoreError> {
+        self.delay(receipt_handle, Duration::ZERO).await
     }
 }
 

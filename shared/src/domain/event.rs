@@ -16,12 +16,14 @@ pub const MAX_EVENT_METADATA_BYTES: usize = 16 * 1024;
 /// How far in the future an event's clock may be.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 
-/// What a pipeline reports.
+/// What a pipeline reports (`started`, `progress`, `completed`, `failed`),
+/// or what the watchdog observes (`stalled`: never accepted from a queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
     Started,
     Progress,
+    Stalled,
     Completed,
     Failed,
 }
@@ -31,6 +33,7 @@ impl EventStatus {
         match self {
             EventStatus::Started => TaskStatus::Started,
             EventStatus::Progress => TaskStatus::Progress,
+            EventStatus::Stalled => TaskStatus::Stalled,
             EventStatus::Completed => TaskStatus::Completed,
             EventStatus::Failed => TaskStatus::Failed,
         }
@@ -83,6 +86,12 @@ impl StatusEvent {
     }
 
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), MalformedEvent> {
+        if self.status == EventStatus::Stalled {
+            return Err(malformed(
+                "invalid_status",
+                "stalled is set by the watchdog; a pipeline reports started, progress, completed or failed",
+            ));
+        }
         if self.event_id.is_empty()
             || self.event_id.len() > MAX_EVENT_ID
             || !self.event_id.bytes().all(|b| b.is_ascii_graphic())

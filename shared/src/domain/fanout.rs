@@ -52,7 +52,9 @@ fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> Strin
         "metadata": Value::Object(after.metadata.clone()),
     });
     match event_type {
-        WebhookEvent::TaskStarted | WebhookEvent::TaskProgress => data["progress"] = json!(after.progress),
+        WebhookEvent::TaskStarted | WebhookEvent::TaskProgress | WebhookEvent::TaskStalled => {
+            data["progress"] = json!(after.progress)
+        }
         WebhookEvent::TaskCompleted => {
             data["progress"] = json!(after.progress);
             data["result"] = after.result.clone().unwrap_or(Value::Null);
@@ -73,6 +75,7 @@ fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> Strin
 /// - `task_started` when the task leaves `pending` other than by ending;
 /// - `task_progress` when progress crosses 25, 50 or 75 %: one delivery for
 ///   the highest milestone crossed, every crossed milestone marked sent;
+/// - `task_stalled` each time the watchdog marks it `stalled`;
 /// - `task_completed`, `task_failed` when it ends;
 /// - only event types the task subscribed to, and only with a `webhook_url`.
 pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<PlannedDelivery> {
@@ -92,6 +95,8 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<Planned
         }
     }
     match event.status {
+        // a task may stall, recover and stall again: one delivery per stall
+        EventStatus::Stalled => planned.push((WebhookEvent::TaskStalled, format!("stall{}", after.event_seq))),
         EventStatus::Completed => planned.push((WebhookEvent::TaskCompleted, "once".to_owned())),
         EventStatus::Failed => planned.push((WebhookEvent::TaskFailed, "once".to_owned())),
         _ => {}

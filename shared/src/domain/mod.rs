@@ -1,7 +1,8 @@
 //! The domain model. Nothing here knows about AWS or HTTP.
 //!
 //! Imports point one way: `ids` ← `delivery` ← `task` ← `event` ← `fanout`
-//! ← `lifecycle`; `keys`, `idempotency`, `page` and `upload` (← `ids`) stand alone.
+//! ← `lifecycle`; `watch` (← `task`, `event`) holds the watchdog's rules;
+//! `keys`, `idempotency`, `page` and `upload` (← `ids`) stand alone.
 
 pub mod delivery;
 pub mod event;
@@ -15,6 +16,7 @@ pub mod task;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod upload;
+pub mod watch;
 
 pub use delivery::{
     Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
@@ -25,5 +27,5 @@ pub use ids::{InvalidId, TaskId, TenantId};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
-pub use task::{JobMessage, Source, SourceType, Task, TaskStatus};
+pub use task::{JobMessage, Source, SourceType, Task, TaskStatus, Timeouts};
 pub use upload::{Blob, ObjectInfo, PresignedPut, Upload, UploadId};

@@ -62,13 +62,16 @@ impl fmt::Display for SourceType {
     }
 }
 
-/// Lifecycle: `pending → started → progress* → completed | failed`.
+/// Lifecycle: `pending → started → progress* → completed | failed`, and
+/// `stalled` (set by the watchdog when a running task's worker misses its
+/// heartbeat) until the worker's next event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Pending,
     Started,
     Progress,
+    Stalled,
     Completed,
     Failed,
 }
@@ -79,6 +82,7 @@ impl TaskStatus {
             TaskStatus::Pending => "pending",
             TaskStatus::Started => "started",
             TaskStatus::Progress => "progress",
+            TaskStatus::Stalled => "stalled",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
         }
@@ -88,11 +92,63 @@ impl TaskStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, TaskStatus::Completed | TaskStatus::Failed)
     }
+
+    /// A worker has the task: it owes heartbeats.
+    pub fn is_running(self) -> bool {
+        matches!(self, TaskStatus::Started | TaskStatus::Progress)
+    }
 }
 
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Heartbeat timeout, default and bounds (seconds).
+pub const DEFAULT_HEARTBEAT_TIMEOUT_S: u32 = 15 * 60;
+pub const HEARTBEAT_TIMEOUT_RANGE_S: (u32, u32) = (60, 24 * 3600);
+/// Deadline from submission, default and bounds (seconds): at most a week,
+/// well inside the history's retention.
+pub const DEFAULT_TIMEOUT_S: u32 = 24 * 3600;
+pub const TIMEOUT_RANGE_S: (u32, u32) = (60, 7 * 24 * 3600);
+
+/// How long a task may run, chosen at ingest (`heartbeat_timeout_s`,
+/// `timeout_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest silence of a running task's worker before it is `stalled`.
+    pub heartbeat_s: u32,
+    /// From submission to `failed` with `timed_out` if not finished.
+    pub timeout_s: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            heartbeat_s: DEFAULT_HEARTBEAT_TIMEOUT_S,
+            timeout_s: DEFAULT_TIMEOUT_S,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The client's choices, each optional, checked against the bounds.
+    pub fn parse(heartbeat_s: Option<u64>, timeout_s: Option<u64>) -> Result<Self, String> {
+        let within = |name: &str, v: Option<u64>, default: u32, (lo, hi): (u32, u32)| match v {
+            None => Ok(default),
+            Some(v) if (u64::from(lo)..=u64::from(hi)).contains(&v) => Ok(v as u32),
+            Some(_) => Err(format!("{name} must be a whole number of seconds from {lo} to {hi}")),
+        };
+        Ok(Self {
+            heartbeat_s: within(
+                "heartbeat_timeout_s",
+                heartbeat_s,
+                DEFAULT_HEARTBEAT_TIMEOUT_S,
+                HEARTBEAT_TIMEOUT_RANGE_S,
+            )?,
+            timeout_s: within("timeout_s", timeout_s, DEFAULT_TIMEOUT_S, TIMEOUT_RANGE_S)?,
+        })
     }
 }
 
@@ -142,6 +198,13 @@ pub struct Task {
     pub webhook_events: Vec<WebhookEvent>,
     /// Progress milestones (percent) whose webhook was planned.
     pub milestones_sent: Vec<u8>,
+    /// Longest silence of a running task's worker before it is `stalled`.
+    pub heartbeat_timeout_s: u32,
+    /// When an unfinished task fails as `timed_out`.
+    pub deadline_at: DateTime<Utc>,
+    /// Whether the job is known to have reached the processing queue (a
+    /// `pending` task without it is re-enqueued by the watchdog).
+    pub job_enqueued: bool,
 }
 
 impl Task {
@@ -177,12 +240,23 @@ impl Task {
             recent_event_ids: Vec::new(),
             webhook_events: WebhookEvent::ALL.to_vec(),
             milestones_sent: Vec::new(),
+            heartbeat_timeout_s: Timeouts::default().heartbeat_s,
+            deadline_at: now + chrono::Duration::seconds(i64::from(Timeouts::default().timeout_s)),
+            job_enqueued: false,
         }
+    }
+
+    /// The task with the client's heartbeat timeout and deadline.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.heartbeat_timeout_s = timeouts.heartbeat_s;
+        self.deadline_at = self.created_at + chrono::Duration::seconds(i64::from(timeouts.timeout_s));
+        self
     }
 
     /// The job a pipeline receives for this task.
     pub fn job(&self) -> JobMessage {
         JobMessage {
+            job_id: format!("job_{}", self.task_id),
             task_id: self.task_id,
             tenant: self.tenant.clone(),
             source_type: self.source_type,
@@ -196,6 +270,11 @@ impl Task {
 /// The message on the processing queue (the pipeline's input contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobMessage {
+    /// Deterministic (`job_{task_id}`): the watchdog's re-enqueue of a job
+    /// whose first send is in doubt carries the same id, so a worker can
+    /// dedupe.
+    #[serde(default)]
+    pub job_id: String,
     pub task_id: TaskId,
     pub tenant: TenantId,
     pub source_type: SourceType,
@@ -238,7 +317,15 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["metadata", "source", "source_type", "submitted_at", "task_id", "tenant"]
+            [
+                "job_id",
+                "metadata",
+                "source",
+                "source_type",
+                "submitted_at",
+                "task_id",
+                "tenant"
+            ]
         );
         assert_eq!(v["source"], serde_json::json!({"url": "https://example.com/a"}));
         let back: JobMessage = serde_json::from_value(v).unwrap();

@@ -17,6 +17,7 @@ mod readme;
 mod stack;
 mod status;
 mod uploads;
+mod watchdog;
 mod webhooks;
 
 use axum::body::Body;

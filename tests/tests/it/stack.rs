@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WEBHOOK_SENDER};
-use morag_shared::config::{IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig};
+use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WATCHDOG, WEBHOOK_SENDER};
+use morag_shared::config::{IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig, WatchdogConfig};
 use morag_tests::{endpoint, spawn_env_configured, TEST_CURSOR_SECRET};
 
 #[tokio::test]
@@ -35,6 +35,7 @@ async fn the_table_has_the_keys_and_indexes_the_adapter_queries() {
         ("GSI1", "gsi1pk", "gsi1sk"),
         ("GSI2", "gsi2pk", "gsi2sk"),
         ("GSI3", "gsi3pk", "gsi3sk"),
+        ("DueIndex", "due_pk", "due_sk"),
     ] {
         assert_eq!(indexes.get(index), Some(&vec![pk.to_owned(), sk.to_owned()]), "{index}");
     }
@@ -66,6 +67,7 @@ async fn every_function_starts_from_the_templates_environment_alone() {
     let recorder: RecorderConfig = s.config(RECORDER, &local).unwrap();
     let processor: ProcessorConfig = s.config(PROCESSOR, &local).unwrap();
     let sender: SenderConfig = s.config(WEBHOOK_SENDER, &local).unwrap();
+    let watchdog: WatchdogConfig = s.config(WATCHDOG, &local).unwrap();
     // the template wires each function to the resources the others use
     let r = &env.resources;
     assert_eq!(ingest.processing_queue_url, r.processing_queue_url);
@@ -76,6 +78,9 @@ async fn every_function_starts_from_the_templates_environment_alone() {
     assert_eq!(processor.processing_dlq_url, r.processing_dlq_url);
     assert_eq!(sender.webhook_queue_url, r.webhook_queue_url);
     assert_eq!(sender.webhook_dlq_url, r.webhook_dlq_url);
+    assert_eq!(watchdog.processing_queue_url, r.processing_queue_url);
+    assert_eq!(watchdog.processing_dlq_url, r.processing_dlq_url);
+    assert_eq!(watchdog.webhook_queue_url, r.webhook_queue_url);
     assert!(processor.max_source_bytes >= ingest.max_upload_bytes);
     // the template's MaxUploadBytes default is the ceiling the code computes
     assert_eq!(ingest.max_upload_bytes, morag_ingest::MAX_DIRECT_FILE);

@@ -6,7 +6,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::tasks::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
+use crate::domain::watch;
 use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, TaskId, TenantId, WebhookEvent};
 use crate::error::StoreError;
 use crate::ports::DeliveryStore;
@@ -32,6 +34,11 @@ struct DeliveryItem {
     #[serde(default)]
     attempts: Vec<Attempt>,
     expires_at: i64,
+    /// The due index: a delivery still in the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_sk: Option<String>,
 }
 
 impl DeliveryItem {
@@ -51,6 +58,8 @@ impl DeliveryItem {
             cycle: d.cycle,
             attempts: d.attempts.clone(),
             expires_at,
+            due_pk: (!d.enqueued).then(|| due_pk(watch::shard(&d.task_id))),
+            due_sk: (!d.enqueued).then(|| due_sk(d.created_at + watch::OUTBOX_GRACE, &d.delivery_id)),
         }
     }
 
@@ -94,15 +103,15 @@ impl DynamoStore {
     }
 
     /// An `UpdateItem` on a delivery, if it exists and `condition` holds;
-    /// with `returning`, answers the item as written (`None`: missing, the
-    /// condition failed, or not asked for: the item carries the payload).
+    /// answers the attributes `returning` asks for (`None`: missing, the
+    /// condition failed, or none asked for: the item carries the payload).
     async fn update_delivery(
         &self,
         task_id: &TaskId,
         delivery_id: &DeliveryId,
         update: &str,
         condition: Condition,
-        returning: bool,
+        returning: ReturnValue,
     ) -> Result<Option<Item>, StoreError> {
         let sent = self
             .client
@@ -114,11 +123,7 @@ impl DynamoStore {
             .set_condition_expression(condition.expression())
             .set_expression_attribute_names(condition.names())
             .set_expression_attribute_values(condition.values())
-            .return_values(if returning {
-                ReturnValue::AllNew
-            } else {
-                ReturnValue::None
-            })
+            .return_values(returning)
             .send()
             .await;
         Ok(settle("UpdateItem", sent)?.and_then(|out| out.attributes))
@@ -132,14 +137,66 @@ impl DeliveryStore for DynamoStore {
     }
 
     /// A newer cycle started meanwhile (condition fails): nothing to mark.
+    /// The first attempt should follow within seconds; the watchdog looks
+    /// again if none is recorded within the attempt grace. A delivery the
+    /// sender already finished is only marked (its index entry stays gone).
     async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<(), StoreError> {
-        let condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
-            .name("#cycle", "cycle")
-            .value(":cycle", n(cycle))
-            .value(":yes", AttributeValue::Bool(true));
-        self.update_delivery(task_id, delivery_id, "SET enqueued = :yes", condition, false)
+        let look_again = crate::time::now() + watch::ATTEMPT_GRACE;
+        let same_cycle = || {
+            Condition::new("attribute_exists(pk) AND #cycle = :cycle")
+                .name("#cycle", "cycle")
+                .value(":cycle", n(cycle))
+                .value(":yes", AttributeValue::Bool(true))
+        };
+        let still_pending = same_cycle()
+            .and("#state = :pending")
+            .name("#state", "state")
+            .value(":pending", s("pending"))
+            .value(":due_pk", s(due_pk(watch::shard(task_id))))
+            .value(":due_sk", s(due_sk(look_again, delivery_id)));
+        let marked = self
+            .update_delivery(
+                task_id,
+                delivery_id,
+                "SET enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk",
+                still_pending,
+                ReturnValue::UpdatedNew,
+            )
             .await?;
+        if marked.is_none() {
+            self.update_delivery(
+                task_id,
+                delivery_id,
+                "SET enqueued = :yes",
+                same_cycle(),
+                ReturnValue::None,
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    async fn claim_unsent(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        let look_again = crate::time::now() + watch::ATTEMPT_GRACE;
+        let condition = Condition::new("#cycle = :cycle AND #state = :pending AND enqueued = :no")
+            .name("#cycle", "cycle")
+            .name("#state", "state")
+            .value(":cycle", n(cycle))
+            .value(":pending", s("pending"))
+            .value(":no", AttributeValue::Bool(false))
+            .value(":yes", AttributeValue::Bool(true))
+            .value(":due_pk", s(due_pk(watch::shard(task_id))))
+            .value(":due_sk", s(due_sk(look_again, delivery_id)));
+        let claimed = self
+            .update_delivery(
+                task_id,
+                delivery_id,
+                "SET enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk",
+                condition,
+                ReturnValue::UpdatedNew,
+            )
+            .await?;
+        Ok(claimed.is_some())
     }
 
     async fn get_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
@@ -157,24 +214,29 @@ impl DeliveryStore for DynamoStore {
         cycle: u32,
         attempt: &Attempt,
         state: DeliveryState,
+        next_attempt: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let attempt = serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(corrupt("attempt"))?;
         let state = serde_dynamo::to_attribute_value::<_, AttributeValue>(state).map_err(corrupt("delivery state"))?;
-        let condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
+        let mut condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
             .name("#cycle", "cycle")
             .name("#state", "state")
             .value(":cycle", n(cycle))
             .value(":empty", AttributeValue::L(Vec::new()))
             .value(":attempt", AttributeValue::L(vec![attempt]))
             .value(":state", state);
-        self.update_delivery(
-            task_id,
-            delivery_id,
-            "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state",
-            condition,
-            false,
-        )
-        .await?;
+        let set = "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state";
+        let update = match next_attempt {
+            Some(when) => {
+                condition = condition
+                    .value(":due_pk", s(due_pk(watch::shard(task_id))))
+                    .value(":due_sk", s(due_sk(when + watch::ATTEMPT_GRACE, delivery_id)));
+                format!("{set}, due_pk = :due_pk, due_sk = :due_sk")
+            }
+            None => format!("{set} REMOVE due_pk, due_sk"),
+        };
+        self.update_delivery(task_id, delivery_id, &update, condition, ReturnValue::None)
+            .await?;
         Ok(())
     }
 
@@ -194,14 +256,19 @@ impl DeliveryStore for DynamoStore {
             .name("#state", "state")
             .value(":one", n(1))
             .value(":pending", s("pending"))
-            .value(":no", AttributeValue::Bool(false));
+            .value(":no", AttributeValue::Bool(false))
+            .value(":due_pk", s(due_pk(watch::shard(task_id))))
+            .value(
+                ":due_sk",
+                s(due_sk(crate::time::now() + watch::OUTBOX_GRACE, delivery_id)),
+            );
         let written = self
             .update_delivery(
                 task_id,
                 delivery_id,
-                "SET #cycle = #cycle + :one, #state = :pending, enqueued = :no",
+                "SET #cycle = #cycle + :one, #state = :pending, enqueued = :no, due_pk = :due_pk, due_sk = :due_sk",
                 condition,
-                true,
+                ReturnValue::AllNew,
             )
             .await?;
         written

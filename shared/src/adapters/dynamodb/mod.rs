@@ -7,6 +7,7 @@
 //! | `idempotency` | `IDEM#{tenant}#{sha256(key)}` / `IDEM` (written with its task) |
 //! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` |
 //! | `uploads` | `UPLOAD#{upload_id}` / `UPLOAD` (claimed in the task's transaction) |
+//! | `watch` | no items of its own: `DueIndex` over the `due_pk` / `due_sk` of live tasks and unfinished deliveries |
 //! | `keys` | API key `APIKEY#{sha256}` / `KEY`, tenant key index `TENANT#{tenant}` / `APIKEY#{sha256}`, signing secret `WHSECRET#{tenant}` / `SECRET` |
 //!
 //! `expires_at` (epoch seconds) is the table's TTL attribute. Every
@@ -20,6 +21,7 @@ mod keys;
 mod support;
 mod tasks;
 mod uploads;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,8 +100,19 @@ impl DynamoStore {
         start: Option<PageKey>,
         map: impl Fn(Item) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
+        self.query_page(query.scan_index_forward(false), limit, start, map)
+            .await
+    }
+
+    /// One page of a key-condition query in the order it was built with.
+    async fn query_page<T>(
+        &self,
+        query: QueryFluentBuilder,
+        limit: usize,
+        start: Option<PageKey>,
+        map: impl Fn(Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
         let out = query
-            .scan_index_forward(false)
             .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .set_exclusive_start_key(start.map(from_page_key))
             .send()
@@ -209,6 +222,12 @@ impl Condition {
             expression: expression.to_owned(),
             ..Self::default()
         }
+    }
+
+    /// The expression and `more`.
+    fn and(mut self, more: &str) -> Self {
+        self.expression = format!("({}) AND ({more})", self.expression);
+        self
     }
 
     fn name(mut self, placeholder: &str, attribute: &str) -> Self {

@@ -2,12 +2,15 @@
 //! recent events by hour bucket), the tenant's task listing (GSI2/GSI3).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, TASK_SK};
 use crate::domain::lifecycle::HISTORY_LIMIT;
+use crate::domain::task::{DEFAULT_HEARTBEAT_TIMEOUT_S, DEFAULT_TIMEOUT_S};
+use crate::domain::watch;
 use crate::domain::{
     ApplyOutcome, CreateOutcome, Delivery, HistoryEntry, IdempotencyRecord, Page, PageKey, RecentEvent, Retention,
     Source, SourceType, Task, TaskId, TaskStatus, TenantId, UploadId, WebhookEvent,
@@ -56,9 +59,22 @@ struct TaskItem {
     webhook_events: Vec<WebhookEvent>,
     #[serde(default)]
     milestones_sent: Vec<u8>,
+    #[serde(default = "default_heartbeat")]
+    heartbeat_timeout_s: u32,
+    /// Missing on items written before deadlines existed: a day after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadline_at: Option<DateTime<Utc>>,
+    /// Missing on items written before it existed: their job was sent.
+    #[serde(default = "yes")]
+    job_enqueued: bool,
     /// TTL, set once the task has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<i64>,
+    /// The due index (sparse): present while the task is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_sk: Option<String>,
     /// GSI2: the tenant's tasks, newest first.
     gsi2pk: String,
     gsi2sk: String,
@@ -70,6 +86,10 @@ struct TaskItem {
 impl TaskItem {
     fn from_task(t: &Task, expires_at: Option<i64>) -> Self {
         let created = format!("{}#{}", sort_ts(t.created_at), t.task_id);
+        let (due_pk, due_sk) = match watch::next_check(t) {
+            Some(when) => (Some(due_pk(watch::shard(&t.task_id))), Some(due_sk(when, &t.task_id))),
+            None => (None, None),
+        };
         Self {
             pk: task_pk(&t.task_id),
             sk: TASK_SK.to_owned(),
@@ -93,7 +113,12 @@ impl TaskItem {
             recent_event_ids: t.recent_event_ids.clone(),
             webhook_events: t.webhook_events.clone(),
             milestones_sent: t.milestones_sent.clone(),
+            heartbeat_timeout_s: t.heartbeat_timeout_s,
+            deadline_at: Some(t.deadline_at),
+            job_enqueued: t.job_enqueued,
             expires_at,
+            due_pk,
+            due_sk,
             gsi2pk: format!("TASKS#{}", t.tenant),
             gsi2sk: created.clone(),
             gsi3pk: format!("TASKS#{}#{}", t.tenant, t.status),
@@ -134,12 +159,35 @@ impl TaskItem {
             recent_event_ids: self.recent_event_ids,
             webhook_events: self.webhook_events,
             milestones_sent: self.milestones_sent,
+            heartbeat_timeout_s: self.heartbeat_timeout_s,
+            deadline_at: self
+                .deadline_at
+                .unwrap_or(self.created_at + Duration::seconds(i64::from(DEFAULT_TIMEOUT_S))),
+            job_enqueued: self.job_enqueued,
         })
     }
 }
 
 fn all_webhook_events() -> Vec<WebhookEvent> {
     WebhookEvent::ALL.to_vec()
+}
+
+fn default_heartbeat() -> u32 {
+    DEFAULT_HEARTBEAT_TIMEOUT_S
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The due index's partition key for a shard.
+pub(super) fn due_pk(shard: u8) -> String {
+    format!("DUE#{shard}")
+}
+
+/// The due index's sort key: when, then what (unique, ordered by time).
+pub(super) fn due_sk(when: DateTime<Utc>, what: &impl std::fmt::Display) -> String {
+    format!("{}#{what}", sort_ts(when))
 }
 
 fn history_sk(seq: u64) -> String {
@@ -354,6 +402,69 @@ impl TaskStore for DynamoStore {
         } else {
             ApplyOutcome::Conflict
         })
+    }
+
+    async fn mark_job_enqueued(&self, task: &Task) -> Result<bool, StoreError> {
+        let marked = Task {
+            job_enqueued: true,
+            ..task.clone()
+        };
+        let mut condition = Condition::new("#status = :pending")
+            .name("#status", "status")
+            .value(":pending", s(TaskStatus::Pending.as_str()))
+            .value(":yes", AttributeValue::Bool(true));
+        let update = match watch::next_check(&marked) {
+            Some(when) => {
+                condition = condition
+                    .value(":due_pk", s(due_pk(watch::shard(&task.task_id))))
+                    .value(":due_sk", s(due_sk(when, &task.task_id)));
+                "SET job_enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk"
+            }
+            None => "SET job_enqueued = :yes REMOVE due_pk, due_sk",
+        };
+        let update = if update.contains("REMOVE") {
+            format!("{update}, requeue_lease")
+        } else {
+            format!("{update} REMOVE requeue_lease")
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(&task.task_id)))
+            .key("sk", s(TASK_SK))
+            .update_expression(&update)
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
+    }
+
+    async fn claim_requeue(&self, task: &Task, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let condition = Condition::new(
+            "#status = :pending AND job_enqueued = :no AND \
+             (attribute_not_exists(requeue_lease) OR requeue_lease < :now)",
+        )
+        .name("#status", "status")
+        .value(":pending", s(TaskStatus::Pending.as_str()))
+        .value(":no", AttributeValue::Bool(false))
+        .value(":now", s(sort_ts(now)))
+        .value(":until", s(sort_ts(until)));
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(&task.task_id)))
+            .key("sk", s(TASK_SK))
+            .update_expression("SET requeue_lease = :until")
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
     }
 
     async fn history(

@@ -207,6 +207,27 @@ impl TaskStore for MemoryTaskStore {
         Ok(())
     }
 
+    async fn mark_job_enqueued(&self, task: &Task) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "mark_job_enqueued")?;
+        Ok(lock(&self.tasks)
+            .get_mut(&task.task_id)
+            .filter(|t| t.status == crate::domain::TaskStatus::Pending)
+            .map(|t| t.job_enqueued = true)
+            .is_some())
+    }
+
+    async fn claim_requeue(
+        &self,
+        task: &Task,
+        _now: chrono::DateTime<chrono::Utc>,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "claim_requeue")?;
+        Ok(lock(&self.tasks)
+            .get(&task.task_id)
+            .is_some_and(|t| t.status == crate::domain::TaskStatus::Pending && !t.job_enqueued))
+    }
+
     async fn get_idempotency(
         &self,
         tenant: &TenantId,
@@ -275,6 +296,15 @@ impl DeliveryStore for MemoryTaskStore {
         Ok(())
     }
 
+    async fn claim_unsent(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "claim_unsent")?;
+        Ok(lock(&self.deliveries)
+            .get_mut(delivery_id)
+            .filter(|d| d.cycle == cycle && d.state == DeliveryState::Pending && !d.enqueued)
+            .map(|d| d.enqueued = true)
+            .is_some())
+    }
+
     async fn get_delivery(&self, _task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
         down(&self.fail, "memory", "get_delivery")?;
         Ok(lock(&self.deliveries).get(delivery_id).cloned())
@@ -287,6 +317,7 @@ impl DeliveryStore for MemoryTaskStore {
         cycle: u32,
         attempt: &Attempt,
         state: DeliveryState,
+        _next_attempt: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), StoreError> {
         down(&self.fail, "memory", "record_attempt")?;
         if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {

@@ -24,14 +24,16 @@ use super::ids::{InvalidId, TaskId, TenantId};
 pub enum WebhookEvent {
     TaskStarted,
     TaskProgress,
+    TaskStalled,
     TaskCompleted,
     TaskFailed,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 4] = [
+    pub const ALL: [WebhookEvent; 5] = [
         WebhookEvent::TaskStarted,
         WebhookEvent::TaskProgress,
+        WebhookEvent::TaskStalled,
         WebhookEvent::TaskCompleted,
         WebhookEvent::TaskFailed,
     ];
@@ -40,6 +42,7 @@ impl WebhookEvent {
         match self {
             WebhookEvent::TaskStarted => "task_started",
             WebhookEvent::TaskProgress => "task_progress",
+            WebhookEvent::TaskStalled => "task_stalled",
             WebhookEvent::TaskCompleted => "task_completed",
             WebhookEvent::TaskFailed => "task_failed",
         }
@@ -50,7 +53,10 @@ impl FromStr for WebhookEvent {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         WebhookEvent::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
-            format!("webhook_events may contain task_started, task_progress, task_completed, task_failed; not {s:?}")
+            format!(
+                "webhook_events may contain task_started, task_progress, task_stalled, task_completed, task_failed; \
+                 not {s:?}"
+            )
         })
     }
 }

@@ -1,5 +1,7 @@
 //! The lifecycle rules that apply status events to a task:
-//! `pending → started → progress* → completed | failed`.
+//! `pending → started → progress* → completed | failed`, with `stalled`
+//! (from `started` or `progress` only, by the watchdog) until the worker's
+//! next event moves the task on.
 
 use std::time::Duration;
 
@@ -64,6 +66,8 @@ pub enum Ignored {
     Stale,
     /// A `started` for a task that is already running.
     AlreadyStarted,
+    /// A `stalled` for a task that is not `started` or `progress`.
+    NotRunning,
 }
 
 impl Ignored {
@@ -73,6 +77,7 @@ impl Ignored {
             Ignored::Terminal => "terminal",
             Ignored::Stale => "stale",
             Ignored::AlreadyStarted => "already_started",
+            Ignored::NotRunning => "not_running",
         }
     }
 }
@@ -93,6 +98,7 @@ fn default_message(event: &StatusEvent) -> String {
     match event.status {
         EventStatus::Started => "Task processing started".to_owned(),
         EventStatus::Progress => "Task in progress".to_owned(),
+        EventStatus::Stalled => "No status event within the heartbeat timeout".to_owned(),
         EventStatus::Completed => "Task completed".to_owned(),
         EventStatus::Failed => "Task failed".to_owned(),
     }
@@ -118,6 +124,12 @@ pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
             }
             next.status = TaskStatus::Started;
         }
+        EventStatus::Stalled => {
+            if !task.status.is_running() {
+                return Decision::Ignore(Ignored::NotRunning);
+            }
+            next.status = TaskStatus::Stalled;
+        }
         EventStatus::Progress => {
             next.status = TaskStatus::Progress;
             // progress never goes down
@@ -139,7 +151,10 @@ pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
     next.started_at = task.started_at.or(Some(at));
     next.message = event.message.clone().unwrap_or_else(|| default_message(event));
     next.updated_at = at.max(task.updated_at);
-    next.last_event_at = Some(at);
+    // the worker's clock: the watchdog's observation is not a heartbeat
+    if event.status != EventStatus::Stalled {
+        next.last_event_at = Some(at);
+    }
     next.event_seq = task.event_seq + 1;
     next.recent_event_ids.push(event.event_id.clone());
     if next.recent_event_ids.len() > REMEMBERED_EVENT_IDS {

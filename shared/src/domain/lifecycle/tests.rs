@@ -125,7 +125,7 @@ fn rank(s: TaskStatus) -> u8 {
     match s {
         TaskStatus::Pending => 0,
         TaskStatus::Started => 1,
-        TaskStatus::Progress => 2,
+        TaskStatus::Progress | TaskStatus::Stalled => 2,
         TaskStatus::Completed | TaskStatus::Failed => 3,
     }
 }

@@ -17,12 +17,13 @@ use morag_tests::runtime::{peak_rss_kib, RuntimeEmulator};
 
 const COLD_STARTS: usize = 20;
 /// Each binary and its function in `template.yaml`.
-const FUNCTIONS: [(&str, &str); 5] = [
+const FUNCTIONS: [(&str, &str); 6] = [
     ("morag-ingest", stack::INGEST),
     ("morag-status", stack::STATUS),
     ("morag-recorder", stack::RECORDER),
     ("morag-processor", stack::PROCESSOR),
     ("morag-webhook-sender", stack::WEBHOOK_SENDER),
+    ("morag-watchdog", stack::WATCHDOG),
 ];
 const REQUESTS: usize = 1000;
 const WARMUP: usize = 50;

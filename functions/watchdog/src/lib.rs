@@ -1,0 +1,365 @@
+//! The watchdog: a scheduled run that moves every record nobody else will
+//! move. It reads only what is due (the due index, oldest first, in pages,
+//! within a time budget) and each step is idempotent and claimed, so two
+//! runs at once do each thing once:
+//!
+//! - a `pending` task whose job was never confirmed on the queue: the job is
+//!   sent again (same `job_id`) after a claim;
+//! - a running task whose worker missed its heartbeat: `stalled`, with a
+//!   `task_stalled` webhook;
+//! - a task past its deadline: `failed` with `timed_out`;
+//! - a delivery left in the outbox, or whose queue message is gone without
+//!   a final state: enqueued again (same `webhook-id`);
+//! - a job in the processing DLQ: its task `failed` with
+//!   `processing_failed`; the message stays for `morag dlq redrive`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::Instrument;
+
+use morag_shared::apply::{Applied, Applier};
+use morag_shared::domain::watch::{self, Due, Watched, WATCH_SHARDS};
+use morag_shared::domain::{DeliveryId, DeliveryState, Ignored, JobMessage, Retention, StatusEvent, TaskId};
+use morag_shared::error::StoreError;
+use morag_shared::ports::{DeadLetterPeek, DeliveryStore, JobQueue, TaskStore, WatchIndex, WebhookQueue};
+
+pub mod wiring;
+
+/// How long a re-enqueue claim holds: a run that dies after claiming is
+/// retried by a later run after it.
+const REQUEUE_LEASE: chrono::Duration = chrono::Duration::minutes(2);
+
+#[derive(Debug, Clone)]
+pub struct WatchdogSettings {
+    pub retention: Retention,
+    /// A run takes no new work after this (below the function's timeout).
+    pub time_budget: Duration,
+    /// Due-index entries per query.
+    pub page_size: usize,
+    /// Dead-lettered jobs looked at per run.
+    pub max_dead_jobs: usize,
+    /// How long a peeked DLQ message stays hidden within a run (all are
+    /// made visible again when the run ends).
+    pub dlq_peek_hide: Duration,
+}
+
+impl Default for WatchdogSettings {
+    fn default() -> Self {
+        Self {
+            retention: Retention {
+                history: Duration::from_secs(7 * 86_400),
+                ended_task: Duration::from_secs(30 * 86_400),
+            },
+            time_budget: Duration::from_secs(45),
+            page_size: 100,
+            max_dead_jobs: 100,
+            dlq_peek_hide: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Watchdog {
+    pub tasks: Arc<dyn TaskStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub index: Arc<dyn WatchIndex>,
+    pub jobs: Arc<dyn JobQueue>,
+    pub webhooks: Arc<dyn WebhookQueue>,
+    pub dead_jobs: Arc<dyn DeadLetterPeek>,
+    pub settings: WatchdogSettings,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Due-index entries read (what the run cost, whatever the table's size).
+    pub entries_read: u32,
+    pub jobs_requeued: u32,
+    pub tasks_stalled: u32,
+    pub tasks_timed_out: u32,
+    /// Tasks failed because their job was dead-lettered.
+    pub tasks_dead_lettered: u32,
+    /// Outbox deliveries enqueued, and lost ones enqueued in a new cycle.
+    pub deliveries_sent: u32,
+    pub deliveries_restarted: u32,
+    /// Due, but another writer (or run) moved it on first.
+    pub already_handled: u32,
+    pub dead_jobs_read: u32,
+    /// DLQ messages that are not a job (parked as `invalid_job`) or whose
+    /// task is gone.
+    pub dead_jobs_without_task: u32,
+    pub errors: u32,
+    /// The time budget ran out before everything due was handled (the next
+    /// run continues).
+    pub out_of_time: bool,
+}
+
+impl Report {
+    /// One CloudWatch Embedded Metric Format line.
+    pub fn emf(&self) -> String {
+        let names = [
+            ("WatchdogEntriesRead", self.entries_read),
+            ("WatchdogJobsRequeued", self.jobs_requeued),
+            ("WatchdogTasksStalled", self.tasks_stalled),
+            ("WatchdogTasksTimedOut", self.tasks_timed_out),
+            ("WatchdogTasksDeadLettered", self.tasks_dead_lettered),
+            ("WatchdogDeliveriesSent", self.deliveries_sent),
+            ("WatchdogDeliveriesRestarted", self.deliveries_restarted),
+            ("WatchdogErrors", self.errors),
+        ];
+        let mut doc = serde_json::json!({
+            "_aws": {
+                "Timestamp": morag_shared::time::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "MoRAG/Status",
+                    "Dimensions": [["Function"]],
+                    "Metrics": names.iter().map(|(n, _)| serde_json::json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>(),
+                }]
+            },
+            "Function": "watchdog",
+        });
+        for (n, v) in names {
+            doc[n] = v.into();
+        }
+        doc.to_string()
+    }
+}
+
+/// What checking one entry did.
+enum Done {
+    Requeued,
+    Stalled,
+    TimedOut,
+    Sent,
+    Restarted,
+    AlreadyHandled,
+}
+
+impl Watchdog {
+    /// One run at `now` (the clock is a parameter: tests move it).
+    pub async fn run(&self, now: DateTime<Utc>) -> Report {
+        let started = Instant::now();
+        let mut report = Report::default();
+        'shards: for shard in 0..WATCH_SHARDS {
+            let mut start = None;
+            loop {
+                if started.elapsed() >= self.settings.time_budget {
+                    report.out_of_time = true;
+                    break 'shards;
+                }
+                let page = match self.index.due(shard, now, self.settings.page_size, start).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(error = %e, shard, "could not read the due index");
+                        report.errors += 1;
+                        break;
+                    }
+                };
+                report.entries_read += page.items.len() as u32;
+                for entry in page.items {
+                    let span = match &entry {
+                        Watched::Task(t) => tracing::info_span!("due", task_id = %t),
+                        Watched::Delivery(t, d) => tracing::info_span!("due", task_id = %t, delivery_id = %d),
+                    };
+                    match self.check(&entry, now).instrument(span.clone()).await {
+                        Ok(done) => report.count(done),
+                        Err(e) => {
+                            span.in_scope(
+                                || tracing::error!(error = %e, "could not handle a due entry; the next run retries"),
+                            );
+                            report.errors += 1;
+                        }
+                    }
+                }
+                match page.next {
+                    Some(next) => start = Some(next),
+                    None => break,
+                }
+            }
+        }
+        if !report.out_of_time {
+            self.dead_lettered_jobs(now, started, &mut report).await;
+        }
+        tracing::info!(?report, "watchdog run");
+        report
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            tasks: self.tasks.as_ref(),
+            deliveries: self.deliveries.as_ref(),
+            webhooks: self.webhooks.as_ref(),
+            retention: &self.settings.retention,
+            flush_on_duplicate: false,
+        }
+    }
+
+    async fn check(&self, entry: &Watched, now: DateTime<Utc>) -> Result<Done, StoreError> {
+        match entry {
+            Watched::Task(task_id) => self.check_task(task_id, now).await,
+            Watched::Delivery(task_id, delivery_id) => self.check_delivery(task_id, delivery_id).await,
+        }
+    }
+
+    async fn check_task(&self, task_id: &TaskId, now: DateTime<Utc>) -> Result<Done, StoreError> {
+        let Some(task) = self.tasks.get_task(task_id).await? else {
+            return Ok(Done::AlreadyHandled);
+        };
+        let event = match watch::due(&task, now) {
+            Due::Nothing => return Ok(Done::AlreadyHandled),
+            Due::Requeue => {
+                if !self.tasks.claim_requeue(&task, now, now + REQUEUE_LEASE).await? {
+                    return Ok(Done::AlreadyHandled);
+                }
+                let job = task.job();
+                let message_id = self.jobs.enqueue(&job).await?;
+                self.tasks.mark_job_enqueued(&task).await?;
+                tracing::warn!(%message_id, job_id = %job.job_id, "job never confirmed on the queue: sent again");
+                return Ok(Done::Requeued);
+            }
+            Due::Stall => watch::stalled(&task, now),
+            Due::TimeOut => watch::timed_out(&task, now),
+        };
+        let done = if event.error.is_some() {
+            Done::TimedOut
+        } else {
+            Done::Stalled
+        };
+        Ok(match self.applier().apply(&event, &mut Some(task)).await? {
+            Applied::Applied(status, webhooks) => {
+                tracing::warn!(%status, webhooks, event_id = %event.event_id, "watchdog applied");
+                done
+            }
+            Applied::Ignored(..) | Applied::UnknownTask => Done::AlreadyHandled,
+        })
+    }
+
+    async fn check_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Done, StoreError> {
+        let Some(mut delivery) = self.deliveries.get_delivery(task_id, delivery_id).await? else {
+            return Ok(Done::AlreadyHandled);
+        };
+        if delivery.state != DeliveryState::Pending {
+            return Ok(Done::AlreadyHandled);
+        }
+        let mut done = Done::Sent;
+        if delivery.enqueued {
+            // enqueued, no final state, no attempt when one was due: the
+            // message is gone; a new cycle (fresh attempts, same webhook-id)
+            match self.deliveries.restart_delivery(task_id, delivery_id).await? {
+                Some(restarted) => delivery = restarted,
+                None => return Ok(Done::AlreadyHandled),
+            }
+            done = Done::Restarted;
+        }
+        if !self
+            .deliveries
+            .claim_unsent(task_id, delivery_id, delivery.cycle)
+            .await?
+        {
+            return Ok(Done::AlreadyHandled);
+        }
+        if let Err(e) = self.webhooks.enqueue(&delivery.message()).await {
+            // back to the outbox for the next run
+            if let Err(undo) = self.deliveries.restart_delivery(task_id, delivery_id).await {
+                tracing::error!(error = %undo, "claimed delivery not sent and not released; the next run after the attempt grace sends it");
+            }
+            return Err(e);
+        }
+        tracing::warn!(cycle = delivery.cycle, "delivery the outbox never sent: enqueued");
+        Ok(done)
+    }
+
+    /// Fails the task of every job parked in the processing DLQ (at most
+    /// `max_dead_jobs` per run). Peeked messages stay in the queue: they
+    /// are hidden while the run walks on and made visible again at its end.
+    async fn dead_lettered_jobs(&self, now: DateTime<Utc>, started: Instant, report: &mut Report) {
+        let mut seen = HashSet::new();
+        let mut receipts = Vec::new();
+        while (report.dead_jobs_read as usize) < self.settings.max_dead_jobs
+            && started.elapsed() < self.settings.time_budget
+        {
+            let batch = match self.dead_jobs.peek(10, self.settings.dlq_peek_hide).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the processing DLQ");
+                    report.errors += 1;
+                    break;
+                }
+            };
+            let mut new = 0;
+            for job in batch {
+                receipts.push(job.receipt_handle.clone());
+                if !seen.insert(job.message_id.clone()) {
+                    continue;
+                }
+                new += 1;
+                report.dead_jobs_read += 1;
+                let Ok(parsed) = serde_json::from_str::<JobMessage>(&job.body) else {
+                    report.dead_jobs_without_task += 1;
+                    continue;
+                };
+                let reason = job.reason.clone().unwrap_or_else(|| {
+                    "the job failed on every delivery and was moved to the processing dead-letter queue".to_owned()
+                });
+                let span = tracing::info_span!("dead_job", task_id = %parsed.task_id, message_id = %job.message_id);
+                match self
+                    .fail_dead_lettered(&parsed, &reason, now)
+                    .instrument(span.clone())
+                    .await
+                {
+                    Ok(Applied::Applied(..)) => report.tasks_dead_lettered += 1,
+                    Ok(Applied::UnknownTask) => report.dead_jobs_without_task += 1,
+                    Ok(Applied::Ignored(..)) => {}
+                    Err(e) => {
+                        span.in_scope(|| tracing::error!(error = %e, "could not fail the task of a dead-lettered job"));
+                        report.errors += 1;
+                    }
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        for receipt in receipts {
+            if let Err(e) = self.dead_jobs.release(&receipt).await {
+                tracing::warn!(error = %e, "a peeked DLQ message stays hidden until its timeout");
+            }
+        }
+    }
+
+    async fn fail_dead_lettered(
+        &self,
+        job: &JobMessage,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError> {
+        let Some(task) = self.tasks.get_task(&job.task_id).await? else {
+            return Ok(Applied::UnknownTask);
+        };
+        if task.status.is_terminal() {
+            return Ok(Applied::Ignored(Ignored::Terminal, 0));
+        }
+        let event: StatusEvent = watch::dead_lettered(&task, reason, now);
+        let applied = self.applier().apply(&event, &mut Some(task)).await?;
+        if let Applied::Applied(..) = applied {
+            tracing::warn!(reason, "job dead-lettered: task failed");
+        }
+        Ok(applied)
+    }
+}
+
+impl Report {
+    fn count(&mut self, done: Done) {
+        match done {
+            Done::Requeued => self.jobs_requeued += 1,
+            Done::Stalled => self.tasks_stalled += 1,
+            Done::TimedOut => self.tasks_timed_out += 1,
+            Done::Sent => self.deliveries_sent += 1,
+            Done::Restarted => self.deliveries_restarted += 1,
+            Done::AlreadyHandled => self.already_handled += 1,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Composition: the real adapters behind the ports. `main.rs`, `morag dev`
+//! and the tests build the function here, and nowhere else.
+
+use std::sync::Arc;
+
+use morag_shared::adapters::aws::{self, SdkConfig};
+use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsQueue};
+use morag_shared::config::WatchdogConfig;
+
+use crate::{Watchdog, WatchdogSettings};
+
+/// The function over DynamoDB and SQS reached through `sdk`.
+pub fn build(sdk: &SdkConfig, cfg: &WatchdogConfig) -> Watchdog {
+    let store = Arc::new(DynamoStore::new(aws::dynamodb(sdk), &cfg.table));
+    let sqs = aws::sqs(sdk);
+    Watchdog {
+        tasks: store.clone(),
+        deliveries: store.clone(),
+        index: store,
+        jobs: Arc::new(SqsQueue::new(sqs.clone(), &cfg.processing_queue_url)),
+        webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
+        dead_jobs: Arc::new(SqsQueue::new(sqs, &cfg.processing_dlq_url)),
+        settings: WatchdogSettings {
+            retention: cfg.retention,
+            time_budget: cfg.time_budget,
+            ..WatchdogSettings::default()
+        },
+    }
+}

@@ -1,0 +1,58 @@
+//! The due index (`DueIndex`, sparse, keys only): `due_pk` = `DUE#{shard}`,
+//! `due_sk` = `{when}#{id}`, present on live tasks (`tasks.rs`) and on
+//! deliveries not yet finished (`deliveries.rs`), removed when they end. The
+//! watchdog reads only what is due, oldest first.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::tasks::due_pk;
+use super::{s, DynamoStore, Item};
+use crate::domain::watch::Watched;
+use crate::domain::{DeliveryId, Page, PageKey, TaskId};
+use crate::error::StoreError;
+use crate::ports::WatchIndex;
+use crate::time::sort_ts;
+
+fn watched(item: Item) -> Result<Watched, StoreError> {
+    let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: "due index entry",
+        detail,
+    };
+    let (pk, sk) = (key("pk"), key("sk"));
+    let task_id: TaskId = pk
+        .strip_prefix("TASK#")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| corrupt(format!("pk {pk}")))?;
+    if sk == super::TASK_SK {
+        return Ok(Watched::Task(task_id));
+    }
+    match sk.strip_prefix("DELIVERY#").map(str::parse::<DeliveryId>) {
+        Some(Ok(delivery_id)) => Ok(Watched::Delivery(task_id, delivery_id)),
+        _ => Err(corrupt(format!("sk {sk}"))),
+    }
+}
+
+#[async_trait]
+impl WatchIndex for DynamoStore {
+    async fn due(
+        &self,
+        shard: u8,
+        now: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Watched>, StoreError> {
+        // `~` sorts after every id: everything due at or before `now`
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("DueIndex")
+            .key_condition_expression("due_pk = :pk AND due_sk <= :now")
+            .expression_attribute_values(":pk", s(due_pk(shard)))
+            .expression_attribute_values(":now", s(format!("{}#~", sort_ts(now))))
+            .scan_index_forward(true);
+        self.query_page(query, limit, start, watched).await
+    }
+}

@@ -1,0 +1,111 @@
+//! Applying one lifecycle event to its task: read, decide (pure), write the
+//! task, its history entry and its webhook deliveries in one transaction
+//! (retried on a concurrent change), then put the deliveries on the webhook
+//! queue (the outbox). The recorder applies pipeline events this way, the
+//! watchdog its own (`stalled`, `timed_out`, `processing_failed`).
+
+use crate::domain::{
+    decide, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
+};
+use crate::error::StoreError;
+use crate::outbox::enqueue_delivery;
+use crate::ports::{DeliveryStore, TaskStore, WebhookQueue};
+
+/// Optimistic-concurrency retries before giving up.
+const MAX_CONFLICTS: usize = 5;
+
+/// What applying one event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied: the task's new status and the number of webhooks enqueued.
+    Applied(TaskStatus, u32),
+    /// Kept out, with the number of outbox webhooks enqueued.
+    Ignored(Ignored, u32),
+    UnknownTask,
+}
+
+/// The ports an event is applied through.
+pub struct Applier<'a> {
+    pub tasks: &'a dyn TaskStore,
+    pub deliveries: &'a dyn DeliveryStore,
+    pub webhooks: &'a dyn WebhookQueue,
+    pub retention: &'a Retention,
+    /// On a duplicate event, enqueue the task's unsent deliveries (the
+    /// recorder: a redelivered event retries a writer that died before its
+    /// enqueue). The watchdog leaves them to its outbox sweep.
+    pub flush_on_duplicate: bool,
+}
+
+impl Applier<'_> {
+    /// Applies `event`. `known`: the task as last read or written (consecutive
+    /// events of one task need no second read; the conditional write still
+    /// guards it); updated to the task as written.
+    pub async fn apply(&self, event: &StatusEvent, known: &mut Option<Task>) -> Result<Applied, StoreError> {
+        for _ in 0..MAX_CONFLICTS {
+            let task = match known.take() {
+                Some(task) => task,
+                None => match self.tasks.get_task(&event.task_id).await? {
+                    Some(task) => task,
+                    None => return Ok(Applied::UnknownTask),
+                },
+            };
+            let (after, entry, planned) = match decide(&task, event) {
+                Decision::Ignore(why) => {
+                    // a redelivered event may be the retry of a writer that
+                    // died before enqueueing its webhooks: finish that job
+                    let flushed = if why == Ignored::Duplicate && self.flush_on_duplicate {
+                        self.flush_outbox(&task.task_id).await?
+                    } else {
+                        0
+                    };
+                    *known = Some(task);
+                    return Ok(Applied::Ignored(why, flushed));
+                }
+                Decision::Apply { task, entry, webhooks } => (task, entry, webhooks),
+            };
+            let now = crate::time::now();
+            let deliveries: Vec<Delivery> = planned.into_iter().map(|p| p.into_delivery(&after, now)).collect();
+            match self
+                .tasks
+                .apply_event(&task, &after, &entry, &deliveries, self.retention)
+                .await?
+            {
+                ApplyOutcome::Applied => {
+                    let status = after.status;
+                    *known = Some(*after);
+                    let sent = self.enqueue(&deliveries).await?;
+                    return Ok(Applied::Applied(status, sent));
+                }
+                // changed since read: read again and decide again
+                ApplyOutcome::Conflict => {
+                    tracing::debug!("task changed concurrently; deciding again")
+                }
+            }
+        }
+        Err(StoreError::Conflict {
+            op: "apply_event",
+            detail: format!("task kept changing over {MAX_CONFLICTS} attempts"),
+        })
+    }
+
+    /// Puts deliveries on the webhook queue and marks them enqueued. A
+    /// failure is returned: the caller's retry (or the watchdog) sends them.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
+        for d in deliveries {
+            enqueue_delivery(self.webhooks, self.deliveries, d).await?;
+            tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
+        }
+        Ok(deliveries.len() as u32)
+    }
+
+    async fn flush_outbox(&self, task_id: &TaskId) -> Result<u32, StoreError> {
+        let unsent = self.deliveries.unsent_deliveries(task_id).await?;
+        if !unsent.is_empty() {
+            tracing::warn!(
+                count = unsent.len(),
+                "enqueueing webhooks a previous attempt left unsent"
+            );
+        }
+        self.enqueue(&unsent).await
+    }
+}
