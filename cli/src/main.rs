@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::{Request, State};
@@ -13,12 +14,14 @@ use axum::Router;
 use clap::{Parser, Subcommand};
 use tower::ServiceExt;
 
-use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WEBHOOK_SENDER};
+use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WATCHDOG, WEBHOOK_SENDER};
 use morag_cli::{esm, keys};
 use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::dynamodb::DynamoStore;
 use morag_shared::adapters::sqs::SqsQueue;
-use morag_shared::config::{AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig};
+use morag_shared::config::{
+    AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig, WatchdogConfig,
+};
 use morag_shared::domain::delivery::{RetrySchedule, SigningSecret};
 use morag_shared::domain::keys::generate_key;
 use morag_shared::domain::TenantId;
@@ -389,6 +392,7 @@ async fn dev(
     let recorder_cfg: RecorderConfig = local.config(RECORDER, &overrides)?;
     let processor_cfg: ProcessorConfig = local.config(PROCESSOR, &overrides)?;
     let sender_cfg: SenderConfig = local.config(WEBHOOK_SENDER, &overrides)?;
+    let watchdog_cfg: WatchdogConfig = local.config(WATCHDOG, &overrides)?;
 
     let apps = Apps {
         stack: Arc::new(local.clone()),
@@ -410,9 +414,56 @@ async fn dev(
     let recorder = Arc::new(morag_recorder::wiring::build(&sdk, &recorder_cfg));
     let processor = Arc::new(morag_processor::wiring::build(&sdk, &processor_cfg)?);
     let sender = Arc::new(morag_webhook_sender::wiring::build(&sdk, &sender_cfg)?);
-    esm::start(&sqs, &local, PROCESSOR, processor)?;
+    // MORAG_DEV_PROCESSOR=off: everything but the reference processor, so
+    // a team's own worker can take the jobs
+    let processor_on = !std::env::var("MORAG_DEV_PROCESSOR").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+    if processor_on {
+        esm::start(&sqs, &local, PROCESSOR, processor)?;
+    }
     esm::start(&sqs, &local, RECORDER, recorder)?;
     esm::start(&sqs, &local, WEBHOOK_SENDER, sender)?;
+    // the template's schedule, on a short local timer
+    let watchdog_every = Duration::from_secs(
+        std::env::var("MORAG_WATCHDOG_INTERVAL_S")
+            .ok()
+            .map(|v| {
+                v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    anyhow::anyhow!("MORAG_WATCHDOG_INTERVAL_S must be a whole number of seconds, at least 1")
+                })
+            })
+            .transpose()?
+            .unwrap_or(5),
+    );
+    // MORAG_DEV_WATCHDOG_AHEAD_S: the local watchdog's clock runs ahead, to
+    // watch a stall or a deadline without waiting for it (local only)
+    let ahead = chrono::Duration::seconds(
+        std::env::var("MORAG_DEV_WATCHDOG_AHEAD_S")
+            .ok()
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|s| (0..=7 * 86_400).contains(s))
+                    .ok_or_else(|| anyhow::anyhow!("MORAG_DEV_WATCHDOG_AHEAD_S must be 0 to 604800 seconds"))
+            })
+            .transpose()?
+            .unwrap_or(0),
+    );
+    let watchdog = morag_watchdog::wiring::build(&sdk, &watchdog_cfg);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(watchdog_every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            watchdog.run(morag_shared::time::now() + ahead).await;
+        }
+    });
+    let queue = |name: &str| local.output(name).map(str::to_owned);
+    let (jobs_url, events_url) = (queue("ProcessingQueueUrl")?, queue("StatusEventsQueueUrl")?);
+    let pipeline_note = if processor_on {
+        "The reference processor takes the jobs (MORAG_DEV_PROCESSOR=off leaves them to your own worker).".to_owned()
+    } else {
+        "MORAG_DEV_PROCESSOR=off: no processor runs; point your own worker at these queues.".to_owned()
+    };
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -431,9 +482,14 @@ async fn dev(
          target/debug/morag keys create --tenant acme --endpoint {endpoint} --table {table}\n\n\
          Webhooks are signed with {secret_note}\n\
          Retry schedule (s): {schedule}; webhook DLQ after {attempts} attempts.\n\n\
+         {pipeline_note}\n\
+         Jobs (processing queue): {jobs_url}\n\
+         Status events (report here): {events_url}\n\
+         The watchdog runs every {watchdog_s} s (MORAG_WATCHDOG_INTERVAL_S).\n\n\
          Ctrl-C stops everything.",
         secret_note = if generated { format!("this generated secret (set MORAG_LOCAL_WEBHOOK_SECRET to choose one): {secret}") } else { "MORAG_LOCAL_WEBHOOK_SECRET.".to_owned() },
         attempts = schedule.attempts(),
+        watchdog_s = watchdog_every.as_secs(),
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -674,23 +674,20 @@ pub fn debug_binary(name: &str) -> std::path::PathBuf {
 /// `morag dev` as `make dev` runs it, on a free port and a fresh stack, with
 /// tenant `local`'s webhook secret; answers once it listens.
 pub async fn spawn_morag_dev(webhook_secret: &str) -> (tokio::process::Child, u16) {
-    spawn_morag_dev_with(webhook_secret, &[]).await
+    let (child, port, _) = spawn_morag_dev_with(webhook_secret, &[]).await;
+    (child, port)
 }
 
-/// `spawn_morag_dev` with extra environment variables.
-pub async fn spawn_morag_dev_with(webhook_secret: &str, env: &[(&str, &str)]) -> (tokio::process::Child, u16) {
+/// `spawn_morag_dev` with extra environment variables; also answers the
+/// local stack's name.
+pub async fn spawn_morag_dev_with(webhook_secret: &str, env: &[(&str, &str)]) -> (tokio::process::Child, u16, String) {
     let port = free_port();
+    let stack_name = unique_prefix();
     let child = tokio::process::Command::new(debug_binary("morag"))
         .envs(env.iter().copied())
         .env("MORAG_LOCAL_WEBHOOK_SECRET", webhook_secret)
         .env("MORAG_AWS_ENDPOINT_URL", endpoint())
-        .args([
-            "dev",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--stack",
-            &unique_prefix(),
-        ])
+        .args(["dev", "--addr", &format!("127.0.0.1:{port}"), "--stack", &stack_name])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -699,7 +696,7 @@ pub async fn spawn_morag_dev_with(webhook_secret: &str, env: &[(&str, &str)]) ->
     let client = reqwest::Client::new();
     for _ in 0..200 {
         if client.get(format!("http://127.0.0.1:{port}/")).send().await.is_ok() {
-            return (child, port);
+            return (child, port, stack_name);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

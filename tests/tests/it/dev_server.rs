@@ -107,7 +107,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
 /// (not on a blocking thread) would freeze it.
 #[tokio::test]
 async fn the_status_api_answers_while_the_processor_works() {
-    let (mut child, port) = morag_tests::spawn_morag_dev_with(
+    let (mut child, port, _) = morag_tests::spawn_morag_dev_with(
         "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
         &[("TOKIO_WORKER_THREADS", "1")],
     )
@@ -156,5 +156,102 @@ async fn the_status_api_answers_while_the_processor_works() {
         in_cpu_step >= 3,
         "the status API answered {in_cpu_step} requests while the processor cut the page"
     );
+    child.kill().await.unwrap();
+}
+
+/// `make dev` with `MORAG_DEV_PROCESSOR=off`: the test is the team's own
+/// worker. It takes the job from the local processing queue, reports
+/// `started` and dies; the local watchdog (its clock two minutes ahead)
+/// marks the task `stalled` and the receiver gets `task_stalled`.
+#[tokio::test]
+async fn a_dead_workers_task_stalls_on_morag_dev_without_the_processor() {
+    let receiver = morag_tests::receiver::TestReceiver::always(200).await;
+    let (mut child, port, stack_name) = morag_tests::spawn_morag_dev_with(
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        &[
+            ("MORAG_DEV_PROCESSOR", "off"),
+            ("MORAG_WATCHDOG_INTERVAL_S", "1"),
+            ("MORAG_DEV_WATCHDOG_AHEAD_S", "120"),
+        ],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{base}/api/v1/ingest/url"))
+        .header("authorization", "Bearer test-api-key")
+        .json(&serde_json::json!({
+            "source_type": "web",
+            "url": "https://example.com/",
+            "webhook_url": receiver.url(),
+            "heartbeat_timeout_s": 60,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let task_id = res.json::<serde_json::Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // the worker: the job from the local processing queue, then `started`
+    let sqs = morag_shared::adapters::aws::sqs(&morag_shared::adapters::aws::local(&morag_tests::endpoint()));
+    let jobs_url = morag_cli::stack::queue_url_by_stack(&sqs, &stack_name, "ProcessingQueue")
+        .await
+        .unwrap();
+    let events_url = morag_cli::stack::queue_url_by_stack(&sqs, &stack_name, "StatusEventsQueue")
+        .await
+        .unwrap();
+    let job = sqs
+        .receive_message()
+        .queue_url(&jobs_url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+        .pop()
+        .expect("the job waits for a worker: no processor took it");
+    let job: serde_json::Value = serde_json::from_str(job.body().unwrap()).unwrap();
+    assert_eq!(job["task_id"], task_id);
+    sqs.send_message()
+        .queue_url(&events_url)
+        .message_body(morag_tests::status_event(
+            &task_id,
+            "w1",
+            "started",
+            None,
+            morag_shared::time::now(),
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // ... and dies
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = get_json(&client, &format!("{base}/api/v1/status/{task_id}")).await;
+        if last["status"] == "stalled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last["status"], "stalled", "{last}");
+    let mut kinds = Vec::new();
+    for _ in 0..100 {
+        kinds = receiver
+            .received()
+            .iter()
+            .map(|r| r.json()["event_type"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if kinds.iter().any(|k| k == "task_stalled") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(kinds.iter().filter(|k| *k == "task_stalled").count(), 1, "{kinds:?}");
+    assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
     child.kill().await.unwrap();
 }

@@ -362,3 +362,72 @@ async fn timeouts_are_chosen_at_ingest_within_bounds() {
     assert_eq!((task.deadline_at - task.created_at).num_seconds(), 3600);
     assert!(task.job_enqueued);
 }
+
+/// Over a table of 50,000 finished tasks (written the way the adapter
+/// writes ended tasks: no due-index attributes) and a few live ones, a run
+/// reads only the due entries: the items DynamoDB evaluated for its queries
+/// are the due ones, not the table.
+#[tokio::test]
+async fn a_run_reads_only_what_is_due_in_a_table_of_50_000_finished_tasks() {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let env = env().await;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let chunks: Vec<Vec<WriteRequest>> = (0..50_000)
+        .map(|i| {
+            let id = morag_shared::domain::TaskId::new();
+            let item = [
+                ("pk", s(&format!("TASK#{id}"))),
+                ("sk", s("STATE")),
+                ("task_id", s(&id.to_string())),
+                ("tenant", s("acme")),
+                ("status", s(if i % 2 == 0 { "completed" } else { "failed" })),
+                ("gsi2pk", s("TASKS#acme")),
+                ("gsi2sk", s(&format!("2026-11-01T00:00:00.000Z#{id}"))),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build()
+        })
+        .collect::<Vec<_>>()
+        .chunks(25)
+        .map(<[WriteRequest]>::to_vec)
+        .collect();
+    for chunk in chunks {
+        let mut pending = Some(chunk);
+        while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
+            let out = env
+                .ddb
+                .batch_write_item()
+                .request_items(&env.resources.names.table, requests)
+                .send()
+                .await
+                .unwrap();
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&env.resources.names.table));
+        }
+    }
+    // three live tasks whose job was never confirmed, one that is not due
+    // (the due work is a conditional update and a send: moto's
+    // transactions copy the whole table, a cost real DynamoDB does not have)
+    for _ in 0..3 {
+        let lost = morag_tests::sample_task(&morag_shared::domain::TaskId::new().to_string(), "acme");
+        env.store.create_task(&lost, None).await.unwrap();
+    }
+    submit(&env, json!({})).await;
+    assert!(env.table_items().await >= 50_004);
+
+    let store = morag_shared::adapters::dynamodb::DynamoStore::new(env.ddb.clone(), &env.resources.names.table);
+    let before = store.items_scanned();
+    let mut watchdog = env.watchdog();
+    watchdog.index = std::sync::Arc::new(store.clone());
+    let report = watchdog.run(later(6 * 60)).await;
+    let read = store.items_scanned() - before;
+    println!("watchdog over 50,004 tasks: {read} items evaluated, report {report:?}");
+    assert_eq!((report.jobs_requeued, report.errors), (3, 0), "{report:?}");
+    assert_eq!(report.entries_read, 3);
+    assert_eq!(read, 3, "the run evaluated {read} items for 3 due");
+}
