@@ -83,6 +83,10 @@ pub struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub metadata: Map<String, Value>,
+    /// The longest silence of a running task's worker before `stalled`.
+    pub heartbeat_timeout_s: u32,
+    /// When an unfinished task fails as `timed_out`.
+    pub deadline_at: DateTime<Utc>,
 }
 
 impl From<Task> for StatusView {
@@ -100,6 +104,8 @@ impl From<Task> for StatusView {
             result: t.result,
             error: t.error,
             metadata: t.metadata,
+            heartbeat_timeout_s: t.heartbeat_timeout_s,
+            deadline_at: t.deadline_at,
         }
     }
 }

@@ -17,6 +17,8 @@ async fn status_reads_back_the_task_with_the_contract_fields() {
         fields,
         [
             "created_at",
+            "deadline_at",
+            "heartbeat_timeout_s",
             "message",
             "metadata",
             "progress",
@@ -28,6 +30,7 @@ async fn status_reads_back_the_task_with_the_contract_fields() {
     );
     assert_eq!(res.body["task_id"], task_id);
     assert_eq!(res.body["message"], "Task queued for processing");
+    assert_eq!(res.body["heartbeat_timeout_s"], 900);
     assert_eq!(res.headers["content-type"], "application/json");
 }
 
