@@ -205,6 +205,9 @@ async fn a_task_past_its_deadline_fails_as_timed_out() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["error"], "timed_out");
+    // ended tasks and finished deliveries leave the index: nothing to read
+    let quiet = watchdog.run(later(30 * 86_400)).await;
+    assert_eq!(quiet.entries_read, 0, "{quiet:?}");
 }
 
 /// A job that reached the processing DLQ fails its task as
@@ -329,6 +332,19 @@ async fn unsent_and_lost_deliveries_are_sent_with_their_webhook_id() {
     assert_eq!(got[1].header("webhook-id"), delivery.delivery_id.as_str());
     let d = &deliveries_of(&env, &task_id).await[0];
     assert_eq!((d.cycle, d.state), (restarted.cycle + 1, DeliveryState::Succeeded));
+
+    // a redeliver call whose enqueue failed (restarted, never sent): the
+    // outbox grace later, sent
+    env.store
+        .restart_delivery(&task.task_id, &delivery.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let swept = watchdog.run(later(3 * 60)).await;
+    assert_eq!(swept.deliveries_sent, 1, "{swept:?}");
+    send_webhooks(&env).await;
+    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(deliveries_of(&env, &task_id).await[0].state, DeliveryState::Succeeded);
 }
 
 /// Ingest takes the timeouts, within their bounds.

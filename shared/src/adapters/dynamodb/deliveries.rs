@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::tasks::{due_pk, due_sk};
+use super::watch::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
 use crate::domain::watch;
 use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, TaskId, TenantId, WebhookEvent};

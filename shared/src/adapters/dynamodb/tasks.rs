@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::watch::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, TASK_SK};
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::task::{DEFAULT_HEARTBEAT_TIMEOUT_S, DEFAULT_TIMEOUT_S};
@@ -178,16 +179,6 @@ fn default_heartbeat() -> u32 {
 
 fn yes() -> bool {
     true
-}
-
-/// The due index's partition key for a shard.
-pub(super) fn due_pk(shard: u8) -> String {
-    format!("DUE#{shard}")
-}
-
-/// The due index's sort key: when, then what (unique, ordered by time).
-pub(super) fn due_sk(when: DateTime<Utc>, what: &impl std::fmt::Display) -> String {
-    format!("{}#{what}", sort_ts(when))
 }
 
 fn history_sk(seq: u64) -> String {

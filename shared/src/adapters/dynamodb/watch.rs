@@ -6,13 +6,22 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::tasks::due_pk;
 use super::{s, DynamoStore, Item};
 use crate::domain::watch::Watched;
 use crate::domain::{DeliveryId, Page, PageKey, TaskId};
 use crate::error::StoreError;
 use crate::ports::WatchIndex;
 use crate::time::sort_ts;
+
+/// The due index's partition key for a shard.
+pub(super) fn due_pk(shard: u8) -> String {
+    format!("DUE#{shard}")
+}
+
+/// The due index's sort key: when, then what (unique, ordered by time).
+pub(super) fn due_sk(when: DateTime<Utc>, what: &impl std::fmt::Display) -> String {
+    format!("{}#{what}", sort_ts(when))
+}
 
 fn watched(item: Item) -> Result<Watched, StoreError> {
     let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();

@@ -132,18 +132,19 @@ fn rank(s: TaskStatus) -> u8 {
 
 fn arb_event() -> impl Strategy<Value = (u8, u8, u32, i64)> {
     // (event id number, status, progress in per-mille, time offset)
-    (0u8..12, 0u8..4, 0u32..=1000, 0i64..20)
+    (0u8..12, 0u8..5, 0u32..=1000, 0i64..20)
 }
 
 proptest! {
-    /// Shuffled, duplicated and late sequences never regress the state and
-    /// never duplicate history.
+    /// Shuffled, duplicated and late sequences, with the watchdog's stalls
+    /// mixed in, never regress the state and never duplicate history;
+    /// `stalled` only ever follows `started` or `progress`; terminal is final.
     #[test]
     fn state_never_regresses_and_history_never_duplicates(events in proptest::collection::vec(arb_event(), 1..60)) {
         let mut t = task();
         let mut history: Vec<HistoryEntry> = Vec::new();
         for (id, status, permille, offset) in events {
-            let status = [EventStatus::Started, EventStatus::Progress, EventStatus::Completed, EventStatus::Failed][status as usize];
+            let status = [EventStatus::Started, EventStatus::Progress, EventStatus::Completed, EventStatus::Failed, EventStatus::Stalled][status as usize];
             let e = event(&t, &format!("e{id}"), status, (status == EventStatus::Progress).then_some(f64::from(permille) / 1000.0), offset);
             let before = t.clone();
             match decide(&t, &e) {
@@ -153,6 +154,13 @@ proptest! {
                     prop_assert!(!before.status.is_terminal());
                     prop_assert_eq!(task.event_seq, before.event_seq + 1);
                     prop_assert!(task.last_event_at >= before.last_event_at);
+                    if task.status == TaskStatus::Stalled {
+                        prop_assert!(before.status.is_running() || before.status == TaskStatus::Stalled && e.status != EventStatus::Stalled);
+                    }
+                    if e.status == EventStatus::Stalled {
+                        prop_assert!(before.status.is_running());
+                        prop_assert_eq!(task.last_event_at, before.last_event_at);
+                    }
                     history.push(entry);
                     t = *task;
                 }
@@ -165,7 +173,11 @@ proptest! {
         ids.dedup();
         prop_assert_eq!(ids.len(), n, "duplicate event in history");
         prop_assert_eq!(t.event_seq as usize, history.len());
-        prop_assert!(history.windows(2).all(|w| w[0].timestamp <= w[1].timestamp && w[0].progress <= w[1].progress));
+        // the worker's events are in time order (a stall is the watchdog's
+        // observation: a delayed worker event may carry an earlier time)
+        let worker: Vec<&HistoryEntry> = history.iter().filter(|h| h.status != TaskStatus::Stalled).collect();
+        prop_assert!(worker.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        prop_assert!(history.windows(2).all(|w| w[0].progress <= w[1].progress));
     }
 
     /// Applying the same sequence twice (full redelivery) changes nothing the second time.
@@ -173,7 +185,7 @@ proptest! {
     fn redelivery_is_a_no_op(events in proptest::collection::vec(arb_event(), 1..30)) {
         let mut t = task();
         let evs: Vec<StatusEvent> = events.iter().map(|&(id, status, permille, offset)| {
-            let status = [EventStatus::Started, EventStatus::Progress, EventStatus::Completed, EventStatus::Failed][status as usize];
+            let status = [EventStatus::Started, EventStatus::Progress, EventStatus::Completed, EventStatus::Failed, EventStatus::Stalled][status as usize];
             event(&t, &format!("e{id}"), status, (status == EventStatus::Progress).then_some(f64::from(permille) / 1000.0), offset)
         }).collect();
         for e in &evs {
