@@ -21,6 +21,30 @@ pub fn init_stderr() {
     init_to(std::io::stderr);
 }
 
+/// One CloudWatch Embedded Metric Format line (namespace `MoRAG/Status`,
+/// dimension `Function`): printed on stdout, the counts become metrics
+/// without an API call.
+pub fn emf(function: &str, counts: &[(&str, u32)]) -> String {
+    let mut doc = serde_json::json!({
+        "_aws": {
+            "Timestamp": crate::time::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "MoRAG/Status",
+                "Dimensions": [["Function"]],
+                "Metrics": counts
+                    .iter()
+                    .map(|(n, _)| serde_json::json!({"Name": n, "Unit": "Count"}))
+                    .collect::<Vec<_>>(),
+            }]
+        },
+        "Function": function,
+    });
+    for (n, v) in counts {
+        doc[*n] = (*v).into();
+    }
+    doc.to_string()
+}
+
 /// The filter a level setting asks for: a level (`info`, Lambda's upper-case
 /// `DEBUG`, its `FATAL` read as `error`) or `RUST_LOG`'s `target=level,...`
 /// list, where targets not named log at `info`; anything unreadable is

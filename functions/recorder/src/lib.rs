@@ -84,21 +84,7 @@ impl BatchStats {
             ("EventsFailed", self.failed),
             ("WebhooksEnqueued", self.webhooks_enqueued),
         ];
-        let mut doc = serde_json::json!({
-            "_aws": {
-                "Timestamp": morag_shared::time::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": "MoRAG/Status",
-                    "Dimensions": [["Function"]],
-                    "Metrics": names.iter().map(|(n, _)| serde_json::json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>(),
-                }]
-            },
-            "Function": "status-recorder",
-        });
-        for (n, v) in names {
-            doc[n] = v.into();
-        }
-        doc.to_string()
+        morag_shared::telemetry::emf("status-recorder", &names)
     }
 }
 

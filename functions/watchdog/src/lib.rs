@@ -110,21 +110,7 @@ impl Report {
             ("WatchdogDeliveriesRestarted", self.deliveries_restarted),
             ("WatchdogErrors", self.errors),
         ];
-        let mut doc = serde_json::json!({
-            "_aws": {
-                "Timestamp": morag_shared::time::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": "MoRAG/Status",
-                    "Dimensions": [["Function"]],
-                    "Metrics": names.iter().map(|(n, _)| serde_json::json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>(),
-                }]
-            },
-            "Function": "watchdog",
-        });
-        for (n, v) in names {
-            doc[n] = v.into();
-        }
-        doc.to_string()
+        morag_shared::telemetry::emf("watchdog", &names)
     }
 }
 

@@ -7,6 +7,24 @@ use std::time::Duration;
 /// GET with the local key, as JSON.
 use morag_tests::get_local_json as get_json;
 
+/// The event types the receiver got, once one of them is `kind` (or after
+/// 10 s).
+async fn event_types_once(receiver: &morag_tests::receiver::TestReceiver, kind: &str) -> Vec<String> {
+    let mut kinds = Vec::new();
+    for _ in 0..100 {
+        kinds = receiver
+            .received()
+            .iter()
+            .map(|r| r.json()["event_type"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if kinds.iter().any(|k| k == kind) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kinds
+}
+
 #[tokio::test]
 async fn the_readme_curl_lines_work_against_morag_dev() {
     let receiver = morag_tests::receiver::TestReceiver::always(200).await;
@@ -70,18 +88,7 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
 
     // and the local receiver got signed webhooks: started, milestones, completed
     let secret = morag_shared::domain::delivery::SigningSecret::parse(SECRET).unwrap();
-    let mut kinds = Vec::new();
-    for _ in 0..100 {
-        kinds = receiver
-            .received()
-            .iter()
-            .map(|r| r.json()["event_type"].as_str().unwrap_or("").to_owned())
-            .collect();
-        if kinds.iter().any(|k| k == "task_completed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let kinds = event_types_once(&receiver, "task_completed").await;
     assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"task_completed".to_owned()), "{kinds:?}");
     assert!(kinds.iter().filter(|k| *k == "task_progress").count() >= 1, "{kinds:?}");
@@ -239,18 +246,7 @@ async fn a_dead_workers_task_stalls_on_morag_dev_without_the_processor() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(last["status"], "stalled", "{last}");
-    let mut kinds = Vec::new();
-    for _ in 0..100 {
-        kinds = receiver
-            .received()
-            .iter()
-            .map(|r| r.json()["event_type"].as_str().unwrap_or("").to_owned())
-            .collect();
-        if kinds.iter().any(|k| k == "task_stalled") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let kinds = event_types_once(&receiver, "task_stalled").await;
     assert_eq!(kinds.iter().filter(|k| *k == "task_stalled").count(), 1, "{kinds:?}");
     assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
     child.kill().await.unwrap();

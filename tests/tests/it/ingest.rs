@@ -41,9 +41,18 @@ async fn file_ingest_stores_the_upload_creates_the_task_and_enqueues_the_job() {
     let fields = morag_tests::sorted_keys(job);
     assert_eq!(
         fields,
-        ["metadata", "source", "source_type", "submitted_at", "task_id", "tenant"]
+        [
+            "job_id",
+            "metadata",
+            "source",
+            "source_type",
+            "submitted_at",
+            "task_id",
+            "tenant"
+        ]
     );
     assert_eq!(job["task_id"], task_id.as_str());
+    assert_eq!(job["job_id"], format!("job_{task_id}"));
     assert_eq!(job["tenant"], "acme");
     assert_eq!(job["source_type"], "document");
     assert_eq!(job["source"], json!({"bucket": env.resources.names.bucket, "key": key}));

@@ -270,6 +270,25 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// An `UpdateItem` on a task item if `condition` holds (`false`: it did not).
+    async fn update_task(&self, task_id: &TaskId, update: &str, condition: Condition) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(task_pk(task_id)))
+            .key("sk", s(TASK_SK))
+            .update_expression(update)
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
+    }
+}
+
 /// A recent-events position: the hour bucket and, within it, DynamoDB's key.
 fn bucket_key(bucket: DateTime<Utc>, key: Option<PageKey>) -> PageKey {
     let mut fields = key.map(|k| k.0).unwrap_or_default();
@@ -418,19 +437,7 @@ impl TaskStore for DynamoStore {
         } else {
             format!("{update} REMOVE requeue_lease")
         };
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(task_pk(&task.task_id)))
-            .key("sk", s(TASK_SK))
-            .update_expression(&update)
-            .set_condition_expression(condition.expression())
-            .set_expression_attribute_names(condition.names())
-            .set_expression_attribute_values(condition.values())
-            .send()
-            .await;
-        Ok(settle("UpdateItem", sent)?.is_some())
+        self.update_task(&task.task_id, &update, condition).await
     }
 
     async fn claim_requeue(&self, task: &Task, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -443,19 +450,8 @@ impl TaskStore for DynamoStore {
         .value(":no", AttributeValue::Bool(false))
         .value(":now", s(sort_ts(now)))
         .value(":until", s(sort_ts(until)));
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(task_pk(&task.task_id)))
-            .key("sk", s(TASK_SK))
-            .update_expression("SET requeue_lease = :until")
-            .set_condition_expression(condition.expression())
-            .set_expression_attribute_names(condition.names())
-            .set_expression_attribute_values(condition.values())
-            .send()
-            .await;
-        Ok(settle("UpdateItem", sent)?.is_some())
+        self.update_task(&task.task_id, "SET requeue_lease = :until", condition)
+            .await
     }
 
     async fn history(
