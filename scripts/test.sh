@@ -27,6 +27,8 @@ cargo build --workspace --bins --quiet
 
 start_moto target/moto-test.log
 trap stop_moto EXIT
+echo "==> the launcher's TransactWriteItems answers as DynamoDB does"
+"$VENV/bin/python" scripts/moto_txn_check.py "$MOTO_ENDPOINT"
 echo "==> cargo test (emulator $MOTO_ENDPOINT)"
 set -o pipefail
 MORAG_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --all-targets "$@" 2>&1 | tee target/test-output.log

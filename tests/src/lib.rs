@@ -715,3 +715,44 @@ pub async fn get_local_json(client: &reqwest::Client, url: &str) -> Value {
         .await
         .expect("JSON")
 }
+
+/// Writes `n` finished tasks straight into `table` (BatchWriteItem, 25 at a
+/// time): the keys and listing attributes the adapter writes for an ended
+/// task, and, like it, no due-index attributes. For tests and benchmarks
+/// that need a full table.
+pub async fn fill_finished_tasks(ddb: &aws_sdk_dynamodb::Client, table: &str, n: usize) {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let requests: Vec<WriteRequest> = (0..n)
+        .map(|i| {
+            let id = morag_shared::domain::TaskId::new();
+            let item = [
+                ("pk", s(&format!("TASK#{id}"))),
+                ("sk", s("STATE")),
+                ("task_id", s(&id.to_string())),
+                ("tenant", s("filler")),
+                ("status", s(if i % 2 == 0 { "completed" } else { "failed" })),
+                ("gsi2pk", s("TASKS#filler")),
+                ("gsi2sk", s(&format!("2026-11-01T00:00:00.000Z#{id}"))),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().expect("put request"))
+                .build()
+        })
+        .collect();
+    for chunk in requests.chunks(25) {
+        let mut pending = Some(chunk.to_vec());
+        while let Some(batch) = pending.take().filter(|r| !r.is_empty()) {
+            let out = ddb
+                .batch_write_item()
+                .request_items(table, batch)
+                .send()
+                .await
+                .expect("BatchWriteItem");
+            pending = out.unprocessed_items.and_then(|mut u| u.remove(table));
+        }
+    }
+}

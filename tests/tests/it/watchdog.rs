@@ -385,47 +385,8 @@ async fn timeouts_are_chosen_at_ingest_within_bounds() {
 /// are the due ones, not the table.
 #[tokio::test]
 async fn a_run_reads_only_what_is_due_in_a_table_of_50_000_finished_tasks() {
-    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     let env = env().await;
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let chunks: Vec<Vec<WriteRequest>> = (0..50_000)
-        .map(|i| {
-            let id = morag_shared::domain::TaskId::new();
-            let item = [
-                ("pk", s(&format!("TASK#{id}"))),
-                ("sk", s("STATE")),
-                ("task_id", s(&id.to_string())),
-                ("tenant", s("acme")),
-                ("status", s(if i % 2 == 0 { "completed" } else { "failed" })),
-                ("gsi2pk", s("TASKS#acme")),
-                ("gsi2sk", s(&format!("2026-11-01T00:00:00.000Z#{id}"))),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            WriteRequest::builder()
-                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                .build()
-        })
-        .collect::<Vec<_>>()
-        .chunks(25)
-        .map(<[WriteRequest]>::to_vec)
-        .collect();
-    for chunk in chunks {
-        let mut pending = Some(chunk);
-        while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
-            let out = env
-                .ddb
-                .batch_write_item()
-                .request_items(&env.resources.names.table, requests)
-                .send()
-                .await
-                .unwrap();
-            pending = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&env.resources.names.table));
-        }
-    }
+    morag_tests::fill_finished_tasks(&env.ddb, &env.resources.names.table, 50_000).await;
     // three live tasks whose job was never confirmed, one that is not due
     // (the due work is a conditional update and a send: moto's
     // transactions copy the whole table, a cost real DynamoDB does not have)
