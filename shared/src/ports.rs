@@ -230,6 +230,15 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// A task's deliveries, newest first.
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
+    /// `restart_delivery`, only for an enqueued `pending` delivery whose
+    /// index entry is still due at `now` (its message is gone); `None`
+    /// otherwise.
+    async fn restart_lost(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Delivery>, StoreError>;
     /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued
     /// (in the outbox, for the watchdog if the enqueue that follows fails).
     async fn restart_delivery(

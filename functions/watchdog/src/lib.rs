@@ -186,7 +186,7 @@ impl Watchdog {
     async fn check(&self, entry: &Watched, now: DateTime<Utc>) -> Result<Done, StoreError> {
         match entry {
             Watched::Task(task_id) => self.check_task(task_id, now).await,
-            Watched::Delivery(task_id, delivery_id) => self.check_delivery(task_id, delivery_id).await,
+            Watched::Delivery(task_id, delivery_id) => self.check_delivery(task_id, delivery_id, now).await,
         }
     }
 
@@ -223,7 +223,12 @@ impl Watchdog {
         })
     }
 
-    async fn check_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Done, StoreError> {
+    async fn check_delivery(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Done, StoreError> {
         let Some(mut delivery) = self.deliveries.get_delivery(task_id, delivery_id).await? else {
             return Ok(Done::AlreadyHandled);
         };
@@ -234,8 +239,9 @@ impl Watchdog {
         if delivery.enqueued {
             // enqueued, no final state, no attempt when one was due: the
             // message is gone; a new cycle (fresh attempts, same webhook-id)
-            match self.deliveries.restart_delivery(task_id, delivery_id).await? {
+            match self.deliveries.restart_lost(task_id, delivery_id, now).await? {
                 Some(restarted) => delivery = restarted,
+                // claimed or attempted since this run read the index
                 None => return Ok(Done::AlreadyHandled),
             }
             done = Done::Restarted;

@@ -300,6 +300,13 @@ async fn unsent_and_lost_deliveries_are_sent_with_their_webhook_id() {
     assert_eq!(watchdog.run(later(30)).await.deliveries_sent, 0);
     let (a, b) = tokio::join!(watchdog.run(later(3 * 60)), watchdog.run(later(3 * 60)));
     assert_eq!(a.deliveries_sent + b.deliveries_sent, 1, "{a:?} {b:?}");
+    // the run that read the entry before the other's claim does not take
+    // the claimed delivery for a lost one
+    assert_eq!(a.deliveries_restarted + b.deliveries_restarted, 0, "{a:?} {b:?}");
+    // deterministically: the claimed delivery is not lost at the time the
+    // runs read the index (only after the attempt grace)
+    let (t, d) = (&task.task_id, &delivery.delivery_id);
+    assert!(env.store.restart_lost(t, d, later(3 * 60)).await.unwrap().is_none());
     assert_eq!(env.webhook_queue_depth().await, 1);
     send_webhooks(&env).await;
     let got = receiver.received();

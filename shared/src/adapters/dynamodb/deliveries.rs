@@ -251,7 +251,36 @@ impl DeliveryStore for DynamoStore {
         task_id: &TaskId,
         delivery_id: &DeliveryId,
     ) -> Result<Option<Delivery>, StoreError> {
-        let condition = Condition::new("attribute_exists(pk)")
+        self.restart(task_id, delivery_id, Condition::new("attribute_exists(pk)"))
+            .await
+    }
+
+    /// Only an enqueued `pending` delivery still due at `now`: a run that
+    /// read the index before another run claimed the delivery finds it no
+    /// longer due and leaves it.
+    async fn restart_lost(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let still_due = Condition::new("#state = :pending AND enqueued = :yes AND due_sk <= :now")
+            .value(":yes", AttributeValue::Bool(true))
+            .value(":now", s(format!("{}#~", crate::time::sort_ts(now))));
+        self.restart(task_id, delivery_id, still_due).await
+    }
+}
+
+impl DynamoStore {
+    /// A new cycle for a delivery if `condition` holds: `pending`, cycle + 1,
+    /// back in the outbox (due after the outbox grace).
+    async fn restart(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        condition: Condition,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let condition = condition
             .name("#cycle", "cycle")
             .name("#state", "state")
             .value(":one", n(1))

@@ -338,6 +338,21 @@ impl DeliveryStore for MemoryTaskStore {
         Ok(all)
     }
 
+    async fn restart_lost(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let lost = lock(&self.deliveries)
+            .get(delivery_id)
+            .is_some_and(|d| d.state == DeliveryState::Pending && d.enqueued);
+        if !lost {
+            return Ok(None);
+        }
+        self.restart_delivery(task_id, delivery_id).await
+    }
+
     async fn restart_delivery(
         &self,
         _task_id: &TaskId,
