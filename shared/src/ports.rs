@@ -154,8 +154,6 @@ pub struct DeadJob {
     pub message_id: String,
     pub receipt_handle: String,
     pub body: String,
-    /// How often the processing queue handed it out before parking it.
-    pub receive_count: u32,
     /// `morag_reason` / `morag_detail` when a function parked it itself.
     pub reason: Option<String>,
 }

@@ -44,17 +44,7 @@ impl TaskReporter {
     }
 
     async fn send(&self, status: EventStatus, build: impl FnOnce(&mut StatusEvent)) -> Result<StatusEvent, StoreError> {
-        let mut event = StatusEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            task_id: self.task_id,
-            status,
-            progress: None,
-            message: None,
-            result: None,
-            error: None,
-            metadata: None,
-            occurred_at: self.next_time(),
-        };
+        let mut event = StatusEvent::new(uuid::Uuid::new_v4().to_string(), self.task_id, status, self.next_time());
         build(&mut event);
         self.sink.send(&event).await?;
         Ok(event)

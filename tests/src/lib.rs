@@ -545,17 +545,6 @@ impl TestEnv {
         use morag_shared::ports::TaskStore;
         let task = sample_task(task_id, tenant);
         self.store.create_task(&task, None).await.expect("task");
-        let mut after = task.clone();
-        after.event_seq = 1;
-        let entry = morag_shared::domain::HistoryEntry {
-            seq: 1,
-            event_id: "e".into(),
-            timestamp: morag_shared::time::now(),
-            status: morag_shared::domain::TaskStatus::Started,
-            progress: 0.0,
-            message: "m".into(),
-            metadata: Default::default(),
-        };
         let delivery = morag_shared::domain::Delivery {
             task_id: task.task_id,
             tenant: task.tenant.clone(),
@@ -569,16 +558,60 @@ impl TestEnv {
             cycle: 0,
             attempts: Vec::new(),
         };
+        let mut after = task.clone();
+        after.event_seq = 1;
+        self.write_event_with_delivery(&task, &after, &delivery).await;
+        delivery
+    }
+
+    /// Writes `after` (one event past `before`) with its history entry and
+    /// `delivery`, in the recorder's one transaction, and nothing else: no
+    /// enqueue, as if the recorder died right after its write.
+    pub async fn write_event_with_delivery(
+        &self,
+        before: &morag_shared::domain::Task,
+        after: &morag_shared::domain::Task,
+        delivery: &morag_shared::domain::Delivery,
+    ) {
+        use morag_shared::ports::TaskStore;
+        let entry = morag_shared::domain::HistoryEntry {
+            seq: after.event_seq,
+            event_id: format!("e{}", after.event_seq),
+            timestamp: morag_shared::time::now(),
+            status: morag_shared::domain::TaskStatus::Started,
+            progress: 0.0,
+            message: "m".into(),
+            metadata: Default::default(),
+        };
         let retention = morag_shared::domain::Retention {
             history: Duration::from_secs(3600),
             ended_task: Duration::from_secs(3600),
         };
         self.store
-            .apply_event(&task, &after, &entry, std::slice::from_ref(&delivery), &retention)
+            .apply_event(before, after, &entry, std::slice::from_ref(delivery), &retention)
             .await
-            .expect("delivery");
-        delivery
+            .expect("event and delivery");
     }
+}
+
+/// Runs `morag ingest` on a file holding `bytes`, named `name`, in a temp
+/// directory, with `args` (`--api`, `--key`, ...); asserts it succeeds and
+/// answers the task id it printed.
+pub async fn morag_ingest(name: &str, bytes: &[u8], args: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(unique_prefix());
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("file");
+    let out = tokio::process::Command::new(debug_binary("morag"))
+        .arg("ingest")
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .expect("morag ingest");
+    std::fs::remove_dir_all(&dir).expect("temp dir removed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned()
 }
 
 /// A status-event message body as a pipeline sends it; `completed` carries

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use morag_shared::apply::{Applied, Applier};
+use morag_shared::config::{DEFAULT_HISTORY_TTL_DAYS, DEFAULT_TASK_TTL_DAYS};
 use morag_shared::domain::watch::{self, Due, Watched, WATCH_SHARDS};
 use morag_shared::domain::{DeliveryId, DeliveryState, Ignored, JobMessage, Retention, StatusEvent, TaskId};
 use morag_shared::error::StoreError;
@@ -51,8 +52,8 @@ impl Default for WatchdogSettings {
     fn default() -> Self {
         Self {
             retention: Retention {
-                history: Duration::from_secs(7 * 86_400),
-                ended_task: Duration::from_secs(30 * 86_400),
+                history: Duration::from_secs(DEFAULT_HISTORY_TTL_DAYS * 86_400),
+                ended_task: Duration::from_secs(DEFAULT_TASK_TTL_DAYS * 86_400),
             },
             time_budget: Duration::from_secs(45),
             page_size: 100,
@@ -194,7 +195,7 @@ impl Watchdog {
         let Some(task) = self.tasks.get_task(task_id).await? else {
             return Ok(Done::AlreadyHandled);
         };
-        let event = match watch::due(&task, now) {
+        let (event, done) = match watch::due(&task, now) {
             Due::Nothing => return Ok(Done::AlreadyHandled),
             Due::Requeue => {
                 if !self.tasks.claim_requeue(&task, now, now + REQUEUE_LEASE).await? {
@@ -206,13 +207,8 @@ impl Watchdog {
                 tracing::warn!(%message_id, job_id = %job.job_id, "job never confirmed on the queue: sent again");
                 return Ok(Done::Requeued);
             }
-            Due::Stall => watch::stalled(&task, now),
-            Due::TimeOut => watch::timed_out(&task, now),
-        };
-        let done = if event.error.is_some() {
-            Done::TimedOut
-        } else {
-            Done::Stalled
+            Due::Stall => (watch::stalled(&task, now), Done::Stalled),
+            Due::TimeOut => (watch::timed_out(&task, now), Done::TimedOut),
         };
         Ok(match self.applier().apply(&event, &mut Some(task)).await? {
             Applied::Applied(status, webhooks) => {
@@ -273,7 +269,8 @@ impl Watchdog {
         while (report.dead_jobs_read as usize) < self.settings.max_dead_jobs
             && started.elapsed() < self.settings.time_budget
         {
-            let batch = match self.dead_jobs.peek(10, self.settings.dlq_peek_hide).await {
+            let room = self.settings.max_dead_jobs - report.dead_jobs_read as usize;
+            let batch = match self.dead_jobs.peek(room.min(10), self.settings.dlq_peek_hide).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the processing DLQ");

@@ -160,7 +160,6 @@ impl DeadLetterPeek for SqsQueue {
             .queue_url(&self.url)
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
             .visibility_timeout(i32::try_from(hide_for.as_secs().max(1)).unwrap_or(30))
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
             .message_attribute_names("morag_reason")
             .message_attribute_names("morag_detail")
             .send()
@@ -181,17 +180,10 @@ impl DeadLetterPeek for SqsQueue {
                     (Some(r), Some(d)) => Some(format!("{r}: {d}")),
                     (r, _) => r,
                 };
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
                 DeadJob {
                     message_id: m.message_id.unwrap_or_default(),
                     receipt_handle: m.receipt_handle.unwrap_or_default(),
                     body: m.body.unwrap_or_default(),
-                    receive_count,
                     reason,
                 }
             })

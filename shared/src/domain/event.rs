@@ -78,6 +78,22 @@ fn malformed(code: &'static str, detail: impl Into<String>) -> MalformedEvent {
 }
 
 impl StatusEvent {
+    /// An event with only its identity, status and time; the caller sets
+    /// what else it carries.
+    pub fn new(event_id: String, task_id: TaskId, status: EventStatus, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            event_id,
+            task_id,
+            status,
+            progress: None,
+            message: None,
+            result: None,
+            error: None,
+            metadata: None,
+            occurred_at,
+        }
+    }
+
     /// Parses and validates a message body.
     pub fn parse(body: &str, now: DateTime<Utc>) -> Result<Self, MalformedEvent> {
         let event: StatusEvent = serde_json::from_str(body).map_err(|e| malformed("invalid_json", e.to_string()))?;

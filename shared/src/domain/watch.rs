@@ -91,18 +91,9 @@ pub fn due(task: &Task, now: DateTime<Utc>) -> Due {
 }
 
 fn watchdog_event(task: &Task, id: String, status: EventStatus, now: DateTime<Utc>) -> StatusEvent {
-    StatusEvent {
-        event_id: id,
-        task_id: task.task_id,
-        status,
-        progress: None,
-        message: None,
-        result: None,
-        error: None,
-        metadata: None,
-        // never before the worker's last event, so it is not stale
-        occurred_at: task.last_event_at.map_or(now, |last| last.max(now)),
-    }
+    // never before the worker's last event, so it is not stale
+    let at = task.last_event_at.map_or(now, |last| last.max(now));
+    StatusEvent::new(id, task.task_id, status, at)
 }
 
 /// The task's worker missed its heartbeat. One id per stall (the task's
@@ -240,6 +231,8 @@ mod tests {
             .unwrap_err()
             .contains("timeout_s"));
         assert_eq!(Timeouts::parse(Some(60), Some(60)).unwrap().timeout_s, 60);
+        let widest = Timeouts::parse(Some(86_400), Some(7 * 86_400)).unwrap();
+        assert_eq!((widest.heartbeat_s, widest.timeout_s), (86_400, 7 * 86_400));
     }
 
     proptest! {

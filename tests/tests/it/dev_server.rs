@@ -120,23 +120,15 @@ async fn the_status_api_answers_while_the_processor_works() {
     )
     .await;
     let base = format!("http://127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(morag_tests::unique_prefix());
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("page.html");
     let row = "<div class=\"row\"><p>Some <b>bold</b> text &amp; a <a href=\"/x\">link</a>.</p>\
                <script>var x = '<p>' + 1;</script></div>\n";
     let html = row.repeat(32 * 1024 * 1024 / row.len());
-    std::fs::write(&path, &html).unwrap();
-    let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
-        .arg("ingest")
-        .arg(&path)
-        .args(["--api", &base, "--key", morag_cli::stack::LOCAL_DEV_KEY])
-        .output()
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let task_id = morag_tests::morag_ingest(
+        "page.html",
+        html.as_bytes(),
+        &["--api", &base, "--key", morag_cli::stack::LOCAL_DEV_KEY],
+    )
+    .await;
 
     let client = reqwest::Client::new();
     let mut in_cpu_step = 0;

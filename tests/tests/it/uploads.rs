@@ -310,22 +310,13 @@ async fn morag_ingest_uploads_a_file_of_any_size_and_prints_its_task() {
     let api = format!("http://{}", listener.local_addr().unwrap());
     let app = env.ingest.clone();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let dir = std::env::temp_dir().join(morag_tests::unique_prefix());
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("big notes.md");
     let doc: Vec<u8> = "Words for the CLI.\n\n".bytes().cycle().take(6 * 1024 * 1024).collect();
-    std::fs::write(&path, &doc).unwrap();
-
-    let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
-        .arg("ingest")
-        .arg(&path)
-        .args(["--api", &api, "--key", &env.key_a, "--metadata", r#"{"via":"cli"}"#])
-        .output()
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let task_id = morag_tests::morag_ingest(
+        "big notes.md",
+        &doc,
+        &["--api", &api, "--key", &env.key_a, "--metadata", r#"{"via":"cli"}"#],
+    )
+    .await;
     assert!(task_id.parse::<morag_shared::domain::TaskId>().is_ok(), "{task_id}");
     let jobs = env.receive_jobs().await;
     assert_eq!(jobs.len(), 1);

@@ -419,25 +419,16 @@ impl TaskStore for DynamoStore {
             job_enqueued: true,
             ..task.clone()
         };
-        let mut condition = Condition::new("#status = :pending")
+        // written only while pending, and a pending task is always watched
+        let when = watch::next_check(&marked).unwrap_or(task.deadline_at);
+        let condition = Condition::new("#status = :pending")
             .name("#status", "status")
             .value(":pending", s(TaskStatus::Pending.as_str()))
-            .value(":yes", AttributeValue::Bool(true));
-        let update = match watch::next_check(&marked) {
-            Some(when) => {
-                condition = condition
-                    .value(":due_pk", s(due_pk(watch::shard(&task.task_id))))
-                    .value(":due_sk", s(due_sk(when, &task.task_id)));
-                "SET job_enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk"
-            }
-            None => "SET job_enqueued = :yes REMOVE due_pk, due_sk",
-        };
-        let update = if update.contains("REMOVE") {
-            format!("{update}, requeue_lease")
-        } else {
-            format!("{update} REMOVE requeue_lease")
-        };
-        self.update_task(&task.task_id, &update, condition).await
+            .value(":yes", AttributeValue::Bool(true))
+            .value(":due_pk", s(due_pk(watch::shard(&task.task_id))))
+            .value(":due_sk", s(due_sk(when, &task.task_id)));
+        let update = "SET job_enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk REMOVE requeue_lease";
+        self.update_task(&task.task_id, update, condition).await
     }
 
     async fn claim_requeue(&self, task: &Task, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool, StoreError> {
