@@ -7,6 +7,7 @@
 pub mod multipart;
 pub mod receiver;
 pub mod runtime;
+pub mod soak;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -674,8 +675,13 @@ impl Deployed {
 
 /// Deploys `template.yaml` as a fresh stack on the emulator at `endpoint`.
 pub async fn deploy(endpoint: &str) -> anyhow::Result<Deployed> {
+    deploy_with(endpoint, &[]).await
+}
+
+/// `deploy` with template parameters.
+pub async fn deploy_with(endpoint: &str, params: &[(&str, String)]) -> anyhow::Result<Deployed> {
     let sdk = aws::local(endpoint);
-    let stack = LocalStack::deploy(endpoint, &unique_prefix(), &[]).await?;
+    let stack = LocalStack::deploy(endpoint, &unique_prefix(), params).await?;
     let resources = Resources::of(&stack)?;
     let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &resources.names.table));
     Ok(Deployed {

@@ -118,7 +118,18 @@ impl RuntimeEmulator {
             })
             .await
             .expect("emulator running");
-        answer.await.expect("invocation answered")
+        // a reply dropped unanswered: the process died with it (see `abandon_in_flight`)
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Bytes::from_static(br#"{"errorType":"Runtime.ExitError"}"#)))
+    }
+
+    /// Fails every invocation the function has taken but not answered, as
+    /// Lambda does when the process dies mid-invocation (`Runtime.ExitError`);
+    /// what was not yet taken waits for the next process. Answers how many.
+    pub fn abandon_in_flight(&self) -> usize {
+        let taken: Vec<_> = self.shared.in_flight.lock().unwrap().drain().collect();
+        taken.len()
     }
 
     /// Starts `binary` as Lambda would, pointed at this emulator, with the

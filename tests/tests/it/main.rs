@@ -14,6 +14,7 @@ mod lifecycle;
 mod logs;
 mod python_worker;
 mod readme;
+mod soak;
 mod stack;
 mod status;
 mod uploads;
