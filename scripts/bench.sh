@@ -14,7 +14,7 @@ mkdir -p target
 trap stop_moto EXIT
 : > target/bench.md
 # one fresh emulator per section: moto's cost grows with everything it holds
-for section in ${@:-intake lifecycle webhooks documents}; do
+for section in ${@:-intake lifecycle webhooks latency documents}; do
     start_moto "target/moto-bench-$section.log"
     MORAG_BENCH_ENDPOINT="$MOTO_ENDPOINT" ./target/release/morag-bench "$section" | tee -a target/bench.md
     stop_moto

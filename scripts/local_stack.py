@@ -11,7 +11,8 @@ and the integration tests read them back from this script's JSON answer:
      "functions": {LogicalId: {"env": {NAME: value},
                                "events": [{"queue_url", "batch_size",
                                            "function_response_types"}],
-                               "routes": [{"method", "path"}]}}}
+                               "routes": [{"method", "path"}],
+                               "memory_mb": MemorySize}}}
 
 moto does not apply a table's TimeToLiveSpecification from a stack, so this
 script applies it with UpdateTimeToLive, as the template says. The event
@@ -153,7 +154,8 @@ def main():
                     "batch_size": m.get("BatchSize", 10),
                     "function_response_types": m.get("FunctionResponseTypes", []),
                 })
-            functions[logical] = {"env": env, "events": events, "routes": routes.get(logical, [])}
+            functions[logical] = {"env": env, "events": events, "routes": routes.get(logical, []),
+                                  "memory_mb": conf.get("MemorySize", 128)}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     json.dump({"stack": args.stack, "outputs": outputs, "functions": functions}, sys.stdout)
 

@@ -14,6 +14,9 @@ copy made every transaction cost time proportional to the table (58x slower
 with 50,000 items than with 1,000); checks first, then writes, as DynamoDB
 does, gives the same answers at a cost that does not grow with the table.
 
+With MORAG_METER=1 it also counts requests and DynamoDB request units
+(`moto_meter.py`, read by `make soak` at `/_morag/meter`).
+
 Everything else is moto's own `moto_server`.
 
 Usage: moto_server.py -H 127.0.0.1 -p PORT
@@ -45,6 +48,11 @@ for _name in ("transact_write_items", "put_item", "update_item", "delete_item",
             return _original(self, *args, **kwargs)
 
     setattr(DynamoDBBackend, _name, _serialized)
+
+if os.environ.get("MORAG_METER") == "1":
+    import moto_meter  # noqa: E402
+
+    moto_meter.install(_LOCK)
 
 if __name__ == "__main__":
     main()

@@ -71,6 +71,9 @@ pub struct Function {
     /// Its HTTP API routes (HTTP functions only).
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Its `MemorySize` in MB (what Lambda bills GB-seconds at).
+    #[serde(default)]
+    pub memory_mb: u32,
 }
 
 /// A deployed local stack.

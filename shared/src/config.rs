@@ -299,6 +299,8 @@ pub struct WatchdogConfig {
     pub processing_dlq_url: String,
     /// `MORAG_WEBHOOK_QUEUE_URL`: where unsent deliveries go.
     pub webhook_queue_url: String,
+    /// `MORAG_WEBHOOK_DLQ_URL`: dead-lettered deliveries still `pending` end `dead`.
+    pub webhook_dlq_url: String,
     /// `MORAG_WATCHDOG_TIME_BUDGET_SECONDS` (default 45, below the
     /// function's 60 s timeout): a run stops taking new work after it.
     pub time_budget: Duration,
@@ -313,6 +315,7 @@ impl FromEnv for WatchdogConfig {
             processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
             processing_dlq_url: env.required("MORAG_PROCESSING_DLQ_URL"),
             webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
+            webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
             time_budget: Duration::from_secs(env.parse_or("MORAG_WATCHDOG_TIME_BUDGET_SECONDS", 45u64)),
             retention: read_retention(env),
             aws: AwsSettings::read(env),

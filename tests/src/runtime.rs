@@ -135,6 +135,11 @@ impl RuntimeEmulator {
     /// Starts `binary` as Lambda would, pointed at this emulator, with the
     /// given environment on top of the variables Lambda always sets.
     pub fn spawn(&self, binary: &Path, env: &[(String, String)]) -> std::io::Result<Child> {
+        self.spawn_logging(binary, env, Stdio::null())
+    }
+
+    /// `spawn`, with the function's log (its stdout) going to `log`.
+    pub fn spawn_logging(&self, binary: &Path, env: &[(String, String)], log: Stdio) -> std::io::Result<Child> {
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -152,7 +157,7 @@ impl RuntimeEmulator {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         cmd.spawn()

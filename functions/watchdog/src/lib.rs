@@ -11,7 +11,9 @@
 //! - a delivery left in the outbox, or whose queue message is gone without
 //!   a final state: enqueued again (same `webhook-id`);
 //! - a job in the processing DLQ: its task `failed` with
-//!   `processing_failed`; the message stays for `morag dlq redrive`.
+//!   `processing_failed`; the message stays for `morag dlq redrive`;
+//! - a delivery message in the webhook DLQ whose delivery still says
+//!   `pending` (its last receive recorded no attempt): `dead`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,9 +26,11 @@ use tracing::Instrument;
 use morag_shared::apply::{Applied, Applier};
 use morag_shared::config::{DEFAULT_HISTORY_TTL_DAYS, DEFAULT_TASK_TTL_DAYS};
 use morag_shared::domain::watch::{self, Due, Watched, WATCH_SHARDS};
-use morag_shared::domain::{DeliveryId, DeliveryState, Ignored, JobMessage, Retention, StatusEvent, TaskId};
+use morag_shared::domain::{
+    DeliveryId, DeliveryMessage, DeliveryState, Ignored, JobMessage, Retention, StatusEvent, TaskId,
+};
 use morag_shared::error::StoreError;
-use morag_shared::ports::{DeadLetterPeek, DeliveryStore, JobQueue, TaskStore, WatchIndex, WebhookQueue};
+use morag_shared::ports::{DeadJob, DeadLetterPeek, DeliveryStore, JobQueue, TaskStore, WatchIndex, WebhookQueue};
 
 pub mod wiring;
 
@@ -70,6 +74,7 @@ pub struct Watchdog {
     pub jobs: Arc<dyn JobQueue>,
     pub webhooks: Arc<dyn WebhookQueue>,
     pub dead_jobs: Arc<dyn DeadLetterPeek>,
+    pub dead_webhooks: Arc<dyn DeadLetterPeek>,
     pub settings: WatchdogSettings,
 }
 
@@ -86,6 +91,8 @@ pub struct Report {
     /// Outbox deliveries enqueued, and lost ones enqueued in a new cycle.
     pub deliveries_sent: u32,
     pub deliveries_restarted: u32,
+    /// Deliveries still `pending` whose message was in the webhook DLQ: now `dead`.
+    pub deliveries_dead_lettered: u32,
     /// Due, but another writer (or run) moved it on first.
     pub already_handled: u32,
     pub dead_jobs_read: u32,
@@ -109,6 +116,7 @@ impl Report {
             ("WatchdogTasksDeadLettered", self.tasks_dead_lettered),
             ("WatchdogDeliveriesSent", self.deliveries_sent),
             ("WatchdogDeliveriesRestarted", self.deliveries_restarted),
+            ("WatchdogDeliveriesDeadLettered", self.deliveries_dead_lettered),
             ("WatchdogErrors", self.errors),
         ];
         morag_shared::telemetry::emf("watchdog", &names)
@@ -169,6 +177,7 @@ impl Watchdog {
         }
         if !report.out_of_time {
             self.dead_lettered_jobs(now, started, &mut report).await;
+            self.dead_lettered_deliveries(started, &mut report).await;
         }
         tracing::info!(?report, "watchdog run");
         report
@@ -260,63 +269,124 @@ impl Watchdog {
         Ok(done)
     }
 
-    /// Fails the task of every job parked in the processing DLQ (at most
-    /// `max_dead_jobs` per run). Peeked messages stay in the queue: they
-    /// are hidden while the run walks on and made visible again at its end.
-    async fn dead_lettered_jobs(&self, now: DateTime<Utc>, started: Instant, report: &mut Report) {
+    /// Reads up to `max` distinct messages of `dlq` without consuming them:
+    /// each is hidden while the run walks on; the caller makes them all
+    /// visible again with `release_all` (they stay for `morag dlq redrive`).
+    async fn peek_all(
+        &self,
+        dlq: &dyn DeadLetterPeek,
+        max: usize,
+        started: Instant,
+        report: &mut Report,
+    ) -> (Vec<DeadJob>, Vec<String>) {
         let mut seen = HashSet::new();
-        let mut receipts = Vec::new();
-        while (report.dead_jobs_read as usize) < self.settings.max_dead_jobs
-            && started.elapsed() < self.settings.time_budget
-        {
-            let room = self.settings.max_dead_jobs - report.dead_jobs_read as usize;
-            let batch = match self.dead_jobs.peek(room.min(10), self.settings.dlq_peek_hide).await {
+        let (mut messages, mut receipts) = (Vec::new(), Vec::new());
+        while messages.len() < max && started.elapsed() < self.settings.time_budget {
+            let batch = match dlq
+                .peek((max - messages.len()).min(10), self.settings.dlq_peek_hide)
+                .await
+            {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::error!(error = %e, "could not read the processing DLQ");
+                    tracing::error!(error = %e, "could not read a dead-letter queue");
                     report.errors += 1;
                     break;
                 }
             };
-            let mut new = 0;
-            for job in batch {
-                receipts.push(job.receipt_handle.clone());
-                if !seen.insert(job.message_id.clone()) {
-                    continue;
-                }
-                new += 1;
-                report.dead_jobs_read += 1;
-                let Ok(parsed) = serde_json::from_str::<JobMessage>(&job.body) else {
-                    report.dead_jobs_without_task += 1;
-                    continue;
-                };
-                let reason = job.reason.clone().unwrap_or_else(|| {
-                    "the job failed on every delivery and was moved to the processing dead-letter queue".to_owned()
-                });
-                let span = tracing::info_span!("dead_job", task_id = %parsed.task_id, message_id = %job.message_id);
-                match self
-                    .fail_dead_lettered(&parsed, &reason, now)
-                    .instrument(span.clone())
-                    .await
-                {
-                    Ok(Applied::Applied(..)) => report.tasks_dead_lettered += 1,
-                    Ok(Applied::UnknownTask) => report.dead_jobs_without_task += 1,
-                    Ok(Applied::Ignored(..)) => {}
-                    Err(e) => {
-                        span.in_scope(|| tracing::error!(error = %e, "could not fail the task of a dead-lettered job"));
-                        report.errors += 1;
-                    }
+            let before = messages.len();
+            for message in batch {
+                receipts.push(message.receipt_handle.clone());
+                if seen.insert(message.message_id.clone()) {
+                    messages.push(message);
                 }
             }
-            if new == 0 {
+            if messages.len() == before {
                 break;
             }
         }
+        (messages, receipts)
+    }
+
+    async fn release_all(dlq: &dyn DeadLetterPeek, receipts: Vec<String>) {
         for receipt in receipts {
-            if let Err(e) = self.dead_jobs.release(&receipt).await {
+            if let Err(e) = dlq.release(&receipt).await {
                 tracing::warn!(error = %e, "a peeked DLQ message stays hidden until its timeout");
             }
         }
+    }
+
+    /// Fails the task of every job parked in the processing DLQ (at most
+    /// `max_dead_jobs` per run).
+    async fn dead_lettered_jobs(&self, now: DateTime<Utc>, started: Instant, report: &mut Report) {
+        let (jobs, receipts) = self
+            .peek_all(self.dead_jobs.as_ref(), self.settings.max_dead_jobs, started, report)
+            .await;
+        for job in jobs {
+            report.dead_jobs_read += 1;
+            let Ok(parsed) = serde_json::from_str::<JobMessage>(&job.body) else {
+                report.dead_jobs_without_task += 1;
+                continue;
+            };
+            let reason = job.reason.clone().unwrap_or_else(|| {
+                "the job failed on every delivery and was moved to the processing dead-letter queue".to_owned()
+            });
+            let span = tracing::info_span!("dead_job", task_id = %parsed.task_id, message_id = %job.message_id);
+            match self
+                .fail_dead_lettered(&parsed, &reason, now)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(Applied::Applied(..)) => report.tasks_dead_lettered += 1,
+                Ok(Applied::UnknownTask) => report.dead_jobs_without_task += 1,
+                Ok(Applied::Ignored(..)) => {}
+                Err(e) => {
+                    span.in_scope(|| tracing::error!(error = %e, "could not fail the task of a dead-lettered job"));
+                    report.errors += 1;
+                }
+            }
+        }
+        Self::release_all(self.dead_jobs.as_ref(), receipts).await;
+    }
+
+    /// Ends as `dead` every delivery whose message reached the webhook DLQ
+    /// while the delivery still says `pending` (at most `max_dead_jobs` per
+    /// run): SQS moves a message after its last allowed receive, and a
+    /// receive spent by a crashed or timed-out sender records no attempt, so
+    /// the sender never wrote the final state. The message stays for
+    /// `morag dlq redrive`, which starts a new cycle.
+    async fn dead_lettered_deliveries(&self, started: Instant, report: &mut Report) {
+        let (messages, receipts) = self
+            .peek_all(
+                self.dead_webhooks.as_ref(),
+                self.settings.max_dead_jobs,
+                started,
+                report,
+            )
+            .await;
+        for message in messages {
+            let Ok(parked) = serde_json::from_str::<DeliveryMessage>(&message.body) else {
+                continue; // not a delivery message: `morag dlq redrive` reports it
+            };
+            let span =
+                tracing::info_span!("dead_delivery", task_id = %parked.task_id, delivery_id = %parked.delivery_id);
+            let ended = self
+                .deliveries
+                .give_up(&parked.task_id, &parked.delivery_id, parked.cycle)
+                .instrument(span.clone())
+                .await;
+            match ended {
+                Ok(true) => {
+                    span.in_scope(|| tracing::warn!("delivery dead-lettered without a final attempt: marked dead"));
+                    report.deliveries_dead_lettered += 1;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    span.in_scope(|| tracing::error!(error = %e, "could not mark a dead-lettered delivery dead"));
+                    report.errors += 1;
+                }
+            }
+        }
+        Self::release_all(self.dead_webhooks.as_ref(), receipts).await;
     }
 
     async fn fail_dead_lettered(

@@ -19,7 +19,8 @@ pub fn build(sdk: &SdkConfig, cfg: &WatchdogConfig) -> Watchdog {
         index: store,
         jobs: Arc::new(SqsQueue::new(sqs.clone(), &cfg.processing_queue_url)),
         webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
-        dead_jobs: Arc::new(SqsQueue::new(sqs, &cfg.processing_dlq_url)),
+        dead_jobs: Arc::new(SqsQueue::new(sqs.clone(), &cfg.processing_dlq_url)),
+        dead_webhooks: Arc::new(SqsQueue::new(sqs, &cfg.webhook_dlq_url)),
         settings: WatchdogSettings {
             retention: cfg.retention,
             time_budget: cfg.time_budget,

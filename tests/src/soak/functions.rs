@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,14 +31,17 @@ pub struct Supervised {
     /// Invocations that were in the killed process's hands.
     pub abandoned: AtomicUsize,
     pub failed_invocations: AtomicUsize,
+    pub invocations: AtomicUsize,
+    /// Time spent in invocations, in microseconds (what Lambda bills).
+    pub busy_us: AtomicU64,
+    /// Its `MemorySize` in MB.
+    pub memory_mb: u32,
 }
 
 impl Supervised {
-    pub async fn start(name: String, binary: PathBuf, env: Vec<(String, String)>) -> Result<Arc<Self>> {
+    pub async fn start(name: String, binary: PathBuf, env: Vec<(String, String)>, memory_mb: u32) -> Result<Arc<Self>> {
         let emulator = RuntimeEmulator::start().await;
-        let child = emulator
-            .spawn(&binary, &env)
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = spawn(&emulator, &name, &binary, &env).with_context(|| format!("starting {}", binary.display()))?;
         emulator
             .wait_ready(Duration::from_secs(30))
             .await
@@ -52,12 +55,16 @@ impl Supervised {
             kills: AtomicUsize::new(0),
             abandoned: AtomicUsize::new(0),
             failed_invocations: AtomicUsize::new(0),
+            invocations: AtomicUsize::new(0),
+            busy_us: AtomicU64::new(0),
+            memory_mb,
         }))
     }
 
     /// One invocation; an error (the function's, a dead process's, or no
     /// answer in time) fails it as a whole.
     pub async fn invoke(&self, payload: Vec<u8>) -> Outcome {
+        let started = Instant::now();
         let outcome = match tokio::time::timeout(INVOKE_TIMEOUT, self.emulator.invoke(payload)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(bytes::Bytes::from_static(br#"{"errorType":"Sandbox.Timedout"}"#)),
@@ -65,6 +72,9 @@ impl Supervised {
         if outcome.is_err() {
             self.failed_invocations.fetch_add(1, Ordering::Relaxed);
         }
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        self.busy_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         outcome
     }
 
@@ -76,13 +86,35 @@ impl Supervised {
         self.abandoned
             .fetch_add(self.emulator.abandon_in_flight(), Ordering::Relaxed);
         tokio::time::sleep(downtime).await;
-        *child = self.emulator.spawn(&self.binary, &self.env)?;
+        *child = spawn(&self.emulator, &self.name, &self.binary, &self.env)?;
         Ok(())
     }
 
     pub async fn stop(&self) {
         let _ = self.child.lock().await.kill().await;
     }
+}
+
+/// Where the functions' logs go: `MORAG_SOAK_LOGS` (a directory; one
+/// file per process, appended across restarts), or nowhere.
+fn spawn(
+    emulator: &RuntimeEmulator,
+    name: &str,
+    binary: &std::path::Path,
+    env: &[(String, String)],
+) -> std::io::Result<Child> {
+    let log = match std::env::var_os("MORAG_SOAK_LOGS") {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(std::path::Path::new(&dir).join(format!("{name}.log")))?;
+            std::process::Stdio::from(file)
+        }
+        None => std::process::Stdio::null(),
+    };
+    emulator.spawn_logging(binary, env, log)
 }
 
 fn fail_all(event: &SqsEvent) -> SqsBatchResponse {

@@ -9,6 +9,7 @@
 //! with SIGKILL at random moments and restarted. See docs/RELIABILITY.md.
 
 pub mod checks;
+pub mod cost;
 pub mod functions;
 pub mod receivers;
 pub mod workers;
@@ -66,7 +67,8 @@ impl SoakConfig {
             workers: 32.min(tasks.max(1)),
             seed: 20261130,
             kill_every: Duration::from_secs(6),
-            time_limit: Duration::from_secs(300 + tasks as u64),
+            // the local stack runs about 12 status events/s (moto holds one core)
+            time_limit: Duration::from_secs(900 + 2 * tasks as u64),
         }
     }
 }
@@ -80,8 +82,12 @@ pub struct SoakReport {
     pub settled_after: Option<Duration>,
     pub kills: Vec<(String, usize, usize)>,
     pub failed_invocations: usize,
+    /// Ingest requests retried (same Idempotency-Key) after a 5xx.
+    pub ingest_retries: u64,
     pub receiver_requests: usize,
     pub verdict: Verdict,
+    /// With the emulator's meter on (`make soak`).
+    pub cost: Option<cost::Cost>,
 }
 
 impl SoakReport {
@@ -157,15 +163,28 @@ impl SoakReport {
         if v.problems.len() > 50 {
             out.push(format!("- ... and {} more", v.problems.len() - 50));
         }
+        if let Some(cost) = &self.cost {
+            out.extend([
+                String::new(),
+                format!(
+                    "### Cost per million tasks: ${:.2} (us-east-1 on-demand list prices of {})",
+                    cost.per_million(),
+                    cost::prices::AS_OF
+                ),
+                String::new(),
+                cost.markdown(),
+            ]);
+        }
         out.join("\n")
     }
 }
 
 /// An API Gateway request for `POST /api/v1/ingest/url` with `body`.
-fn ingest_request(body: &Value) -> Vec<u8> {
+fn ingest_request(body: &Value, idempotency_key: &str) -> Vec<u8> {
     let mut event: Value =
         serde_json::from_str(include_str!("../../../events/ingest-url.json")).expect("events/ingest-url.json");
     event["body"] = body.to_string().into();
+    event["headers"]["idempotency-key"] = idempotency_key.into();
     serde_json::to_vec(&event).expect("event")
 }
 
@@ -282,7 +301,14 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Ok(env)
     };
-    let ingest = Supervised::start("ingest".into(), bin("morag-ingest"), env(stack::INGEST, &[])?).await?;
+    let memory = |logical_id: &str| deployed.stack.function(logical_id).map(|f| f.memory_mb);
+    let ingest = Supervised::start(
+        "ingest".into(),
+        bin("morag-ingest"),
+        env(stack::INGEST, &[])?,
+        memory(stack::INGEST)?,
+    )
+    .await?;
     let mut recorders = Vec::new();
     let mut senders = Vec::new();
     for i in 0..2 {
@@ -291,6 +317,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
                 format!("recorder-{i}"),
                 bin("morag-recorder"),
                 env(stack::RECORDER, &[])?,
+                memory(stack::RECORDER)?,
             )
             .await?,
         );
@@ -299,6 +326,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
                 format!("webhook-sender-{i}"),
                 bin("morag-webhook-sender"),
                 env(stack::WEBHOOK_SENDER, &[("MORAG_WEBHOOK_TIMEOUT_SECONDS", "2")])?,
+                memory(stack::WEBHOOK_SENDER)?,
             )
             .await?,
         );
@@ -307,6 +335,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         "watchdog".into(),
         bin("morag-watchdog"),
         env(stack::WATCHDOG, &[("MORAG_WATCHDOG_TIME_BUDGET_SECONDS", "10")])?,
+        memory(stack::WATCHDOG)?,
     )
     .await?;
 
@@ -381,8 +410,32 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let worker_handles: Vec<_> = (0..config.workers)
         .map(|i| tokio::spawn(pipeline.clone().work(config.seed + 100 + i as u64)))
         .collect();
+    {
+        // a line every 15 s on stderr, so a long soak shows where it is
+        let (pipeline, sqs, stop, r) = (pipeline.clone(), sqs.clone(), stop.clone(), r.clone());
+        let killed: Vec<Arc<Supervised>> = recorders.iter().chain(senders.iter()).cloned().collect();
+        background.push(tokio::spawn(async move {
+            let begun = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                let status = queue_depth(&sqs, &r.status_events_queue_url).await.unwrap_or(0);
+                let webhooks = queue_depth(&sqs, &r.webhook_queue_url).await.unwrap_or(0);
+                eprintln!(
+                    "soak {:>4.0} s: {} tasks created, {} taken, {} finished; {} events sent; queued: {status} status events, {webhooks} webhooks; {} kills",
+                    begun.elapsed().as_secs_f64(),
+                    pipeline.fates.lock().unwrap().len(),
+                    pipeline.taken.load(Ordering::Relaxed),
+                    pipeline.finished.load(Ordering::Relaxed),
+                    pipeline.sends.load(Ordering::Relaxed),
+                    killed.iter().map(|f| f.kills.load(Ordering::Relaxed)).sum::<usize>(),
+                );
+            }
+        }));
+    }
+    let metered = cost::reset(&config.endpoint).await.unwrap_or(false);
     let first_event = Instant::now();
     let mut created = 0;
+    let mut ingest_retries = 0;
     for i in 0..config.tasks {
         // 90 % complete, 5 % fail, 5 % die after 1 to 6 events
         let draw: f64 = rng.gen();
@@ -402,15 +455,31 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
             "timeout_s": 7200,
         });
-        let answer = ingest
-            .invoke(ingest_request(&body))
-            .await
-            .map_err(|e| anyhow::anyhow!("ingest invocation failed: {}", String::from_utf8_lossy(&e)))?;
-        let response: Value = serde_json::from_slice(&answer)?;
-        let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null"))?;
-        if response["statusCode"] != 202 {
-            bail!("ingest answered {}: {body}", response["statusCode"]);
-        }
+        // a client retries a 5xx with the same Idempotency-Key, as the API asks
+        let mut tries = 0;
+        let body = loop {
+            tries += 1;
+            let answer = ingest
+                .invoke(ingest_request(&body, &format!("soak-{}-{i}", config.seed)))
+                .await;
+            let (status, answer) = match answer {
+                Ok(bytes) => {
+                    let response: Value = serde_json::from_slice(&bytes)?;
+                    let answer: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null"))?;
+                    (response["statusCode"].as_u64().unwrap_or(0), answer)
+                }
+                Err(e) => (0, Value::String(String::from_utf8_lossy(&e).into_owned())),
+            };
+            match status {
+                202 => break answer,
+                0 | 500..=599 if tries < 5 => {
+                    ingest_retries += 1;
+                    tracing::warn!(status, %answer, "ingest failed; retrying with the same Idempotency-Key");
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                _ => bail!("ingest answered {status}: {answer}"),
+            }
+        };
         let task_id: TaskId = body["task_id"].as_str().unwrap_or("").parse()?;
         pipeline.fates.lock().unwrap().insert(task_id, fate);
         created += 1;
@@ -440,7 +509,9 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let last_sent = Instant::now();
     killing.store(false, Ordering::Relaxed);
 
-    // settle: queues empty, and every dying worker's task stalled
+    // settle: past the heartbeat timeout of the last event sent (every dying
+    // worker's task is then due), and the queues empty for three checks 2 s
+    // apart (the watchdog, every 2 s, has marked and enqueued every stall)
     let store = deployed.store.clone();
     let settle_from = last_sent + Duration::from_secs(HEARTBEAT_TIMEOUT_S);
     let mut settled_after = None;
@@ -453,25 +524,17 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             quiet_checks = 0;
             continue;
         }
-        let runs = pipeline.runs.lock().unwrap().clone();
-        let mut all_final = true;
-        for (task_id, run) in &runs {
-            if matches!(run.fate, Fate::Die { .. }) {
-                let stalled = morag_shared::ports::TaskStore::get_task(store.as_ref(), task_id)
-                    .await?
-                    .is_some_and(|t| t.status == morag_shared::domain::TaskStatus::Stalled);
-                if !stalled {
-                    all_final = false;
-                    break;
-                }
-            }
-        }
-        quiet_checks = if all_final { quiet_checks + 1 } else { 0 };
-        if quiet_checks >= 2 {
+        quiet_checks += 1;
+        if quiet_checks >= 3 {
             settled_after = Some(first_event.elapsed());
             break;
         }
     }
+    let meter = if metered {
+        cost::read(&config.endpoint).await?
+    } else {
+        None
+    };
     stop.store(true, Ordering::Relaxed);
     for h in background {
         h.abort();
@@ -514,7 +577,21 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             )
         })
         .collect();
+    // the watchdog runs on a schedule, whatever the load: a fixed cost
+    let uses: Vec<cost::FunctionUse> = recorders
+        .iter()
+        .chain(senders.iter())
+        .chain([&ingest])
+        .map(|f| cost::FunctionUse {
+            name: f.name.clone(),
+            invocations: f.invocations.load(Ordering::Relaxed),
+            busy_s: f.busy_us.load(Ordering::Relaxed) as f64 / 1e6,
+            memory_mb: f.memory_mb,
+        })
+        .collect();
+    let cost = meter.map(|m| cost::Cost::compute(created, &m, &uses));
     Ok(SoakReport {
+        cost,
         duration: started.elapsed(),
         settled_after,
         kills,
@@ -523,6 +600,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             .chain(senders.iter())
             .map(|f| f.failed_invocations.load(Ordering::Relaxed))
             .sum(),
+        ingest_retries,
         receiver_requests: receivers.iter().map(|r| r.requests()).sum(),
         verdict,
         config,

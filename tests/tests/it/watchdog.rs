@@ -186,7 +186,10 @@ async fn a_task_past_its_deadline_fails_as_timed_out() {
 
     let watchdog = env.watchdog();
     assert_eq!(watchdog.run(later(100)).await.tasks_timed_out, 0);
-    let (a, b) = tokio::join!(watchdog.run(later(121)), watchdog.run(later(121)));
+    // the due index rounds a check's time up to its granularity
+    let past = 120 + morag_shared::adapters::dynamodb::DUE_GRANULARITY_S + 1;
+    assert_eq!(watchdog.run(later(119)).await.tasks_timed_out, 0);
+    let (a, b) = tokio::join!(watchdog.run(later(past)), watchdog.run(later(past)));
     assert_eq!(a.tasks_timed_out + b.tasks_timed_out, 1, "{a:?} {b:?}");
     let s = status(&env, &task_id).await;
     assert_eq!(
@@ -420,4 +423,76 @@ async fn a_run_reads_at_most_its_share_of_the_dlq() {
         "{report:?}"
     );
     assert_eq!(env.drain_dlq(&env.resources.processing_dlq_url).await.len(), 5);
+}
+
+/// A sender killed on every receive of a delivery's message spends the
+/// queue's receive budget without an attempt: SQS moves the message to the
+/// DLQ while the delivery still says `pending` (found by `make soak`). The
+/// watchdog ends it `dead`, the message stays for redrive; a parked message
+/// of an older cycle changes nothing.
+#[tokio::test]
+async fn a_delivery_whose_message_was_dead_lettered_ends_dead() {
+    let env = env().await;
+    let ids = |task: &str| {
+        let task_id = task.parse().unwrap();
+        morag_shared::domain::DeliveryId::derive(&task_id, WebhookEvent::TaskStarted, "once")
+    };
+    let (lost, older) = (
+        "7c1e0f4a-1b2c-4d3e-8f9a-0b1c2d3e4f5a",
+        "8d2f1a5b-2c3d-4e4f-9a0b-1c2d3e4f5a6b",
+    );
+    let url = "https://hooks.example.com/h";
+    let d = env
+        .insert_delivery(lost, "acme", ids(lost).as_str(), url, DeliveryState::Pending)
+        .await;
+    let e = env
+        .insert_delivery(older, "acme", ids(older).as_str(), url, DeliveryState::Pending)
+        .await;
+    let queue = &env.resources.webhook_queue_url;
+    env.sqs
+        .send_message()
+        .queue_url(queue)
+        .message_body(serde_json::to_string(&d.message()).unwrap())
+        .send()
+        .await
+        .unwrap();
+    // two receives (the queue's budget here), each lost with its sender
+    for _ in 0..2 {
+        let got = env.sqs.receive_message().queue_url(queue).send().await.unwrap();
+        let m = &got.messages.unwrap_or_default()[0];
+        env.sqs
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let next = env.sqs.receive_message().queue_url(queue).send().await.unwrap();
+    assert!(next.messages.unwrap_or_default().is_empty(), "SQS moved it to the DLQ");
+    let mut stale = e.message();
+    stale.cycle += 1;
+    env.sqs
+        .send_message()
+        .queue_url(&env.resources.webhook_dlq_url)
+        .message_body(serde_json::to_string(&stale).unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let report = env.watchdog().run(Utc::now()).await;
+    assert_eq!(report.deliveries_dead_lettered, 1, "{report:?}");
+    let get = |id: &morag_shared::domain::Delivery| {
+        let store = env.store.clone();
+        let (t, i) = (id.task_id, id.delivery_id.clone());
+        async move { store.get_delivery(&t, &i).await.unwrap().unwrap() }
+    };
+    let after = get(&d).await;
+    assert_eq!((after.state, after.attempts.len()), (DeliveryState::Dead, 0));
+    assert_eq!(get(&e).await.state, DeliveryState::Pending);
+    // nothing consumed: both messages wait for `morag dlq redrive`
+    assert_eq!(env.drain_dlq(&env.resources.webhook_dlq_url).await.len(), 2);
+    // a second run finds nothing more to do
+    assert_eq!(env.watchdog().run(Utc::now()).await.deliveries_dead_lettered, 0);
 }

@@ -269,9 +269,37 @@ impl DeliveryStore for DynamoStore {
             .value(":now", s(format!("{}#~", crate::time::sort_ts(now))));
         self.restart(task_id, delivery_id, still_due).await
     }
+
+    async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        self.give_up_delivery(task_id, delivery_id, cycle).await
+    }
 }
 
 impl DynamoStore {
+    async fn give_up_delivery(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+    ) -> Result<bool, StoreError> {
+        let still_pending = Condition::new("#cycle = :cycle AND #state = :pending")
+            .name("#cycle", "cycle")
+            .name("#state", "state")
+            .value(":cycle", n(cycle))
+            .value(":pending", s("pending"))
+            .value(":dead", s("dead"));
+        let ended = self
+            .update_delivery(
+                task_id,
+                delivery_id,
+                "SET #state = :dead REMOVE due_pk, due_sk",
+                still_pending,
+                ReturnValue::UpdatedNew,
+            )
+            .await?;
+        Ok(ended.is_some())
+    }
+
     /// A new cycle for a delivery if `condition` holds: `pending`, cycle + 1,
     /// back in the outbox (due after the outbox grace).
     async fn restart(

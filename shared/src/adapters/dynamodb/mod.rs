@@ -23,6 +23,8 @@ mod tasks;
 mod uploads;
 mod watch;
 
+pub use watch::DUE_GRANULARITY_S;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +91,71 @@ impl DynamoStore {
             .await
             .map_err(unavailable("GetItem"))?;
         Ok(out.item)
+    }
+
+    /// The items at `keys` (their `pk` and `sk`), in the order of `keys`;
+    /// a key whose item is gone (expired since the index was read) is
+    /// skipped. Eventually consistent, like the index the keys came from.
+    async fn get_many(&self, keys: &[Item]) -> Result<Vec<Item>, StoreError> {
+        /// BatchGetItem's limit per request.
+        const MAX_KEYS: usize = 100;
+        let key_of = |item: &Item| {
+            let part = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (part("pk"), part("sk"))
+        };
+        let mut found: HashMap<(String, String), Item> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_KEYS) {
+            let wanted: Vec<Item> = chunk
+                .iter()
+                .map(|k| {
+                    let (pk, sk) = key_of(k);
+                    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+                })
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable {
+                        service: "DynamoDB",
+                        op: "BatchGetItem",
+                        detail: e.to_string(),
+                    })?,
+            );
+            // unprocessed keys (throttling) are asked again, a bounded number of times
+            for round in 0..5u32 {
+                let Some(request) = pending.take() else { break };
+                if round > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable("BatchGetItem"))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.insert(key_of(&item), item);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+            if pending.is_some() {
+                return Err(StoreError::Unavailable {
+                    service: "DynamoDB",
+                    op: "BatchGetItem",
+                    detail: "keys left unprocessed after 5 requests".to_owned(),
+                });
+            }
+        }
+        Ok(keys.iter().filter_map(|k| found.remove(&key_of(k))).collect())
     }
 
     /// Runs a key-condition query newest first, one page of at most `limit`

@@ -527,10 +527,21 @@ impl TaskStore for DynamoStore {
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", pk_name)
             .expression_attribute_values(":pk", s(pk));
-        self.newest_first(query, limit, start, |i| {
-            from_item::<TaskItem>(i, "task item").and_then(TaskItem::into_task)
+        // the listing indexes hold keys only (updating a task rewrites no
+        // index entry): the page's tasks are then read by key
+        let keys = self.newest_first(query, limit, start, Ok).await?;
+        let mut tasks = Vec::with_capacity(keys.items.len());
+        for item in self.get_many(&keys.items).await? {
+            let task = from_item::<TaskItem>(item, "task item").and_then(TaskItem::into_task)?;
+            // the index lags the item: a task that has moved on since is not listed under its old status
+            if status.is_none_or(|st| st == task.status) {
+                tasks.push(task);
+            }
+        }
+        Ok(Page {
+            items: tasks,
+            next: keys.next,
         })
-        .await
     }
 
     async fn mark_idempotency_enqueued(

@@ -18,9 +18,24 @@ pub(super) fn due_pk(shard: u8) -> String {
     format!("DUE#{shard}")
 }
 
-/// The due index's sort key: when, then what (unique, ordered by time).
+/// The due index's time granularity: an entry's time is rounded up to it,
+/// so a task reporting many events within it keeps one index entry (each
+/// move of the entry is a delete and a put in the index: two write units).
+/// The watchdog then sees a check at most this much after it is due, and
+/// decides from the task itself, not from the entry.
+pub const DUE_GRANULARITY_S: i64 = 10;
+
+/// The due index's sort key: when (rounded up to `DUE_GRANULARITY_S`), then
+/// what (unique, ordered by time).
 pub(super) fn due_sk(when: DateTime<Utc>, what: &impl std::fmt::Display) -> String {
-    format!("{}#{what}", sort_ts(when))
+    format!("{}#{what}", sort_ts(round_up(when)))
+}
+
+fn round_up(when: DateTime<Utc>) -> DateTime<Utc> {
+    let g = DUE_GRANULARITY_S * 1000;
+    let ms = when.timestamp_millis();
+    let rounded = ms.div_euclid(g) * g + if ms.rem_euclid(g) == 0 { 0 } else { g };
+    DateTime::from_timestamp_millis(rounded).unwrap_or(when)
 }
 
 fn watched(item: Item) -> Result<Watched, StoreError> {
@@ -63,5 +78,35 @@ impl WatchIndex for DynamoStore {
             .expression_attribute_values(":now", s(format!("{}#~", sort_ts(now))))
             .scan_index_forward(true);
         self.query_page(query, limit, start, watched).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_times_are_rounded_up_to_the_granularity() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let t = "0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b";
+        // never earlier than due: the watchdog must not find a check before its time
+        assert_eq!(
+            due_sk(at("2026-11-30T10:00:00.001Z"), &t),
+            format!("{}#{t}", sort_ts(at("2026-11-30T10:00:10Z")))
+        );
+        assert_eq!(
+            due_sk(at("2026-11-30T10:00:09.999Z"), &t),
+            format!("{}#{t}", sort_ts(at("2026-11-30T10:00:10Z")))
+        );
+        // on the boundary it stays
+        assert_eq!(
+            due_sk(at("2026-11-30T10:00:10Z"), &t),
+            format!("{}#{t}", sort_ts(at("2026-11-30T10:00:10Z")))
+        );
+        // events a few seconds apart keep one entry
+        assert_eq!(
+            due_sk(at("2026-11-30T10:15:01.200Z"), &t),
+            due_sk(at("2026-11-30T10:15:08.900Z"), &t)
+        );
     }
 }

@@ -353,6 +353,15 @@ impl DeliveryStore for MemoryTaskStore {
         self.restart_delivery(task_id, delivery_id).await
     }
 
+    async fn give_up(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "give_up")?;
+        Ok(lock(&self.deliveries)
+            .get_mut(delivery_id)
+            .filter(|d| d.state == DeliveryState::Pending && d.cycle == cycle)
+            .map(|d| d.state = DeliveryState::Dead)
+            .is_some())
+    }
+
     async fn restart_delivery(
         &self,
         _task_id: &TaskId,

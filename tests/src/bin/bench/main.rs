@@ -77,6 +77,9 @@ async fn main() -> Result<()> {
     if section == "all" || section == "webhooks" {
         report.extend(webhooks::run(&endpoint).await?);
     }
+    if section == "all" || section == "latency" {
+        report.extend(latency::run(&endpoint).await?);
+    }
     if section == "all" || section == "documents" {
         report.extend(documents::run(&endpoint).await?);
     }
@@ -273,5 +276,6 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
 }
 
 mod documents;
+mod latency;
 mod lifecycle;
 mod webhooks;

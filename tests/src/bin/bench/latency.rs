@@ -1,0 +1,216 @@
+//! Status event → webhook latency on the local stack: the release recorder
+//! and sender (two processes each, behind the Runtime API emulator and local
+//! event-source mappings, as `make soak` runs them), from a pipeline's
+//! SendMessage to the webhook's arrival at a receiver on 127.0.0.1; idle (one
+//! event at a time) and under a burst of 100 documents reporting at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use morag_cli::stack;
+use morag_shared::domain::delivery::WebhookEvent;
+use morag_shared::domain::{DeliveryId, TaskId};
+use morag_shared::ports::{SecretStore, TaskStore};
+use morag_tests::receiver::TestReceiver;
+use morag_tests::soak::functions::{pump, Seen, Supervised};
+
+use super::{ms, percentile, release_binary};
+
+const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const IDLE_SAMPLES: usize = 30;
+const BURST_DOCUMENTS: usize = 100;
+
+/// A document's events as a pipeline reports them, and the webhook each
+/// one triggers (`started`, the 25/50/75 % milestones, `completed`).
+const EVENTS: [(&str, Option<f64>, WebhookEvent, &str); 5] = [
+    ("started", None, WebhookEvent::TaskStarted, "once"),
+    ("progress", Some(0.3), WebhookEvent::TaskProgress, "25"),
+    ("progress", Some(0.6), WebhookEvent::TaskProgress, "50"),
+    ("progress", Some(0.8), WebhookEvent::TaskProgress, "75"),
+    ("completed", None, WebhookEvent::TaskCompleted, "once"),
+];
+
+struct Stack {
+    sqs: aws_sdk_sqs::Client,
+    status_queue: String,
+    store: Arc<morag_shared::adapters::dynamodb::DynamoStore>,
+    receiver: TestReceiver,
+    _functions: Vec<Arc<Supervised>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+async fn start(endpoint: &str) -> Result<Stack> {
+    let deployed = morag_tests::deploy(endpoint).await?;
+    let sqs = morag_shared::adapters::aws::sqs(&deployed.sdk);
+    deployed.store.rotate_secret(&"bench".parse()?, SECRET, None).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut functions = Vec::new();
+    for (binary, logical_id, queue) in [
+        (
+            "morag-recorder",
+            stack::RECORDER,
+            &deployed.resources.status_events_queue_url,
+        ),
+        (
+            "morag-webhook-sender",
+            stack::WEBHOOK_SENDER,
+            &deployed.resources.webhook_queue_url,
+        ),
+    ] {
+        for i in 0..2 {
+            let f = Supervised::start(
+                format!("{binary}-{i}"),
+                release_binary(binary)?,
+                deployed.function_env(logical_id, endpoint)?,
+                deployed.stack.function(logical_id)?.memory_mb,
+            )
+            .await?;
+            tokio::spawn(pump(
+                sqs.clone(),
+                queue.clone(),
+                deployed.stack.queue_event(logical_id)?.batch_size,
+                f.clone(),
+                stop.clone(),
+                Arc::new(Seen::default()),
+            ));
+            functions.push(f);
+        }
+    }
+    Ok(Stack {
+        sqs,
+        status_queue: deployed.resources.status_events_queue_url.clone(),
+        store: deployed.store.clone(),
+        receiver: TestReceiver::always(200).await,
+        _functions: functions,
+        stop,
+    })
+}
+
+impl Stack {
+    async fn task(&self) -> Result<TaskId> {
+        let id = TaskId::new();
+        let mut task = morag_tests::sample_task(&id.to_string(), "bench");
+        task.webhook_url = Some(self.receiver.url());
+        self.store.create_task(&task, None).await?;
+        Ok(id)
+    }
+
+    /// Sends event `i` of `task`; answers the delivery it should trigger and when it was sent.
+    async fn send(&self, task: TaskId, i: usize) -> Result<(String, Instant)> {
+        let (status, progress, webhook, discriminator) = EVENTS[i];
+        let body = morag_tests::status_event(
+            &task.to_string(),
+            &format!("lat-{task}-{i}"),
+            status,
+            progress,
+            morag_shared::time::now(),
+        );
+        let sent = Instant::now();
+        self.sqs
+            .send_message()
+            .queue_url(&self.status_queue)
+            .message_body(body)
+            .send()
+            .await?;
+        Ok((
+            DeliveryId::derive(&task, webhook, discriminator).as_str().to_owned(),
+            sent,
+        ))
+    }
+
+    /// Waits until every delivery in `sent` has arrived; their latencies.
+    async fn latencies(&self, sent: &HashMap<String, Instant>, timeout: Duration) -> Result<Vec<Duration>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let arrived: HashMap<String, Instant> = self
+                .receiver
+                .received()
+                .into_iter()
+                .map(|r| (r.header("webhook-id").to_owned(), r.at))
+                .collect();
+            if sent.keys().all(|id| arrived.contains_key(id)) {
+                let mut out: Vec<Duration> = sent.iter().map(|(id, at)| arrived[id].duration_since(*at)).collect();
+                out.sort();
+                return Ok(out);
+            }
+            if Instant::now() > deadline {
+                let missing = sent.keys().filter(|id| !arrived.contains_key(*id)).count();
+                bail!("{missing} of {} webhooks did not arrive in {timeout:?}", sent.len());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+pub async fn run(endpoint: &str) -> Result<Vec<String>> {
+    let stack = start(endpoint).await?;
+    // idle: one event at a time, nothing else in flight
+    let mut idle = Vec::new();
+    for n in 0..IDLE_SAMPLES + 3 {
+        let task = stack.task().await?;
+        let (id, at) = stack.send(task, 0).await?;
+        let latency = stack
+            .latencies(&HashMap::from([(id, at)]), Duration::from_secs(30))
+            .await?;
+        if n >= 3 {
+            idle.extend(latency); // the first three warm the processes up
+        }
+    }
+    idle.sort();
+
+    // burst: 100 documents report their five events each, interleaved, at once
+    let mut tasks = Vec::new();
+    for _ in 0..BURST_DOCUMENTS {
+        tasks.push(stack.task().await?);
+    }
+    let started = Instant::now();
+    let mut sent = HashMap::new();
+    for i in 0..EVENTS.len() {
+        let sends = tasks.iter().map(|t| stack.send(*t, i));
+        for result in futures_util::future::join_all(sends).await {
+            let (id, at) = result?;
+            sent.insert(id, at);
+        }
+    }
+    let send_time = started.elapsed();
+    let burst = stack.latencies(&sent, Duration::from_secs(300)).await?;
+    let drained = started.elapsed();
+
+    let row = |name: String, v: &[Duration]| {
+        format!(
+            "| {name} | {} | {:.0} | {:.0} | {:.0} |",
+            v.len(),
+            ms(percentile(v, 0.5)),
+            ms(percentile(v, 0.99)),
+            ms(*v.last().expect("samples"))
+        )
+    };
+    Ok(vec![
+        "## Status event → webhook latency (local stack)".to_owned(),
+        String::new(),
+        "From the pipeline's SendMessage to the webhook's arrival at a receiver on 127.0.0.1: release recorder and sender, two processes each, behind the Runtime API emulator and local event-source mappings, DynamoDB and SQS on moto.".to_owned(),
+        String::new(),
+        "| load | webhooks | p50 ms | p99 ms | max ms |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+        row("idle: one `started` event at a time".to_owned(), &idle),
+        row(
+            format!(
+                "burst: {BURST_DOCUMENTS} documents × 5 events sent in {:.1} s (all delivered {:.1} s after the first)",
+                send_time.as_secs_f64(),
+                drained.as_secs_f64()
+            ),
+            &burst,
+        ),
+        String::new(),
+    ])
+}
