@@ -5,11 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
-echo "==> cargo build --release" >&2
-# the function binaries as they ship (default members: without morag-shared's
-# test-support feature), then the harness (which needs it) separately
-cargo build --release --quiet --bins
-cargo build --release --quiet -p morag-tests --bins
+build_release
 mkdir -p target
 trap stop_moto EXIT
 : > target/bench.md

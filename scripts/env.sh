@@ -1,4 +1,4 @@
-# Shared by dev.sh, test.sh and bench.sh: the project-local Python venv with
+# Shared by dev.sh, test.sh, bench.sh and soak.sh: the project-local Python venv with
 # the emulator and the template linters, and starting/stopping moto server.
 # Sourced, not run.
 
@@ -17,6 +17,15 @@ ensure_venv() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PY_REQUIREMENTS"
     echo "$want" > "$stamp"
+}
+
+# build_release: the function binaries as they ship (default members: without
+# morag-shared's test-support feature), then the bench and soak harnesses
+# (which need it) separately.
+build_release() {
+    echo "==> cargo build --release" >&2
+    cargo build --release --quiet --bins
+    cargo build --release --quiet -p morag-tests --bins
 }
 
 free_port() {

@@ -7,9 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ensure_venv
-echo "==> cargo build --release" >&2
-cargo build --release --quiet --bins
-cargo build --release --quiet -p morag-tests --bins
+build_release
 mkdir -p target
 export MORAG_METER=1
 start_moto target/moto-soak.log

@@ -488,38 +488,7 @@ impl TestEnv {
 
     /// Drains a dead-letter queue: (body, reason attribute) pairs.
     pub async fn drain_dlq(&self, queue_url: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        loop {
-            let res = self
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            let msgs = res.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                let reason = m
-                    .message_attributes()
-                    .and_then(|a| a.get("morag_reason"))
-                    .and_then(|v| v.string_value())
-                    .unwrap_or("")
-                    .to_owned();
-                out.push((m.body().unwrap_or("").to_owned(), reason));
-                self.sqs
-                    .delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        drain_queue(&self.sqs, queue_url).await.expect("drain")
     }
 
     /// A GET through the status router.
@@ -690,6 +659,39 @@ pub async fn deploy_with(endpoint: &str, params: &[(&str, String)]) -> anyhow::R
         resources,
         store,
     })
+}
+
+/// Receives and deletes everything on a queue (a dead-letter queue, at the
+/// end of a test): (body, `morag_reason` attribute) pairs.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    loop {
+        let res = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let msgs = res.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return Ok(out);
+        }
+        for m in msgs {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("morag_reason"))
+                .and_then(|v| v.string_value())
+                .unwrap_or("")
+                .to_owned();
+            out.push((m.body().unwrap_or("").to_owned(), reason));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or(""))
+                .send()
+                .await?;
+        }
+    }
 }
 
 /// A port free on 127.0.0.1 right now.

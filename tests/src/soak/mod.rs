@@ -216,37 +216,6 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
         .sum())
 }
 
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    loop {
-        let res = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await?;
-        let messages = res.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return Ok(out);
-        }
-        for m in messages {
-            let reason = m
-                .message_attributes()
-                .and_then(|a| a.get("morag_reason"))
-                .and_then(|v| v.string_value())
-                .unwrap_or("")
-                .to_owned();
-            out.push((m.body().unwrap_or("").to_owned(), reason));
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap_or(""))
-                .send()
-                .await?;
-        }
-    }
-}
-
 /// Runs a soak and checks it; the report says what was lost (nothing, we hope).
 pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let started = Instant::now();
@@ -543,12 +512,12 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         f.stop().await;
     }
 
-    let webhook_dlq: Vec<String> = drain(&sqs, &r.webhook_dlq_url)
+    let webhook_dlq: Vec<String> = crate::drain_queue(&sqs, &r.webhook_dlq_url)
         .await?
         .into_iter()
         .map(|(b, _)| b)
         .collect();
-    let status_dlq = drain(&sqs, &r.status_events_dlq_url).await?;
+    let status_dlq = crate::drain_queue(&sqs, &r.status_events_dlq_url).await?;
     let mut arrivals: HashMap<String, Vec<receivers::Answer>> = HashMap::new();
     for receiver in &receivers {
         for (id, answers) in receiver.arrivals() {
