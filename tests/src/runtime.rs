@@ -31,6 +31,10 @@ struct Pending {
 
 struct Shared {
     queue: AsyncMutex<mpsc::Receiver<Pending>>,
+    /// To put back an invocation taken for a process that is gone.
+    requeue: mpsc::Sender<Pending>,
+    /// One more each time the process's invocations are abandoned.
+    generation: std::sync::atomic::AtomicU64,
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     first_next: Mutex<Option<Instant>>,
     init_error: Mutex<Option<Bytes>>,
@@ -51,6 +55,8 @@ impl RuntimeEmulator {
         let (sender, receiver) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             queue: AsyncMutex::new(receiver),
+            requeue: sender.clone(),
+            generation: Default::default(),
             in_flight: Mutex::new(HashMap::new()),
             first_next: Mutex::new(None),
             init_error: Mutex::new(None),
@@ -128,6 +134,9 @@ impl RuntimeEmulator {
     /// Lambda does when the process dies mid-invocation (`Runtime.ExitError`);
     /// what was not yet taken waits for the next process. Answers how many.
     pub fn abandon_in_flight(&self) -> usize {
+        self.shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let taken: Vec<_> = self.shared.in_flight.lock().unwrap().drain().collect();
         taken.len()
     }
@@ -178,10 +187,17 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             shared.ready.notify_waiters();
         }
     }
+    let generation = shared.generation.load(std::sync::atomic::Ordering::SeqCst);
     let pending = shared.queue.lock().await.recv().await;
     let Some(p) = pending else {
         return StatusCode::GONE.into_response();
     };
+    // a `next` of a killed process still waiting here (the server does not
+    // notice the closed connection): the invocation goes back for the new one
+    if shared.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+        let _ = shared.requeue.send(p).await;
+        return StatusCode::GONE.into_response();
+    }
     shared.in_flight.lock().unwrap().insert(p.id.clone(), p.reply);
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -375,7 +375,20 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         sends: Default::default(),
         duplicates_pending: Default::default(),
         total: config.tasks,
+        backlog: Default::default(),
+        max_backlog: 200,
     });
+    {
+        let (pipeline, sqs, stop, url) = (pipeline.clone(), sqs.clone(), stop.clone(), r.status_events_queue_url.clone());
+        background.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(depth) = queue_depth(&sqs, &url).await {
+                    pipeline.backlog.store(depth as usize, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
     let worker_handles: Vec<_> = (0..config.workers)
         .map(|i| tokio::spawn(pipeline.clone().work(config.seed + 100 + i as u64)))
         .collect();

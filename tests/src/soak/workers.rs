@@ -72,6 +72,11 @@ pub struct Pipeline {
     pub sends: AtomicUsize,
     pub duplicates_pending: AtomicUsize,
     pub total: usize,
+    /// Status events waiting on the queue (kept fresh by the soak): new
+    /// tasks wait while it is above `max_backlog`, so the emulator, whose
+    /// receive walks the whole queue, keeps its pace.
+    pub backlog: AtomicUsize,
+    pub max_backlog: usize,
 }
 
 impl Pipeline {
@@ -107,6 +112,10 @@ impl Pipeline {
     pub async fn work(self: Arc<Self>, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
         while self.taken.load(Ordering::Relaxed) < self.total {
+            if self.backlog.load(Ordering::Relaxed) > self.max_backlog {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             let received = self
                 .sqs
                 .receive_message()
