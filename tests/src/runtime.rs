@@ -134,9 +134,7 @@ impl RuntimeEmulator {
     /// Lambda does when the process dies mid-invocation (`Runtime.ExitError`);
     /// what was not yet taken waits for the next process. Answers how many.
     pub fn abandon_in_flight(&self) -> usize {
-        self.shared
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.shared.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let taken: Vec<_> = self.shared.in_flight.lock().unwrap().drain().collect();
         taken.len()
     }

@@ -39,6 +39,9 @@ pub const RETRY_SCHEDULE: &str = "1,2,4,8";
 /// The shortest heartbeat timeout a task may ask for (`Timeouts`): a dying
 /// worker's task is `stalled` this long after its last event.
 pub const HEARTBEAT_TIMEOUT_S: u64 = 60;
+/// How often the soak invokes the watchdog (Lambda: every minute). Each run
+/// queries the due index, which moto answers by walking the whole table.
+pub const WATCHDOG_EVERY: Duration = Duration::from_secs(10);
 /// The queues' visibility timeout in the soak (the template's is 180 s, six
 /// times a function's timeout): how long a killed batch waits to return.
 pub const VISIBILITY_TIMEOUT_S: u64 = 10;
@@ -379,7 +382,12 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         max_backlog: 200,
     });
     {
-        let (pipeline, sqs, stop, url) = (pipeline.clone(), sqs.clone(), stop.clone(), r.status_events_queue_url.clone());
+        let (pipeline, sqs, stop, url) = (
+            pipeline.clone(),
+            sqs.clone(),
+            stop.clone(),
+            r.status_events_queue_url.clone(),
+        );
         background.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(depth) = queue_depth(&sqs, &url).await {
@@ -454,10 +462,12 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             };
             match status {
                 202 => break answer,
-                0 | 500..=599 if tries < 5 => {
+                // 409 `request_in_progress`: the first try is still (or was
+                // left) in flight; the API asks to retry shortly
+                0 | 409 | 500..=599 if tries < 10 => {
                     ingest_retries += 1;
                     tracing::warn!(status, %answer, "ingest failed; retrying with the same Idempotency-Key");
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                    tokio::time::sleep(Duration::from_secs(tries)).await;
                 }
                 _ => bail!("ingest answered {status}: {answer}"),
             }
@@ -491,11 +501,15 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let last_sent = Instant::now();
     killing.store(false, Ordering::Relaxed);
 
-    // settle: past the heartbeat timeout of the last event sent (every dying
-    // worker's task is then due), and the queues empty for three checks 2 s
-    // apart (the watchdog, every 2 s, has marked and enqueued every stall)
+    // settle: past the heartbeat timeout of the last event sent, the due
+    // index's granularity and two watchdog runs (every dying worker's task
+    // is then stalled, every dead-lettered delivery marked), and the queues
+    // empty for three checks 2 s apart
     let store = deployed.store.clone();
-    let settle_from = last_sent + Duration::from_secs(HEARTBEAT_TIMEOUT_S);
+    let settle_from = last_sent
+        + Duration::from_secs(HEARTBEAT_TIMEOUT_S)
+        + Duration::from_secs(morag_shared::adapters::dynamodb::DUE_GRANULARITY_S as u64)
+        + 2 * WATCHDOG_EVERY;
     let mut settled_after = None;
     let mut quiet_checks = 0;
     while started.elapsed() < config.time_limit {
