@@ -20,6 +20,13 @@ pub const WATCH_SHARDS: u8 = 4;
 /// still between its two writes is never raced.
 pub const ORPHAN_GRACE: Duration = Duration::minutes(5);
 
+/// The due index's time granularity, in seconds: an entry's time is
+/// rounded up to it, so a task reporting many events within it keeps one
+/// index entry (each move of an entry is a delete and a put in the index:
+/// two write units). The watchdog then sees a check at most this much after
+/// it is due, and decides from the item itself, not from the entry.
+pub const DUE_GRANULARITY_S: i64 = 10;
+
 /// How long a delivery may wait in the outbox (written, not known to be
 /// on the webhook queue) before the watchdog enqueues it.
 pub const OUTBOX_GRACE: Duration = Duration::minutes(2);

@@ -462,12 +462,12 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             };
             match status {
                 202 => break answer,
-                // 409 `request_in_progress`: the first try is still (or was
-                // left) in flight; the API asks to retry shortly
-                0 | 409 | 500..=599 if tries < 10 => {
+                // 409 `request_in_progress`: the first try is still in flight,
+                // or died in it: a retry takes it over after the 60 s lease
+                0 | 409 | 500..=599 if tries < 60 => {
                     ingest_retries += 1;
                     tracing::warn!(status, %answer, "ingest failed; retrying with the same Idempotency-Key");
-                    tokio::time::sleep(Duration::from_secs(tries)).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 _ => bail!("ingest answered {status}: {answer}"),
             }
@@ -508,7 +508,7 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let store = deployed.store.clone();
     let settle_from = last_sent
         + Duration::from_secs(HEARTBEAT_TIMEOUT_S)
-        + Duration::from_secs(morag_shared::adapters::dynamodb::DUE_GRANULARITY_S as u64)
+        + Duration::from_secs(morag_shared::domain::watch::DUE_GRANULARITY_S as u64)
         + 2 * WATCHDOG_EVERY;
     let mut settled_after = None;
     let mut quiet_checks = 0;

@@ -187,7 +187,7 @@ async fn a_task_past_its_deadline_fails_as_timed_out() {
     let watchdog = env.watchdog();
     assert_eq!(watchdog.run(later(100)).await.tasks_timed_out, 0);
     // the due index rounds a check's time up to its granularity
-    let past = 120 + morag_shared::adapters::dynamodb::DUE_GRANULARITY_S + 1;
+    let past = 120 + morag_shared::domain::watch::DUE_GRANULARITY_S + 1;
     assert_eq!(watchdog.run(later(119)).await.tasks_timed_out, 0);
     let (a, b) = tokio::join!(watchdog.run(later(past)), watchdog.run(later(past)));
     assert_eq!(a.tasks_timed_out + b.tasks_timed_out, 1, "{a:?} {b:?}");

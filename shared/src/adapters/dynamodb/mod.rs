@@ -23,8 +23,6 @@ mod tasks;
 mod uploads;
 mod watch;
 
-pub use watch::DUE_GRANULARITY_S;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

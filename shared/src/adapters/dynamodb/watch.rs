@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{s, DynamoStore, Item};
-use crate::domain::watch::Watched;
+use crate::domain::watch::{self, Watched};
 use crate::domain::{DeliveryId, Page, PageKey, TaskId};
 use crate::error::StoreError;
 use crate::ports::WatchIndex;
@@ -18,21 +18,14 @@ pub(super) fn due_pk(shard: u8) -> String {
     format!("DUE#{shard}")
 }
 
-/// The due index's time granularity: an entry's time is rounded up to it,
-/// so a task reporting many events within it keeps one index entry (each
-/// move of the entry is a delete and a put in the index: two write units).
-/// The watchdog then sees a check at most this much after it is due, and
-/// decides from the task itself, not from the entry.
-pub const DUE_GRANULARITY_S: i64 = 10;
-
-/// The due index's sort key: when (rounded up to `DUE_GRANULARITY_S`), then
-/// what (unique, ordered by time).
+/// The due index's sort key: when (rounded up to
+/// `watch::DUE_GRANULARITY_S`), then what (unique, ordered by time).
 pub(super) fn due_sk(when: DateTime<Utc>, what: &impl std::fmt::Display) -> String {
     format!("{}#{what}", sort_ts(round_up(when)))
 }
 
 fn round_up(when: DateTime<Utc>) -> DateTime<Utc> {
-    let g = DUE_GRANULARITY_S * 1000;
+    let g = watch::DUE_GRANULARITY_S * 1000;
     let ms = when.timestamp_millis();
     let rounded = ms.div_euclid(g) * g + if ms.rem_euclid(g) == 0 { 0 } else { g };
     DateTime::from_timestamp_millis(rounded).unwrap_or(when)
