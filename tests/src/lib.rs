@@ -475,10 +475,16 @@ impl TestEnv {
 
     /// Sends raw bodies to the status-events queue.
     pub async fn send_status_events(&self, bodies: &[String]) {
+        self.send_messages(&self.resources.status_events_queue_url, bodies)
+            .await;
+    }
+
+    /// Sends each of `bodies` to `queue_url`, one message each.
+    pub async fn send_messages(&self, queue_url: &str, bodies: &[String]) {
         for body in bodies {
             self.sqs
                 .send_message()
-                .queue_url(&self.resources.status_events_queue_url)
+                .queue_url(queue_url)
                 .message_body(body)
                 .send()
                 .await

@@ -121,15 +121,8 @@ async fn parked_webhooks_get_a_fresh_cycle() {
 #[tokio::test]
 async fn the_cli_finds_a_local_stacks_queues_by_its_name() {
     let env = spawn_env().await;
-    for i in 0..3 {
-        env.sqs
-            .send_message()
-            .queue_url(&env.resources.processing_dlq_url)
-            .message_body(format!("job {i}"))
-            .send()
-            .await
-            .unwrap();
-    }
+    let bodies: Vec<String> = (0..3).map(|i| format!("job {i}")).collect();
+    env.send_messages(&env.resources.processing_dlq_url, &bodies).await;
     let stack = env.stack.stack.clone();
     let out = tokio::process::Command::new(morag_tests::debug_binary("morag"))
         .args([

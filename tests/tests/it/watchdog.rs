@@ -405,15 +405,8 @@ async fn a_run_reads_only_what_is_due_in_a_table_of_50_000_finished_tasks() {
 #[tokio::test]
 async fn a_run_reads_at_most_its_share_of_the_dlq() {
     let env = env().await;
-    for i in 0..5 {
-        env.sqs
-            .send_message()
-            .queue_url(&env.resources.processing_dlq_url)
-            .message_body(format!("not a job {i}"))
-            .send()
-            .await
-            .unwrap();
-    }
+    let bodies: Vec<String> = (0..5).map(|i| format!("not a job {i}")).collect();
+    env.send_messages(&env.resources.processing_dlq_url, &bodies).await;
     let mut watchdog = env.watchdog();
     watchdog.settings.max_dead_jobs = 3;
     let report = watchdog.run(morag_shared::time::now()).await;
