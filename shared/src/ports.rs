@@ -165,8 +165,9 @@ pub trait DeadLetterPeek: Send + Sync {
     /// Up to `max` messages (at most 10), hidden for `hide_for` so the next
     /// peek sees others.
     async fn peek(&self, max: usize, hide_for: Duration) -> Result<Vec<DeadJob>, StoreError>;
-    /// Makes a peeked message visible again now.
-    async fn release(&self, receipt_handle: &str) -> Result<(), StoreError>;
+    /// Makes peeked messages visible again now (in batches of ten); how many
+    /// could not be released (they reappear when their hide ends).
+    async fn release(&self, receipt_handles: &[String]) -> Result<usize, StoreError>;
 }
 
 /// Reading uploaded content (the processor).

@@ -45,10 +45,14 @@ pub struct WatchdogSettings {
     pub time_budget: Duration,
     /// Due-index entries per query.
     pub page_size: usize,
-    /// Dead-lettered jobs looked at per run.
-    pub max_dead_jobs: usize,
-    /// How long a peeked DLQ message stays hidden within a run (all are
-    /// made visible again when the run ends).
+    /// Messages read per run from each DLQ. Every run walks the whole DLQ up
+    /// to this (a DLQ of N messages costs N/10 receives and N/10 releases a
+    /// run); past it a run sees those SQS returns first, and a delivery it
+    /// never sees is restarted after `watch::ATTEMPT_GRACE` instead.
+    pub max_dlq_messages: usize,
+    /// How long a peeked DLQ message stays hidden within a run, so the walk
+    /// does not meet it twice (all are made visible again when the run
+    /// ends); longer than the time budget.
     pub dlq_peek_hide: Duration,
 }
 
@@ -61,8 +65,8 @@ impl Default for WatchdogSettings {
             },
             time_budget: Duration::from_secs(45),
             page_size: 100,
-            max_dead_jobs: 100,
-            dlq_peek_hide: Duration::from_secs(30),
+            max_dlq_messages: 1_000,
+            dlq_peek_hide: Duration::from_secs(60),
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Report {
     /// Due, but another writer (or run) moved it on first.
     pub already_handled: u32,
     pub dead_jobs_read: u32,
+    /// Webhook DLQ messages read.
+    pub dead_deliveries_read: u32,
     /// DLQ messages that are not a job (parked as `invalid_job`) or whose
     /// task is gone.
     pub dead_jobs_without_task: u32,
@@ -307,19 +313,20 @@ impl Watchdog {
         (messages, receipts)
     }
 
-    async fn release_all(dlq: &dyn DeadLetterPeek, receipts: Vec<String>) {
-        for receipt in receipts {
-            if let Err(e) = dlq.release(&receipt).await {
-                tracing::warn!(error = %e, "a peeked DLQ message stays hidden until its timeout");
-            }
+    async fn release_all(&self, dlq: &dyn DeadLetterPeek, receipts: Vec<String>) {
+        let hidden_s = self.settings.dlq_peek_hide.as_secs();
+        match dlq.release(&receipts).await {
+            Ok(0) => {}
+            Ok(failed) => tracing::warn!(failed, hidden_s, "peeked DLQ messages stay hidden until their timeout"),
+            Err(e) => tracing::warn!(error = %e, hidden_s, "peeked DLQ messages stay hidden until their timeout"),
         }
     }
 
     /// Fails the task of every job parked in the processing DLQ (at most
-    /// `max_dead_jobs` per run).
+    /// `max_dlq_messages` per run).
     async fn dead_lettered_jobs(&self, now: DateTime<Utc>, started: Instant, report: &mut Report) {
         let (jobs, receipts) = self
-            .peek_all(self.dead_jobs.as_ref(), self.settings.max_dead_jobs, started, report)
+            .peek_all(self.dead_jobs.as_ref(), self.settings.max_dlq_messages, started, report)
             .await;
         for job in jobs {
             report.dead_jobs_read += 1;
@@ -345,12 +352,12 @@ impl Watchdog {
                 }
             }
         }
-        Self::release_all(self.dead_jobs.as_ref(), receipts).await;
+        self.release_all(self.dead_jobs.as_ref(), receipts).await;
     }
 
     /// Ends as `dead` every delivery whose message reached the webhook DLQ
-    /// while the delivery still says `pending` (at most `max_dead_jobs` per
-    /// run): SQS moves a message after its last allowed receive, and a
+    /// while the delivery still says `pending` (at most `max_dlq_messages`
+    /// per run): SQS moves a message after its last allowed receive, and a
     /// receive spent by a crashed or timed-out sender records no attempt, so
     /// the sender never wrote the final state. The message stays for
     /// `morag dlq redrive`, which starts a new cycle.
@@ -358,22 +365,19 @@ impl Watchdog {
         let (messages, receipts) = self
             .peek_all(
                 self.dead_webhooks.as_ref(),
-                self.settings.max_dead_jobs,
+                self.settings.max_dlq_messages,
                 started,
                 report,
             )
             .await;
         for message in messages {
+            report.dead_deliveries_read += 1;
             let Ok(parked) = serde_json::from_str::<DeliveryMessage>(&message.body) else {
                 continue; // not a delivery message: `morag dlq redrive` reports it
             };
             let span =
                 tracing::info_span!("dead_delivery", task_id = %parked.task_id, delivery_id = %parked.delivery_id);
-            let ended = self
-                .deliveries
-                .give_up(&parked.task_id, &parked.delivery_id, parked.cycle)
-                .instrument(span.clone())
-                .await;
+            let ended = self.give_up_parked(&parked).instrument(span.clone()).await;
             match ended {
                 Ok(true) => {
                     span.in_scope(|| tracing::warn!("delivery dead-lettered without a final attempt: marked dead"));
@@ -386,7 +390,27 @@ impl Watchdog {
                 }
             }
         }
-        Self::release_all(self.dead_webhooks.as_ref(), receipts).await;
+        self.release_all(self.dead_webhooks.as_ref(), receipts).await;
+    }
+
+    /// Ends the delivery of a parked message `dead` if it is still pending
+    /// in the message's cycle. Read first: most parked messages belong to
+    /// deliveries already `dead`, seen again every run, and a read costs a
+    /// tenth of a refused conditional write.
+    async fn give_up_parked(&self, parked: &DeliveryMessage) -> Result<bool, StoreError> {
+        let Some(delivery) = self
+            .deliveries
+            .get_delivery(&parked.task_id, &parked.delivery_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        if delivery.state != DeliveryState::Pending || delivery.cycle != parked.cycle {
+            return Ok(false);
+        }
+        self.deliveries
+            .give_up(&parked.task_id, &parked.delivery_id, parked.cycle)
+            .await
     }
 
     async fn fail_dead_lettered(

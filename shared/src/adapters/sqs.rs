@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::domain::{DeliveryMessage, JobMessage, StatusEvent};
@@ -190,8 +190,32 @@ impl DeadLetterPeek for SqsQueue {
             .collect())
     }
 
-    async fn release(&self, receipt_handle: &str) -> Result<(), StoreError> {
-        self.delay(receipt_handle, Duration::ZERO).await
+    async fn release(&self, receipt_handles: &[String]) -> Result<usize, StoreError> {
+        let mut failed = 0;
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| StoreError::unavailable("sqs", "ChangeMessageVisibilityBatch", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::unavailable("sqs", "ChangeMessageVisibilityBatch", DisplayErrorContext(e)))?;
+            failed += out.failed.len();
+        }
+        Ok(failed)
     }
 }
 

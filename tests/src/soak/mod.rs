@@ -145,8 +145,8 @@ impl SoakReport {
                 v.duplicated_deliveries, v.duplicate_arrivals
             ),
             format!(
-                "| webhook DLQ messages (of them after a recorded success) | {} ({}) |",
-                v.webhook_dlq, v.webhook_dlq_after_success
+                "| webhook DLQ messages (of them after a recorded success; a second one of the same delivery) | {} ({}; {}) |",
+                v.webhook_dlq, v.webhook_dlq_after_success, v.webhook_dlq_repeated
             ),
             format!(
                 "| invocations failed by a kill or timeout | {} |",
@@ -217,6 +217,34 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
         .values()
         .filter_map(|v| v.parse::<u64>().ok())
         .sum())
+}
+
+/// Waits (up to two minutes) until no message of `url` is hidden, so a
+/// drain sees the whole queue.
+async fn wait_until_visible(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .context("GetQueueAttributes")?;
+        let hidden = out
+            .attributes
+            .unwrap_or_default()
+            .values()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum::<u64>();
+        if hidden == 0 {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            anyhow::bail!("{hidden} messages of {url} still hidden after two minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Runs a soak and checks it; the report says what was lost (nothing, we hope).
@@ -329,18 +357,18 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
             seen.clone(),
         )));
     }
-    {
+    let schedule = {
         // the schedule, faster than rate(1 minute)
         let (watchdog, stop) = (watchdog.clone(), stop.clone());
-        background.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let _ = watchdog
                     .invoke(br#"{"source":"aws.events","detail-type":"Scheduled Event"}"#.to_vec())
                     .await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-        }));
-    }
+        })
+    };
     let killing = Arc::new(AtomicBool::new(true));
     {
         let targets: Vec<Arc<Supervised>> = recorders.iter().chain(senders.iter()).cloned().collect();
@@ -532,12 +560,18 @@ pub async fn run(config: SoakConfig) -> Result<SoakReport> {
         None
     };
     stop.store(true, Ordering::Relaxed);
+    // the watchdog's run in progress ends on its own: killed mid-run, it
+    // would leave the DLQ messages it peeked hidden from the drain below
+    if tokio::time::timeout(Duration::from_secs(90), schedule).await.is_err() {
+        eprintln!("soak: the watchdog's last run did not end within 90 s");
+    }
     for h in background {
         h.abort();
     }
     for f in recorders.iter().chain(senders.iter()).chain([&ingest, &watchdog]) {
         f.stop().await;
     }
+    wait_until_visible(&sqs, &r.webhook_dlq_url).await?;
 
     let webhook_dlq: Vec<String> = crate::drain_queue(&sqs, &r.webhook_dlq_url)
         .await?

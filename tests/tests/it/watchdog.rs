@@ -400,7 +400,7 @@ async fn a_run_reads_only_what_is_due_in_a_table_of_50_000_finished_tasks() {
     assert_eq!(read, 3, "the run evaluated {read} items for 3 due");
 }
 
-/// At most `max_dead_jobs` DLQ messages per run, exactly; the rest wait
+/// At most `max_dlq_messages` DLQ messages per run, exactly; the rest wait
 /// for the next run, and every message stays in the queue.
 #[tokio::test]
 async fn a_run_reads_at_most_its_share_of_the_dlq() {
@@ -408,7 +408,7 @@ async fn a_run_reads_at_most_its_share_of_the_dlq() {
     let bodies: Vec<String> = (0..5).map(|i| format!("not a job {i}")).collect();
     env.send_messages(&env.resources.processing_dlq_url, &bodies).await;
     let mut watchdog = env.watchdog();
-    watchdog.settings.max_dead_jobs = 3;
+    watchdog.settings.max_dlq_messages = 3;
     let report = watchdog.run(morag_shared::time::now()).await;
     assert_eq!(
         (report.dead_jobs_read, report.dead_jobs_without_task),
@@ -488,4 +488,58 @@ async fn a_delivery_whose_message_was_dead_lettered_ends_dead() {
     assert_eq!(env.drain_dlq(&env.resources.webhook_dlq_url).await.len(), 2);
     // a second run finds nothing more to do
     assert_eq!(env.watchdog().run(Utc::now()).await.deliveries_dead_lettered, 0);
+}
+
+/// A run walks the whole webhook DLQ, not the first page SQS hands out:
+/// 150 parked messages (deliveries long gone) ahead of the one whose
+/// delivery still says `pending`, found and ended `dead` in one run, and
+/// every message visible again right after (the 1,000-task soak found
+/// pending deliveries a 100-message cap never reached).
+#[tokio::test]
+async fn a_run_walks_the_whole_webhook_dlq_and_releases_it() {
+    let env = env().await;
+    let mut bodies: Vec<String> = (0..150)
+        .map(|_| {
+            let task_id = morag_shared::domain::TaskId::new();
+            let message = morag_shared::domain::DeliveryMessage {
+                delivery_id: morag_shared::domain::DeliveryId::derive(&task_id, WebhookEvent::TaskCompleted, "once"),
+                task_id,
+                cycle: 0,
+            };
+            serde_json::to_string(&message).unwrap()
+        })
+        .collect();
+    let task = "9e3a2b6c-3d4e-4f5a-8b1c-2d3e4f5a6b7c";
+    let id = morag_shared::domain::DeliveryId::derive(&task.parse().unwrap(), WebhookEvent::TaskStarted, "once");
+    let d = env
+        .insert_delivery(
+            task,
+            "acme",
+            id.as_str(),
+            "https://hooks.example.com/h",
+            DeliveryState::Pending,
+        )
+        .await;
+    bodies.push(serde_json::to_string(&d.message()).unwrap());
+    env.send_messages(&env.resources.webhook_dlq_url, &bodies).await;
+
+    let report = env.watchdog().run(Utc::now()).await;
+    assert_eq!(
+        (
+            report.dead_deliveries_read,
+            report.deliveries_dead_lettered,
+            report.errors
+        ),
+        (151, 1, 0),
+        "{report:?}"
+    );
+    let after = env
+        .store
+        .get_delivery(&d.task_id, &d.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.state, DeliveryState::Dead);
+    // released, not left hidden for the peek's minute
+    assert_eq!(env.drain_dlq(&env.resources.webhook_dlq_url).await.len(), 151);
 }
