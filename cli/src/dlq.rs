@@ -7,19 +7,26 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::HashSet;
 
-use morag_shared::domain::DeliveryMessage;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, QueueAttributeName};
+
+use morag_shared::domain::{DeliveryMessage, DeliveryState};
 use morag_shared::ports::{DeliveryStore, WebhookQueue};
 
 /// How a redrive went.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Redriven {
     /// Moved by SQS's own move task (count unknown until it finishes).
     pub move_task_started: bool,
     pub moved: usize,
     /// Webhook messages whose delivery no longer exists (deleted, not moved).
     pub dropped: usize,
+    /// Webhook messages of an older cycle, or of a delivery that has since
+    /// succeeded or failed (deleted, not moved).
+    pub stale: usize,
+    /// Ids of messages that are not delivery messages: left in the DLQ.
+    pub kept: Vec<String>,
 }
 
 async fn arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
@@ -81,7 +88,12 @@ pub async fn redrive_plain(sqs: &aws_sdk_sqs::Client, queue_url: &str, dlq_url: 
     })
 }
 
-/// Webhook DLQ: each parked delivery gets a fresh attempt cycle.
+/// Webhook DLQ: each parked delivery that is still `dead` (or `pending`)
+/// in the message's cycle gets a fresh attempt cycle. A message of an older
+/// cycle, or of a delivery that succeeded or failed since, is deleted
+/// (`stale`); one whose delivery is gone is deleted (`dropped`); a body that
+/// is not a delivery message stays in the DLQ, visible again, and is
+/// reported (`kept`).
 pub async fn redrive_webhooks(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
@@ -89,33 +101,100 @@ pub async fn redrive_webhooks(
     queue: &dyn WebhookQueue,
 ) -> Result<Redriven> {
     let mut out = Redriven::default();
+    let mut kept_ids = HashSet::new();
+    let mut kept_receipts = Vec::new();
     loop {
         let batch = receive(sqs, dlq_url).await?;
-        if batch.is_empty() {
-            return Ok(out);
+        // only kept messages come back (their hide ran out): done
+        if batch
+            .iter()
+            .all(|m| kept_ids.contains(m.message_id().unwrap_or_default()))
+        {
+            kept_receipts.extend(batch.iter().map(|m| m.receipt_handle().unwrap_or_default().to_owned()));
+            break;
         }
         for m in batch {
-            let parsed: Option<DeliveryMessage> = serde_json::from_str(m.body().unwrap_or_default()).ok();
-            let restarted = match &parsed {
-                Some(msg) => deliveries.restart_delivery(&msg.task_id, &msg.delivery_id).await?,
-                None => None,
+            let (id, receipt) = (
+                m.message_id().unwrap_or_default(),
+                m.receipt_handle().unwrap_or_default(),
+            );
+            if kept_ids.contains(id) {
+                kept_receipts.push(receipt.to_owned());
+                continue;
+            }
+            let body = m.body().unwrap_or_default();
+            let Ok(parked) = serde_json::from_str::<DeliveryMessage>(body) else {
+                let reason = m
+                    .message_attributes()
+                    .and_then(|a| a.get("morag_reason"))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or("none");
+                tracing::warn!(
+                    message_id = id,
+                    bytes = body.len(),
+                    reason,
+                    "not a delivery message; kept in the DLQ"
+                );
+                out.kept.push(id.to_owned());
+                kept_ids.insert(id.to_owned());
+                kept_receipts.push(receipt.to_owned());
+                continue;
             };
-            match restarted {
-                Some(d) => {
-                    morag_shared::outbox::enqueue_delivery(queue, deliveries, &d).await?;
-                    out.moved += 1;
-                }
+            match deliveries.get_delivery(&parked.task_id, &parked.delivery_id).await? {
                 None => {
                     tracing::warn!(
-                        body = m.body().unwrap_or_default().len(),
-                        "parked webhook message without a delivery; dropping it"
+                        message_id = id,
+                        "parked webhook message without a delivery; deleting it"
                     );
                     out.dropped += 1;
                 }
+                Some(d)
+                    if d.cycle != parked.cycle || !matches!(d.state, DeliveryState::Dead | DeliveryState::Pending) =>
+                {
+                    tracing::info!(message_id = id, state = ?d.state, cycle = d.cycle, "delivery moved on since it was parked; deleting the message");
+                    out.stale += 1;
+                }
+                Some(_) => match deliveries
+                    .restart_delivery(&parked.task_id, &parked.delivery_id)
+                    .await?
+                {
+                    Some(d) => {
+                        morag_shared::outbox::enqueue_delivery(queue, deliveries, &d).await?;
+                        out.moved += 1;
+                    }
+                    None => out.dropped += 1,
+                },
             }
-            delete(sqs, dlq_url, m.receipt_handle().unwrap_or_default()).await?;
+            delete(sqs, dlq_url, receipt).await?;
         }
     }
+    release(sqs, dlq_url, &kept_receipts).await?;
+    Ok(out)
+}
+
+/// Makes received messages visible again now.
+async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipts: &[String]) -> Result<()> {
+    for chunk in receipts.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .visibility_timeout(0)
+                    .build()
+                    .context("a visibility change entry")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        sqs.change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .context("ChangeMessageVisibilityBatch on the DLQ")?;
+    }
+    Ok(())
 }
 
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<aws_sdk_sqs::types::Message>> {

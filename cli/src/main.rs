@@ -279,9 +279,16 @@ async fn dlq_command(sdk: &SdkConfig, table: Option<String>, action: DlqAction) 
         println!("started an SQS message move task from {dlq_url} to {queue_url}");
     } else {
         println!(
-            "moved {} message(s) back; dropped {} without a delivery",
-            done.moved, done.dropped
+            "moved {} message(s) back; deleted {} without a delivery and {} whose delivery moved on",
+            done.moved, done.dropped, done.stale
         );
+        if !done.kept.is_empty() {
+            println!(
+                "kept {} message(s) that are not delivery messages in {dlq_url} (message ids: {})",
+                done.kept.len(),
+                done.kept.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -361,10 +368,7 @@ async fn dev(
     schedule: RetrySchedule,
 ) -> Result<()> {
     let sdk = aws::local(endpoint);
-    let params = [
-        ("WebhookRetrySchedule", schedule.to_string()),
-        ("WebhookMaxAttempts", schedule.attempts().to_string()),
-    ];
+    let params = [("WebhookRetrySchedule", schedule.to_string())];
     let local = LocalStack::deploy(endpoint, stack_name, &params)
         .await
         .with_context(|| format!("deploying the local stack on {endpoint}"))?;

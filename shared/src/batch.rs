@@ -29,6 +29,10 @@ pub struct Received<M> {
     pub receipt_handle: String,
     /// SQS's `ApproximateReceiveCount` (1 on the first receive).
     pub receive_count: u32,
+    /// When the function got the record: the receive was at most the event
+    /// source's batching window before (SQS counts visibility limits from
+    /// the receive).
+    pub received_at: std::time::Instant,
     pub message: M,
 }
 
@@ -65,6 +69,7 @@ impl<M> Batch<M> {
             rejected: Vec::new(),
             without_id: 0,
         };
+        let received_at = std::time::Instant::now();
         for record in event.records {
             let Some(message_id) = record.message_id else {
                 tracing::error!("SQS record without a messageId; cannot report it");
@@ -80,6 +85,7 @@ impl<M> Batch<M> {
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(1),
                     receipt_handle: record.receipt_handle.unwrap_or_default(),
+                    received_at,
                     message_id,
                     message,
                 }),

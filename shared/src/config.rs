@@ -106,6 +106,50 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// Whether the code runs in AWS Lambda proper: Lambda (and every
+    /// emulator) sets `AWS_LAMBDA_FUNCTION_NAME`; the local emulators
+    /// (`sam local`, the project's Runtime API emulator) also set
+    /// `AWS_SAM_LOCAL=true`.
+    fn in_lambda(&self) -> bool {
+        self.get("AWS_LAMBDA_FUNCTION_NAME").is_some() && self.get("AWS_SAM_LOCAL").as_deref() != Some("true")
+    }
+
+    fn refuse_in_lambda(&mut self, name: &str) {
+        if self.in_lambda() {
+            self.errors.push(format!(
+                "{name} is for local runs only and is refused in AWS Lambda \
+                 (AWS_LAMBDA_FUNCTION_NAME is set, AWS_SAM_LOCAL is not)"
+            ));
+        }
+    }
+
+    /// A flag meant only for local runs: setting it in Lambda is an error.
+    pub fn local_only_flag(&mut self, name: &str) -> bool {
+        let on = self.flag(name);
+        if on {
+            self.refuse_in_lambda(name);
+        }
+        on
+    }
+
+    /// A value meant only for local runs: setting it in Lambda is an error.
+    pub fn local_only_optional(&mut self, name: &str) -> Option<String> {
+        let value = self.get(name);
+        if value.is_some() {
+            self.refuse_in_lambda(name);
+        }
+        value
+    }
+
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS`: the
+    /// outbound policy, loosened for local runs only.
+    pub fn target_policy(&mut self) -> TargetPolicy {
+        TargetPolicy {
+            allow_http: self.local_only_flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
+            allow_loopback: self.local_only_flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
+        }
+    }
+
     /// Records a problem found while checking values together.
     pub fn invalid(&mut self, problem: impl Into<String>) {
         self.errors.push(problem.into());
@@ -153,7 +197,7 @@ pub struct AwsSettings {
 impl AwsSettings {
     fn read(env: &mut EnvReader<'_>) -> Self {
         Self {
-            endpoint_url: env.optional("MORAG_AWS_ENDPOINT_URL"),
+            endpoint_url: env.local_only_optional("MORAG_AWS_ENDPOINT_URL"),
         }
     }
 }
@@ -204,10 +248,7 @@ impl FromEnv for IngestConfig {
             processing_queue_url: env.required("MORAG_PROCESSING_QUEUE_URL"),
             max_upload_bytes: env.parse_or("MORAG_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             max_object_bytes: env.parse_or("MORAG_MAX_OBJECT_BYTES", MAX_SINGLE_PUT_BYTES),
-            target_policy: TargetPolicy {
-                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
-                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
-            },
+            target_policy: env.target_policy(),
             aws: AwsSettings::read(env),
         };
         if cfg.max_upload_bytes == 0 {
@@ -358,10 +399,7 @@ impl FromEnv for ProcessorConfig {
             fetch_timeout: Duration::from_secs(env.parse_or("MORAG_FETCH_TIMEOUT_SECONDS", 10u64)),
             chunk_chars: env.parse_or("MORAG_CHUNK_CHARS", 1000usize),
             job_time_budget: Duration::from_secs(env.parse_or("MORAG_JOB_TIME_BUDGET_SECONDS", 45u64)),
-            target_policy: TargetPolicy {
-                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
-                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
-            },
+            target_policy: env.target_policy(),
             aws: AwsSettings::read(env),
         };
         if cfg.chunk_chars < 100 {
@@ -384,8 +422,8 @@ pub struct SenderConfig {
     /// `MORAG_WEBHOOK_DLQ_URL`: where malformed messages are parked.
     pub webhook_dlq_url: String,
     /// `MORAG_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds (default
-    /// 5,300,1800,7200,18000,36000,36000). The queue's `maxReceiveCount` must
-    /// equal its attempts (gaps + 1).
+    /// 5,300,1800,7200,18000,36000,36000); attempts = gaps + 1, counted in
+    /// receives.
     pub schedule: RetrySchedule,
     /// `MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS` (5), `MORAG_WEBHOOK_TIMEOUT_SECONDS` (15)
     pub connect_timeout: Duration,
@@ -404,10 +442,7 @@ impl FromEnv for SenderConfig {
             schedule: env.parse_or("MORAG_WEBHOOK_RETRY_SCHEDULE", RetrySchedule::default()),
             connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
             timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),
-            target_policy: TargetPolicy {
-                allow_http: env.flag("MORAG_ALLOW_HTTP_WEBHOOKS"),
-                allow_loopback: env.flag("MORAG_ALLOW_LOOPBACK_WEBHOOKS"),
-            },
+            target_policy: env.target_policy(),
             aws: AwsSettings::read(env),
         }
     }
@@ -460,5 +495,47 @@ mod tests {
         );
         assert_eq!(cfg.api.auth_cache_ttl, Duration::from_secs(60));
         assert_eq!(cfg.aws.endpoint_url, None);
+    }
+
+    /// The loopback and plain-HTTP webhook switches and the endpoint
+    /// override are for local runs: in Lambda they stop the function at
+    /// cold start, named; under `sam local` or the project's emulator
+    /// (`AWS_SAM_LOCAL=true`) and outside Lambda they work.
+    #[test]
+    fn local_only_settings_are_refused_in_lambda() {
+        let base = [
+            ("MORAG_TABLE_NAME", "t"),
+            ("MORAG_UPLOADS_BUCKET", "b"),
+            ("MORAG_PROCESSING_QUEUE_URL", "https://sqs/q"),
+            ("MORAG_ALLOW_LOOPBACK_WEBHOOKS", "true"),
+            ("MORAG_ALLOW_HTTP_WEBHOOKS", "1"),
+            ("MORAG_AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            IngestConfig::from_lookup(&lookup(&pairs))
+        };
+        let err = with(&[("AWS_LAMBDA_FUNCTION_NAME", "morag-ingest")])
+            .unwrap_err()
+            .to_string();
+        for name in [
+            "MORAG_ALLOW_LOOPBACK_WEBHOOKS",
+            "MORAG_ALLOW_HTTP_WEBHOOKS",
+            "MORAG_AWS_ENDPOINT_URL",
+        ] {
+            assert!(err.contains(&format!("{name} is for local runs only")), "{err}");
+        }
+        // switched off is fine anywhere
+        let mut off = base.to_vec();
+        off.retain(|(k, _)| !k.starts_with("MORAG_ALLOW") && *k != "MORAG_AWS_ENDPOINT_URL");
+        off.extend([
+            ("MORAG_ALLOW_LOOPBACK_WEBHOOKS", "false"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+        ]);
+        assert!(IngestConfig::from_lookup(&lookup(&off)).is_ok());
+        let local = with(&[("AWS_LAMBDA_FUNCTION_NAME", "morag-ingest"), ("AWS_SAM_LOCAL", "true")]).unwrap();
+        assert!(local.target_policy.allow_loopback && local.aws.endpoint_url.is_some());
+        assert!(with(&[]).unwrap().target_policy.allow_loopback);
     }
 }

@@ -143,19 +143,19 @@ pub async fn spawn_env() -> TestEnv {
 /// Like `spawn_env`, with a chance to change the ingest configuration (the
 /// routers are built after `tweak`).
 pub async fn spawn_env_with(tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
-    spawn_env_configured(RetrySchedule::default().attempts(), tweak).await
+    spawn_env_configured(&RetrySchedule::default(), tweak).await
 }
 
-/// Like `spawn_env_with`, with the template's `WebhookMaxAttempts` (the
-/// webhook queue's `maxReceiveCount`) set for the retry schedule the test uses.
-pub async fn spawn_env_configured(webhook_attempts: u32, tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
+/// Like `spawn_env_with`, with the template's `WebhookRetrySchedule` set to
+/// the schedule the test uses.
+pub async fn spawn_env_configured(schedule: &RetrySchedule, tweak: impl FnOnce(&mut IngestConfig)) -> TestEnv {
     quiet_global_subscriber();
     let endpoint = endpoint();
     let sdk = aws::local(&endpoint);
     let stack = LocalStack::deploy(
         &endpoint,
         &unique_prefix(),
-        &[("WebhookMaxAttempts", webhook_attempts.to_string())],
+        &[("WebhookRetrySchedule", schedule.to_string())],
     )
     .await
     .expect("deploying template.yaml as a test stack");
@@ -533,6 +533,7 @@ impl TestEnv {
             enqueued: true,
             cycle: 0,
             attempts: Vec::new(),
+            attempts_total: 0,
         };
         let mut after = task.clone();
         after.event_seq = 1;

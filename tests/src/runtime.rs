@@ -156,6 +156,9 @@ impl RuntimeEmulator {
                 binary.file_name().and_then(|n| n.to_str()).unwrap_or("fn"),
             )
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            // a local emulator, as `sam local` says it is: local-only
+            // settings (loopback webhooks, the endpoint override) are allowed
+            .env("AWS_SAM_LOCAL", "true")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .env("AWS_LAMBDA_LOG_LEVEL", "WARN")

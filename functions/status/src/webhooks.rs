@@ -31,7 +31,10 @@ pub struct DeliveryView {
     pub url: String,
     pub state: DeliveryState,
     pub created_at: DateTime<Utc>,
+    /// The latest attempts (at most 30), oldest first.
     pub attempts: Vec<AttemptView>,
+    /// Every attempt made, across redeliveries.
+    pub attempts_total: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +60,7 @@ pub async fn list(
                 url: d.url,
                 state: d.state,
                 created_at: d.created_at,
+                attempts_total: d.attempts_total,
                 attempts: d
                     .attempts
                     .into_iter()

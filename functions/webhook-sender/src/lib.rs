@@ -6,10 +6,14 @@
 //!   408/409/425/429: `failed`, never retried.
 //! - 5xx, 408, 409, 425, 429, timeouts and connection errors: the message's
 //!   visibility is set to the next gap of the retry schedule (±20 % jitter,
-//!   `Retry-After` honoured up to 12 h) and the record is reported failed, so
-//!   SQS delivers it again then. After the last attempt the delivery is `dead`,
-//!   the visibility is set to 0 and the queue's `maxReceiveCount` (= attempts)
-//!   moves the message to the webhook DLQ on its next receive.
+//!   `Retry-After` honoured, within SQS's 12 h from the receive) and the
+//!   record is reported failed, so SQS delivers it again then.
+//! - The budget is the schedule's attempts, counted in receives (a receive
+//!   that recorded no attempt still counts). After the last attempt, or on a
+//!   receive past the budget, the delivery is `dead` and the sender parks the
+//!   message in the webhook DLQ itself (`attempts_exhausted`). The queue's
+//!   `maxReceiveCount` (25, above any schedule's 21 attempts) only parks
+//!   messages whose sender dies on every receive.
 //! - Targets are checked again at send time: the name is resolved, every
 //!   address must be public, and the connection goes to the checked address.
 //! - A receiver's failure never touches the task: only the delivery item.
@@ -22,13 +26,25 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
 use morag_shared::batch::{self, Handled, Received};
-use morag_shared::domain::delivery::{parse_retry_after, signature_header, RetrySchedule, SigningSecret, Verdict};
+use morag_shared::domain::delivery::{
+    parse_retry_after, signature_header, RetrySchedule, SigningSecret, Verdict, MAX_SQS_DELAY,
+};
 use morag_shared::domain::{AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId};
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
 use morag_shared::ports::{DeadLetters, DeliveryStore, SecretStore, Visibility};
 
 pub mod wiring;
+
+/// How long before the function got a record SQS may have received it: the
+/// event source's batching window (1 s in the template) and its hand-over.
+const RECEIVE_SLACK: Duration = Duration::from_secs(60);
+
+/// The longest visibility SQS accepts for a message received at about
+/// `received_at`: 12 h from its receive, not from now.
+fn visibility_left(received_at: Instant) -> Duration {
+    MAX_SQS_DELAY.saturating_sub(received_at.elapsed() + RECEIVE_SLACK)
+}
 
 /// Response bytes read at most (the rest is dropped).
 const BODY_CAP: usize = 4096;
@@ -93,18 +109,14 @@ impl Sender {
     }
 
     async fn handle_record(&self, record: Received<DeliveryMessage>) -> Handled {
-        let message = record.message;
+        let message = &record.message;
         let span = tracing::info_span!(
             "delivery",
             task_id = %message.task_id,
             delivery_id = %message.delivery_id,
             attempt = record.receive_count,
         );
-        match self
-            .deliver(&message, record.receive_count, &record.receipt_handle)
-            .instrument(span.clone())
-            .await
-        {
+        match self.deliver(&record).instrument(span.clone()).await {
             Ok(Outcome::Done) => Handled::Done,
             Ok(Outcome::Again) => Handled::Again,
             Err(e) => {
@@ -134,13 +146,10 @@ impl Sender {
         Ok(Some(secrets))
     }
 
-    /// One attempt for one delivery message.
-    pub async fn deliver(
-        &self,
-        message: &DeliveryMessage,
-        attempt_no: u32,
-        receipt: &str,
-    ) -> Result<Outcome, StoreError> {
+    /// One receive of one delivery message: an attempt, unless the
+    /// attempt budget (the schedule's, counted in receives) is spent.
+    pub async fn deliver(&self, record: &Received<DeliveryMessage>) -> Result<Outcome, StoreError> {
+        let message = &record.message;
         let Some(delivery) = self
             .ports
             .deliveries
@@ -150,9 +159,41 @@ impl Sender {
             tracing::warn!("delivery no longer exists; dropping its message");
             return Ok(Outcome::Done);
         };
-        if delivery.cycle != message.cycle || delivery.state != DeliveryState::Pending {
-            tracing::info!(state = ?delivery.state, cycle = delivery.cycle, "message of a finished or older cycle; nothing to do");
-            return Ok(Outcome::Done);
+        let budget = self.settings.schedule.attempts();
+        let spent = record.receive_count > budget;
+        match delivery.state {
+            _ if delivery.cycle != message.cycle => {
+                tracing::info!(cycle = delivery.cycle, "message of an older cycle; nothing to do");
+                return Ok(Outcome::Done);
+            }
+            DeliveryState::Pending if spent => {
+                // receives that recorded no attempt (a sender that died, a
+                // write that failed) spent the budget: end it here rather
+                // than let the queue park it while the delivery says pending
+                let ended = self
+                    .ports
+                    .deliveries
+                    .give_up(&message.task_id, &message.delivery_id, message.cycle)
+                    .await?;
+                if !ended {
+                    tracing::info!("the delivery moved on meanwhile; nothing to do");
+                    return Ok(Outcome::Done);
+                }
+                tracing::warn!(
+                    receives = record.receive_count,
+                    budget,
+                    "attempt budget spent without a final attempt: dead"
+                );
+                return self.park(record, delivery.attempts.len()).await;
+            }
+            // dead, and its message came back: the parking after the last
+            // attempt did not happen (a crash in between); park it now
+            DeliveryState::Dead if spent => return self.park(record, delivery.attempts.len()).await,
+            DeliveryState::Pending => {}
+            state => {
+                tracing::info!(?state, "message of a finished delivery; nothing to do");
+                return Ok(Outcome::Done);
+            }
         }
         let started = Instant::now();
         let outcome = self.attempt(&delivery).await?;
@@ -161,31 +202,19 @@ impl Sender {
         let next_delay = self
             .settings
             .schedule
-            .delay_after(attempt_no, outcome.retry_after(), &mut rand::thread_rng());
-        let record = outcome.into_attempt(morag_shared::time::now(), started.elapsed());
-        let mut next_attempt = None;
-        let (state, result) = match verdict {
-            Verdict::Success => (DeliveryState::Succeeded, Outcome::Done),
-            Verdict::Permanent => (DeliveryState::Failed, Outcome::Done),
-            Verdict::Retry => match next_delay {
-                Some(delay) => {
-                    if let Err(e) = self.ports.visibility.delay(receipt, delay).await {
-                        tracing::warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
-                    }
-                    tracing::info!(delay_s = delay.as_secs(), "will retry");
-                    next_attempt = chrono::Duration::from_std(delay)
-                        .ok()
-                        .map(|d| morag_shared::time::now() + d);
-                    (DeliveryState::Pending, Outcome::Again)
-                }
-                None => {
-                    // budget spent: let SQS move it to the DLQ on its next receive
-                    if let Err(e) = self.ports.visibility.delay(receipt, Duration::ZERO).await {
-                        tracing::warn!(error = %e, "could not release the message; it reaches the DLQ after its visibility timeout");
-                    }
-                    (DeliveryState::Dead, Outcome::Again)
-                }
-            },
+            .delay_after(record.receive_count, outcome.retry_after(), &mut rand::thread_rng())
+            .map(|d| d.min(visibility_left(record.received_at)));
+        let attempt = outcome.into_attempt(morag_shared::time::now(), started.elapsed());
+        let (state, next_attempt) = match (verdict, next_delay) {
+            (Verdict::Success, _) => (DeliveryState::Succeeded, None),
+            (Verdict::Permanent, _) => (DeliveryState::Failed, None),
+            (Verdict::Retry, Some(delay)) => (
+                DeliveryState::Pending,
+                chrono::Duration::from_std(delay)
+                    .ok()
+                    .map(|d| morag_shared::time::now() + d),
+            ),
+            (Verdict::Retry, None) => (DeliveryState::Dead, None),
         };
         self.ports
             .deliveries
@@ -193,19 +222,49 @@ impl Sender {
                 &delivery.task_id,
                 &delivery.delivery_id,
                 delivery.cycle,
-                &record,
+                &attempt,
                 state,
                 next_attempt,
             )
             .await?;
         tracing::info!(
             ?state,
-            status_code = record.status_code,
-            error = record.error.map_or("", AttemptError::as_str),
-            latency_ms = record.latency_ms,
+            status_code = attempt.status_code,
+            error = attempt.error.map_or("", AttemptError::as_str),
+            latency_ms = attempt.latency_ms,
             "attempt recorded"
         );
-        Ok(result)
+        match (state, next_delay) {
+            (DeliveryState::Pending, Some(delay)) => {
+                // a rejected change would bring the message back after the
+                // queue's own timeout, spending the budget in minutes
+                self.ports.visibility.delay(&record.receipt_handle, delay).await?;
+                tracing::info!(delay_s = delay.as_secs(), "will retry");
+                Ok(Outcome::Again)
+            }
+            (DeliveryState::Dead, _) => self.park(record, delivery.attempts.len() + 1).await,
+            _ => Ok(Outcome::Done),
+        }
+    }
+
+    /// Parks a spent delivery's message in the webhook DLQ (for `morag dlq
+    /// redrive`) and lets the queue delete it.
+    async fn park(&self, record: &Received<DeliveryMessage>, attempts: usize) -> Result<Outcome, StoreError> {
+        let body = serde_json::to_string(&record.message).map_err(|e| StoreError::Corrupt {
+            what: "delivery message",
+            detail: e.to_string(),
+        })?;
+        let detail = format!("{attempts} attempts recorded in {} receives", record.receive_count);
+        self.ports
+            .dead_letters
+            .park(&body, "attempts_exhausted", &detail, &record.message_id)
+            .await?;
+        tracing::warn!(
+            attempts,
+            receives = record.receive_count,
+            "delivery dead; message parked in the webhook DLQ"
+        );
+        Ok(Outcome::Done)
     }
 
     /// Signs and sends one delivery; what came of it.

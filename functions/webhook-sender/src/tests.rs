@@ -14,6 +14,7 @@ const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 struct Fixture {
     store: Arc<MemoryTaskStore>,
     visibility: Arc<MemoryVisibility>,
+    parked: Arc<MemoryDeadLetters>,
     sender: Sender,
 }
 
@@ -25,6 +26,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         .await
         .unwrap();
     let visibility = Arc::new(MemoryVisibility::default());
+    let parked = Arc::new(MemoryDeadLetters::default());
     let lookup = outbound::static_lookup(HashMap::from([
         ("internal.example.com".to_owned(), vec!["10.1.1.1".parse().unwrap()]),
         (
@@ -38,7 +40,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
             deliveries: store.clone(),
             secrets,
             visibility: visibility.clone(),
-            dead_letters: Arc::new(MemoryDeadLetters::default()),
+            dead_letters: parked.clone(),
         },
         outbound::client(
             policy,
@@ -56,6 +58,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
     Fixture {
         store,
         visibility,
+        parked,
         sender,
     }
 }
@@ -73,6 +76,7 @@ fn delivery(url: &str) -> Delivery {
         enqueued: true,
         cycle: 0,
         attempts: Vec::new(),
+        attempts_total: 0,
     }
 }
 
@@ -81,19 +85,64 @@ impl Fixture {
         self.deliver(delivery(url), attempt_no).await
     }
 
-    /// Stores `d`, delivers its cycle-0 message as attempt `attempt_no`, and
+    /// Stores `d`, delivers its message on receive `receive_count`, and
     /// returns the outcome and the delivery as stored afterwards.
-    async fn deliver(&self, d: Delivery, attempt_no: u32) -> (Outcome, Delivery) {
+    async fn deliver(&self, d: Delivery, receive_count: u32) -> (Outcome, Delivery) {
+        let (outcome, after) = self.try_deliver(d, receive_count).await;
+        (outcome.unwrap(), after)
+    }
+
+    async fn try_deliver(&self, d: Delivery, receive_count: u32) -> (Result<Outcome, StoreError>, Delivery) {
         self.store
             .deliveries
             .lock()
             .unwrap()
             .insert(d.delivery_id.clone(), d.clone());
-        let outcome = self.sender.deliver(&d.message(), attempt_no, "receipt").await.unwrap();
+        let outcome = self.sender.deliver(&received(d.message(), receive_count)).await;
         let after = self.store.deliveries.lock().unwrap()[&d.delivery_id].clone();
         (outcome, after)
     }
+
+    fn parked(&self) -> Vec<(String, String, String, String)> {
+        self.parked.parked.lock().unwrap().clone()
+    }
 }
+
+fn received(message: DeliveryMessage, receive_count: u32) -> Received<DeliveryMessage> {
+    Received {
+        message_id: "m-1".to_owned(),
+        receipt_handle: "receipt".to_owned(),
+        receive_count,
+        received_at: Instant::now(),
+        message,
+    }
+}
+
+/// A receiver on 127.0.0.1 answering every request with `response` (the
+/// status line and headers), and how many requests it took.
+async fn answering(response: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/h", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(format!("{response}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+                .await;
+        }
+    });
+    (url, hits)
+}
+
+const LOCAL: TargetPolicy = TargetPolicy {
+    allow_http: true,
+    allow_loopback: true,
+};
 
 #[tokio::test]
 async fn the_ssrf_matrix_is_refused_at_send_time() {
@@ -153,10 +202,87 @@ async fn retries_set_the_visibility_and_the_last_attempt_is_dead() {
         delay >= Duration::from_millis(800) && delay <= Duration::from_millis(1200),
         "{delay:?}"
     );
-    // attempt 3 of 3: dead, visible again at once so SQS moves it to the DLQ
+    // attempt 3 of 3: dead, and the sender parks the message itself
     let (outcome, after) = f.attempt(&url, 3).await;
-    assert_eq!((outcome, after.state), (Outcome::Again, DeliveryState::Dead));
-    assert_eq!(f.visibility.changes.lock().unwrap().last().unwrap().1, Duration::ZERO);
+    assert_eq!(
+        (outcome, after.state, after.attempts.len()),
+        (Outcome::Done, DeliveryState::Dead, 1)
+    );
+    assert_eq!(
+        f.visibility.changes.lock().unwrap().len(),
+        1,
+        "no visibility change for the last attempt"
+    );
+    let parked = f.parked();
+    assert_eq!(parked.len(), 1);
+    let (body, reason, detail, source) = &parked[0];
+    assert_eq!(serde_json::from_str::<DeliveryMessage>(body).unwrap(), after.message());
+    assert_eq!((reason.as_str(), source.as_str()), ("attempts_exhausted", "m-1"));
+    assert_eq!(detail, "1 attempts recorded in 3 receives");
+}
+
+/// Receives that recorded no attempt (a sender killed mid-batch, a write
+/// that failed) count against the budget: a receive past it makes no
+/// attempt, ends the delivery `dead` and parks the message, so the queue
+/// never parks a message whose delivery still says `pending`.
+#[tokio::test]
+async fn a_receive_past_the_budget_ends_the_delivery_without_an_attempt() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 200 OK").await;
+    let (outcome, after) = f.attempt(&url, 4).await;
+    assert_eq!((outcome, after.state), (Outcome::Done, DeliveryState::Dead));
+    assert_eq!(
+        (after.attempts.len(), hits.load(std::sync::atomic::Ordering::SeqCst)),
+        (0, 0)
+    );
+    assert_eq!(f.parked().len(), 1);
+
+    // dead, and its message came back (the parking after the last attempt
+    // was lost with its sender): parked again, nothing sent
+    let (outcome, after) = f.deliver(after, 4).await;
+    assert_eq!(
+        (outcome, after.state, after.attempts.len()),
+        (Outcome::Done, DeliveryState::Dead, 0)
+    );
+    assert_eq!(f.parked().len(), 2);
+    // a finished delivery's late message within the budget: nothing
+    let mut done = delivery(&url);
+    done.state = DeliveryState::Succeeded;
+    assert_eq!(f.deliver(done, 4).await.0, Outcome::Done);
+    assert_eq!(
+        (f.parked().len(), hits.load(std::sync::atomic::Ordering::SeqCst)),
+        (2, 0)
+    );
+}
+
+/// `Retry-After: 86400` (a day) asks for more than SQS allows: 12 h from
+/// the receive, not from now. The delay is clamped below it and accepted by
+/// a visibility adapter that enforces SQS's limit as SQS does.
+#[tokio::test]
+async fn a_retry_after_of_a_day_is_clamped_within_twelve_hours_of_the_receive() {
+    let f = fixture(LOCAL).await;
+    let (url, _) = answering("HTTP/1.1 429 Too Many Requests\r\nretry-after: 86400").await;
+    let (outcome, after) = f.attempt(&url, 1).await;
+    assert_eq!((outcome, after.state), (Outcome::Again, DeliveryState::Pending));
+    let delay = f.visibility.changes.lock().unwrap()[0].1;
+    assert!(
+        delay < MAX_SQS_DELAY && delay >= MAX_SQS_DELAY - RECEIVE_SLACK - Duration::from_secs(5),
+        "{delay:?}"
+    );
+    // what the clamp prevents: SQS refuses exactly 12 h once a second has passed
+    assert!(f.visibility.delay("receipt", MAX_SQS_DELAY).await.is_err());
+}
+
+/// A refused visibility change is a failure to handle (logged as an error,
+/// the record reported failed), not a warning: the attempt is recorded.
+#[tokio::test]
+async fn a_refused_visibility_change_fails_the_record() {
+    let f = fixture(LOCAL).await;
+    let (url, _) = answering("HTTP/1.1 503 Service Unavailable").await;
+    f.visibility.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (outcome, after) = f.try_deliver(delivery(&url), 1).await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!((after.state, after.attempts.len()), (DeliveryState::Pending, 1));
 }
 
 #[tokio::test]
@@ -183,5 +309,5 @@ async fn messages_of_old_cycles_or_finished_deliveries_do_nothing() {
         delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskFailed, "gone"),
         cycle: 0,
     };
-    assert_eq!(f.sender.deliver(&missing, 1, "r").await.unwrap(), Outcome::Done);
+    assert_eq!(f.sender.deliver(&received(missing, 1)).await.unwrap(), Outcome::Done);
 }

@@ -40,6 +40,7 @@ impl PlannedDelivery {
             enqueued: false,
             cycle: 0,
             attempts: Vec::new(),
+            attempts_total: 0,
         }
     }
 }

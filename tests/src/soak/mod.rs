@@ -251,15 +251,7 @@ async fn wait_until_visible(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<()> 
 pub async fn run(config: SoakConfig) -> Result<SoakReport> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let attempts = RETRY_SCHEDULE.split(',').count() + 1;
-    let deployed = crate::deploy_with(
-        &config.endpoint,
-        &[
-            ("WebhookRetrySchedule", RETRY_SCHEDULE.to_owned()),
-            ("WebhookMaxAttempts", attempts.to_string()),
-        ],
-    )
-    .await?;
+    let deployed = crate::deploy_with(&config.endpoint, &[("WebhookRetrySchedule", RETRY_SCHEDULE.to_owned())]).await?;
     let sqs = morag_shared::adapters::aws::sqs(&deployed.sdk);
     let r = deployed.resources.clone();
     for url in [

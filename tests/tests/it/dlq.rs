@@ -71,7 +71,7 @@ async fn parked_status_events_move_back_without_loss() {
 }
 
 #[tokio::test]
-async fn parked_webhooks_get_a_fresh_cycle() {
+async fn parked_webhooks_get_a_fresh_cycle_and_foreign_bodies_stay() {
     use morag_shared::ports::DeliveryStore;
     let env = spawn_env().await;
     // a dead delivery, parked
@@ -100,11 +100,43 @@ async fn parked_webhooks_get_a_fresh_cycle() {
         .await
         .unwrap();
 
+    // a message of a delivery that succeeded since, and one whose delivery is gone
+    let succeeded = env
+        .insert_delivery(
+            &uuid::Uuid::new_v4().to_string(),
+            "acme",
+            "msg_1123456789abcdef01234567",
+            "https://hooks.example.com/h",
+            morag_shared::domain::DeliveryState::Succeeded,
+        )
+        .await;
+    let gone = json!({"task_id": uuid::Uuid::new_v4(), "delivery_id": "msg_2123456789abcdef01234567", "cycle": 0});
+    env.send_messages(
+        &env.resources.webhook_dlq_url,
+        &[serde_json::to_string(&succeeded.message()).unwrap(), gone.to_string()],
+    )
+    .await;
+
     let queue = morag_shared::adapters::sqs::SqsQueue::new(env.sqs.clone(), env.resources.webhook_queue_url.clone());
     let done = morag_cli::dlq::redrive_webhooks(&env.sqs, &env.resources.webhook_dlq_url, env.store.as_ref(), &queue)
         .await
         .unwrap();
-    assert_eq!((done.moved, done.dropped), (1, 1));
+    assert_eq!((done.moved, done.dropped, done.stale, done.kept.len()), (1, 1, 1, 1));
+    // the body that is not a delivery message is still there, visible at once
+    let left = env.drain_dlq(&env.resources.webhook_dlq_url).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "garbage");
+    let s = env
+        .store
+        .get_delivery(&succeeded.task_id, &succeeded.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.state, s.cycle),
+        (morag_shared::domain::DeliveryState::Succeeded, 0),
+        "not sent again"
+    );
     let d = env
         .store
         .get_delivery(&task_id, &delivery.delivery_id)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_sqs::types::QueueAttributeName;
 use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WATCHDOG, WEBHOOK_SENDER};
 use morag_shared::config::{IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig, WatchdogConfig};
+use morag_shared::domain::delivery::{RetrySchedule, WEBHOOK_MAX_RECEIVES};
 use morag_tests::{endpoint, spawn_env_configured, TEST_CURSOR_SECRET};
 
 #[tokio::test]
@@ -57,7 +58,8 @@ async fn the_table_has_the_keys_and_indexes_the_adapter_queries() {
 
 #[tokio::test]
 async fn every_function_starts_from_the_templates_environment_alone() {
-    let env = spawn_env_configured(3, |_| {}).await;
+    let schedule: RetrySchedule = "1,1".parse().unwrap();
+    let env = spawn_env_configured(&schedule, |_| {}).await;
     let local = stack::local_overrides(&endpoint(), false);
     let mut status = local.clone();
     status.push(("MORAG_CURSOR_SECRET", TEST_CURSOR_SECRET.to_owned()));
@@ -78,6 +80,7 @@ async fn every_function_starts_from_the_templates_environment_alone() {
     assert_eq!(processor.processing_dlq_url, r.processing_dlq_url);
     assert_eq!(sender.webhook_queue_url, r.webhook_queue_url);
     assert_eq!(sender.webhook_dlq_url, r.webhook_dlq_url);
+    assert_eq!(sender.schedule, schedule, "WebhookRetrySchedule reaches the sender");
     assert_eq!(watchdog.processing_queue_url, r.processing_queue_url);
     assert_eq!(watchdog.processing_dlq_url, r.processing_dlq_url);
     assert_eq!(watchdog.webhook_queue_url, r.webhook_queue_url);
@@ -107,14 +110,14 @@ async fn every_function_starts_from_the_templates_environment_alone() {
 
 #[tokio::test]
 async fn queues_dead_letter_and_functions_consume_them_as_the_template_says() {
-    let attempts = 3;
-    let env = spawn_env_configured(attempts, |_| {}).await;
+    let env = spawn_env_configured(&"1,1".parse().unwrap(), |_| {}).await;
     let r = &env.resources;
     for (queue, dlq, receives) in [
         (&r.processing_queue_url, &r.processing_dlq_url, 5),
         (&r.status_events_queue_url, &r.status_events_dlq_url, 5),
-        // the webhook queue's receives are the attempt budget (WebhookMaxAttempts)
-        (&r.webhook_queue_url, &r.webhook_dlq_url, attempts),
+        // a ceiling above every schedule's attempts: the sender ends a
+        // delivery whose budget is spent and parks its message itself
+        (&r.webhook_queue_url, &r.webhook_dlq_url, WEBHOOK_MAX_RECEIVES),
     ] {
         let attrs = env
             .sqs

@@ -21,12 +21,11 @@ const LOCAL: TargetPolicy = TargetPolicy {
 };
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-/// An env whose webhook queue allows `attempts` receives, a fast schedule of
-/// that many attempts, and a signing secret for tenant acme.
+/// An env deployed with a fast schedule of `gaps`, and a signing secret for
+/// tenant acme.
 async fn webhook_env(gaps: &str) -> (TestEnv, RetrySchedule) {
     let schedule: RetrySchedule = gaps.parse().unwrap();
-    let attempts = schedule.attempts();
-    let env = morag_tests::spawn_env_configured(attempts, |cfg| cfg.target_policy = LOCAL).await;
+    let env = morag_tests::spawn_env_configured(&schedule, |cfg| cfg.target_policy = LOCAL).await;
     env.store
         .rotate_secret(&"acme".parse().unwrap(), SECRET, None)
         .await
@@ -256,6 +255,10 @@ async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_un
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
     let parked = env.drain_dlq(&env.resources.webhook_dlq_url).await;
     assert_eq!(parked.len(), 1, "the exhausted message is in the webhook DLQ");
+    assert_eq!(
+        parked[0].1, "attempts_exhausted",
+        "parked by the sender, with the reason"
+    );
     let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
     assert_eq!(
         status.body["status"], "completed",
@@ -283,6 +286,77 @@ async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_un
     let got = receiver_ok.received();
     assert_eq!(got.len(), 6);
     assert!(got.iter().all(|r| r.header("webhook-id") == delivery_id));
+    let d = deliveries(&env, &task_id).await["deliveries"][0].clone();
+    assert_eq!(
+        (d["attempts"].as_array().unwrap().len(), d["attempts_total"].as_u64()),
+        (6, Some(6))
+    );
+}
+
+/// Every redelivery adds a cycle of attempts: the item keeps the latest
+/// `MAX_KEPT_ATTEMPTS` and counts the rest, so it never nears DynamoDB's
+/// 400 KB (each attempt here carries the longest excerpt kept).
+#[tokio::test]
+async fn a_delivery_keeps_its_latest_attempts_and_counts_them_all() {
+    use morag_shared::domain::delivery::MAX_KEPT_ATTEMPTS;
+    use morag_shared::domain::{Attempt, DeliveryState};
+    use morag_shared::ports::DeliveryStore;
+    let env = morag_tests::spawn_env().await;
+    let d = env
+        .insert_delivery(
+            &uuid::Uuid::new_v4().to_string(),
+            "acme",
+            "msg_3123456789abcdef01234567",
+            "https://hooks.example.com/h",
+            DeliveryState::Pending,
+        )
+        .await;
+    let total = MAX_KEPT_ATTEMPTS + 12;
+    for i in 0..total {
+        let attempt = Attempt {
+            at: morag_shared::time::now(),
+            status_code: Some(500),
+            error: None,
+            latency_ms: i as u64,
+            excerpt: Some("é".repeat(256)),
+        };
+        env.store
+            .record_attempt(&d.task_id, &d.delivery_id, 0, &attempt, DeliveryState::Pending, None)
+            .await
+            .unwrap();
+    }
+    let after = env
+        .store
+        .get_delivery(&d.task_id, &d.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.attempts.len(), after.attempts_total as usize),
+        (MAX_KEPT_ATTEMPTS, total)
+    );
+    let kept: Vec<u64> = after.attempts.iter().map(|a| a.latency_ms).collect();
+    assert_eq!(
+        kept,
+        ((total - MAX_KEPT_ATTEMPTS) as u64..total as u64).collect::<Vec<_>>(),
+        "the latest, in order"
+    );
+    // an attempt of an older cycle changes nothing
+    let stale = after.attempts[0].clone();
+    env.store
+        .record_attempt(&d.task_id, &d.delivery_id, 7, &stale, DeliveryState::Dead, None)
+        .await
+        .unwrap();
+    let again = env
+        .store
+        .get_delivery(&d.task_id, &d.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.attempts_total as usize, again.state),
+        (total, DeliveryState::Pending)
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::watch::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
+use crate::domain::delivery::MAX_KEPT_ATTEMPTS;
 use crate::domain::watch;
 use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, TaskId, TenantId, WebhookEvent};
 use crate::error::StoreError;
@@ -33,6 +34,9 @@ struct DeliveryItem {
     cycle: u32,
     #[serde(default)]
     attempts: Vec<Attempt>,
+    /// Absent on items written before attempts were trimmed.
+    #[serde(default)]
+    attempts_total: u32,
     expires_at: i64,
     /// The due index: a delivery still in the outbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +61,7 @@ impl DeliveryItem {
             enqueued: d.enqueued,
             cycle: d.cycle,
             attempts: d.attempts.clone(),
+            attempts_total: d.attempts_total,
             expires_at,
             due_pk: (!d.enqueued).then(|| due_pk(watch::shard(&d.task_id))),
             due_sk: (!d.enqueued).then(|| due_sk(d.created_at + watch::OUTBOX_GRACE, &d.delivery_id)),
@@ -75,6 +80,7 @@ impl DeliveryItem {
             created_at: self.created_at,
             enqueued: self.enqueued,
             cycle: self.cycle,
+            attempts_total: self.attempts_total.max(self.attempts.len() as u32),
             attempts: self.attempts,
         }
     }
@@ -113,6 +119,34 @@ impl DynamoStore {
         condition: Condition,
         returning: ReturnValue,
     ) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .send_delivery_update(task_id, delivery_id, update, condition, returning)
+            .await?
+            .and_then(|out| out.attributes))
+    }
+
+    /// `update_delivery`, answering whether the condition held.
+    async fn delivery_updated(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        update: &str,
+        condition: Condition,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .send_delivery_update(task_id, delivery_id, update, condition, ReturnValue::None)
+            .await?
+            .is_some())
+    }
+
+    async fn send_delivery_update(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        update: &str,
+        condition: Condition,
+        returning: ReturnValue,
+    ) -> Result<Option<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput>, StoreError> {
         let sent = self
             .client
             .update_item()
@@ -126,7 +160,7 @@ impl DynamoStore {
             .return_values(returning)
             .send()
             .await;
-        Ok(settle("UpdateItem", sent)?.and_then(|out| out.attributes))
+        settle("UpdateItem", sent)
     }
 }
 
@@ -155,15 +189,14 @@ impl DeliveryStore for DynamoStore {
             .value(":due_pk", s(due_pk(watch::shard(task_id))))
             .value(":due_sk", s(due_sk(look_again, delivery_id)));
         let marked = self
-            .update_delivery(
+            .delivery_updated(
                 task_id,
                 delivery_id,
                 "SET enqueued = :yes, due_pk = :due_pk, due_sk = :due_sk",
                 still_pending,
-                ReturnValue::UpdatedNew,
             )
             .await?;
-        if marked.is_none() {
+        if !marked {
             self.update_delivery(
                 task_id,
                 delivery_id,
@@ -206,7 +239,10 @@ impl DeliveryStore for DynamoStore {
         }
     }
 
-    /// Redelivered meanwhile (condition fails): the attempt belongs to an old cycle.
+    /// Redelivered meanwhile (condition fails): the attempt belongs to an old
+    /// cycle. Appends while fewer than `MAX_KEPT_ATTEMPTS` are kept; past
+    /// that, writes the trimmed list back, conditional on the list it read
+    /// (a concurrent attempt makes it read again).
     async fn record_attempt(
         &self,
         task_id: &TaskId,
@@ -216,28 +252,64 @@ impl DeliveryStore for DynamoStore {
         state: DeliveryState,
         next_attempt: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let attempt = serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(corrupt("attempt"))?;
+        let one = serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(corrupt("attempt"))?;
         let state = serde_dynamo::to_attribute_value::<_, AttributeValue>(state).map_err(corrupt("delivery state"))?;
-        let mut condition = Condition::new("attribute_exists(pk) AND #cycle = :cycle")
-            .name("#cycle", "cycle")
-            .name("#state", "state")
-            .value(":cycle", n(cycle))
-            .value(":empty", AttributeValue::L(Vec::new()))
-            .value(":attempt", AttributeValue::L(vec![attempt]))
-            .value(":state", state);
-        let set = "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state";
-        let update = match next_attempt {
-            Some(when) => {
-                condition = condition
+        let condition = |extra: &str| {
+            let mut c = Condition::new(&format!("attribute_exists(pk) AND #cycle = :cycle AND {extra}"))
+                .name("#cycle", "cycle")
+                .name("#state", "state")
+                .value(":cycle", n(cycle))
+                .value(":state", state.clone())
+                .value(":one", n(1));
+            if let Some(when) = next_attempt {
+                c = c
                     .value(":due_pk", s(due_pk(watch::shard(task_id))))
                     .value(":due_sk", s(due_sk(when + watch::ATTEMPT_GRACE, delivery_id)));
-                format!("{set}, due_pk = :due_pk, due_sk = :due_sk")
             }
-            None => format!("{set} REMOVE due_pk, due_sk"),
+            c
         };
-        self.update_delivery(task_id, delivery_id, &update, condition, ReturnValue::None)
-            .await?;
-        Ok(())
+        let due = match next_attempt {
+            Some(_) => ", due_pk = :due_pk, due_sk = :due_sk",
+            None => " REMOVE due_pk, due_sk",
+        };
+        let append = condition("(attribute_not_exists(attempts) OR size(attempts) < :kept)")
+            .value(":kept", n(MAX_KEPT_ATTEMPTS))
+            .value(":empty", AttributeValue::L(Vec::new()))
+            .value(":attempt", AttributeValue::L(vec![one.clone()]));
+        let update = format!(
+            "SET attempts = list_append(if_not_exists(attempts, :empty), :attempt), #state = :state, \
+             attempts_total = if_not_exists(attempts_total, :zero) + :one{due}"
+        );
+        let append = append.value(":zero", n(0));
+        if self.delivery_updated(task_id, delivery_id, &update, append).await? {
+            return Ok(());
+        }
+        // the list is full, the cycle moved on, or the item is gone
+        for _ in 0..3 {
+            let Some(current) = self.get_delivery(task_id, delivery_id).await? else {
+                return Ok(());
+            };
+            if current.cycle != cycle {
+                return Ok(());
+            }
+            let mut kept = current.attempts.clone();
+            let read = kept.len();
+            kept.push(attempt.clone());
+            kept.drain(..kept.len().saturating_sub(MAX_KEPT_ATTEMPTS));
+            let list = serde_dynamo::to_attribute_value::<_, AttributeValue>(&kept).map_err(corrupt("attempts"))?;
+            let replace = condition("size(attempts) = :read")
+                .value(":read", n(read))
+                .value(":list", list)
+                .value(":total", n(current.attempts_total));
+            let update = format!("SET attempts = :list, #state = :state, attempts_total = :total + :one{due}");
+            if self.delivery_updated(task_id, delivery_id, &update, replace).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict {
+            op: "UpdateItem",
+            detail: format!("attempts of {delivery_id} kept changing while trimmed"),
+        })
     }
 
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
@@ -288,16 +360,13 @@ impl DynamoStore {
             .value(":cycle", n(cycle))
             .value(":pending", s("pending"))
             .value(":dead", s("dead"));
-        let ended = self
-            .update_delivery(
-                task_id,
-                delivery_id,
-                "SET #state = :dead REMOVE due_pk, due_sk",
-                still_pending,
-                ReturnValue::UpdatedNew,
-            )
-            .await?;
-        Ok(ended.is_some())
+        self.delivery_updated(
+            task_id,
+            delivery_id,
+            "SET #state = :dead REMOVE due_pk, due_sk",
+            still_pending,
+        )
+        .await
     }
 
     /// A new cycle for a delivery if `condition` holds: `pending`, cycle + 1,

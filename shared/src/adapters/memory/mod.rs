@@ -321,7 +321,7 @@ impl DeliveryStore for MemoryTaskStore {
     ) -> Result<(), StoreError> {
         down(&self.fail, "memory", "record_attempt")?;
         if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {
-            d.attempts.push(attempt.clone());
+            d.push_attempt(attempt.clone());
             d.state = state;
         }
         Ok(())

@@ -80,15 +80,53 @@ impl WebhookQueue for MemoryWebhookQueue {
     }
 }
 
-/// Message visibility changes, recorded: (receipt handle, delay).
-#[derive(Default)]
+/// Message visibility changes, recorded: (receipt handle, delay). Like SQS,
+/// a change that would keep a message hidden past 12 h from its receive is
+/// refused; a receipt not registered with [`MemoryVisibility::received`]
+/// counts as received when the adapter was made.
 pub struct MemoryVisibility {
     pub changes: Mutex<Vec<(String, std::time::Duration)>>,
+    receives: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    made: std::time::Instant,
+    /// Refuse every change (an SQS error).
+    pub refuse: AtomicBool,
+}
+
+impl Default for MemoryVisibility {
+    fn default() -> Self {
+        Self {
+            changes: Mutex::default(),
+            receives: Mutex::default(),
+            made: std::time::Instant::now(),
+            refuse: AtomicBool::new(false),
+        }
+    }
+}
+
+impl MemoryVisibility {
+    /// Registers the receive of `receipt_handle` at `at`.
+    pub fn received(&self, receipt_handle: &str, at: std::time::Instant) {
+        lock(&self.receives).insert(receipt_handle.to_owned(), at);
+    }
 }
 
 #[async_trait]
 impl Visibility for MemoryVisibility {
     async fn delay(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), StoreError> {
+        down(&self.refuse, "memory", "ChangeMessageVisibility")?;
+        let received = lock(&self.receives).get(receipt_handle).copied().unwrap_or(self.made);
+        // whole seconds, as SQS counts them, rounded against the caller
+        let since = received.elapsed().as_millis().div_ceil(1000);
+        let asked = delay.as_millis().div_ceil(1000);
+        if since + asked > u128::from(crate::domain::delivery::MAX_SQS_DELAY.as_secs()) {
+            return Err(StoreError::Unavailable {
+                service: "memory",
+                op: "ChangeMessageVisibility",
+                detail: format!(
+                    "InvalidParameterValue: a visibility of {asked} s, {since} s after the receive, exceeds 12 h"
+                ),
+            });
+        }
         lock(&self.changes).push((receipt_handle.to_owned(), delay));
         Ok(())
     }

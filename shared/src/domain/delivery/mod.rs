@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_SQS_DELAY};
+pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_GAPS, MAX_SQS_DELAY, WEBHOOK_MAX_RECEIVES};
 pub use signing::{signature_header, SigningSecret, USER_AGENT};
 
 use super::ids::{InvalidId, TaskId, TenantId};
@@ -263,10 +263,28 @@ pub struct Delivery {
     pub enqueued: bool,
     /// Attempt cycle: 0, then one more per redelivery.
     pub cycle: u32,
+    /// The latest attempts, oldest first: at most [`MAX_KEPT_ATTEMPTS`].
     pub attempts: Vec<Attempt>,
+    /// Every attempt ever made, across cycles (older ones are counted here
+    /// after they leave `attempts`).
+    pub attempts_total: u32,
 }
 
+/// Attempts kept on a delivery item: a cycle has at most 21 (the longest
+/// schedule), and every redelivery adds a cycle, so the list is trimmed to
+/// the latest ones (an attempt is well under 2 KB; 30 keep the item far
+/// below DynamoDB's 400 KB).
+pub const MAX_KEPT_ATTEMPTS: usize = 30;
+
 impl Delivery {
+    /// Appends an attempt, keeping the latest [`MAX_KEPT_ATTEMPTS`].
+    pub fn push_attempt(&mut self, attempt: Attempt) {
+        self.attempts_total = self.attempts_total.max(self.attempts.len() as u32) + 1;
+        self.attempts.push(attempt);
+        let over = self.attempts.len().saturating_sub(MAX_KEPT_ATTEMPTS);
+        self.attempts.drain(..over);
+    }
+
     /// The webhook-queue message for the delivery's current cycle.
     pub fn message(&self) -> DeliveryMessage {
         DeliveryMessage {
@@ -288,6 +306,39 @@ pub struct DeliveryMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_attempt_keeps_the_latest_and_counts_all() {
+        let task = TaskId::new();
+        let mut d = Delivery {
+            task_id: task,
+            tenant: "acme".parse().unwrap(),
+            delivery_id: DeliveryId::derive(&task, WebhookEvent::TaskStarted, "once"),
+            event_type: WebhookEvent::TaskStarted,
+            url: "https://example.com/h".to_owned(),
+            payload: "{}".to_owned(),
+            state: DeliveryState::Pending,
+            created_at: crate::time::now(),
+            enqueued: true,
+            cycle: 0,
+            attempts: Vec::new(),
+            attempts_total: 0,
+        };
+        for i in 0..(MAX_KEPT_ATTEMPTS as u64 + 5) {
+            d.push_attempt(Attempt {
+                at: crate::time::now(),
+                status_code: Some(500),
+                error: None,
+                latency_ms: i,
+                excerpt: None,
+            });
+        }
+        assert_eq!(
+            (d.attempts.len(), d.attempts_total),
+            (MAX_KEPT_ATTEMPTS, MAX_KEPT_ATTEMPTS as u32 + 5)
+        );
+        assert_eq!(d.attempts[0].latency_ms, 5);
+    }
 
     #[test]
     fn delivery_ids_are_derived_and_parsed_strictly() {

@@ -8,6 +8,16 @@ use rand::Rng;
 /// SQS's longest visibility timeout: no retry gap may exceed it.
 pub const MAX_SQS_DELAY: Duration = Duration::from_secs(12 * 3600);
 
+/// Most gaps a schedule may have.
+pub const MAX_GAPS: usize = 20;
+
+/// The webhook queue's `maxReceiveCount` in the template: not the attempt
+/// budget (the sender ends a delivery and parks its message itself once the
+/// schedule's attempts are spent, counted in receives) but a ceiling above
+/// any schedule's attempts, reached only by a message whose sender dies on
+/// every receive.
+pub const WEBHOOK_MAX_RECEIVES: u32 = 25;
+
 /// What an answer means for a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -68,8 +78,8 @@ impl FromStr for RetrySchedule {
                     .map_err(|_| format!("{p:?} is not a number of seconds"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if gaps.is_empty() || gaps.len() > 20 {
-            return Err("a retry schedule has 1 to 20 gaps".to_owned());
+        if gaps.is_empty() || gaps.len() > MAX_GAPS {
+            return Err(format!("a retry schedule has 1 to {MAX_GAPS} gaps"));
         }
         if let Some(g) = gaps.iter().find(|g| **g > MAX_SQS_DELAY) {
             return Err(format!("{}s is longer than SQS's 12 h visibility limit", g.as_secs()));
@@ -88,7 +98,8 @@ impl std::fmt::Display for RetrySchedule {
 }
 
 impl RetrySchedule {
-    /// Total attempts, which is also the webhook queue's `maxReceiveCount`.
+    /// Total attempts (the sender counts them in receives; always below
+    /// [`WEBHOOK_MAX_RECEIVES`]).
     pub fn attempts(&self) -> u32 {
         self.0.len() as u32 + 1
     }
@@ -170,5 +181,14 @@ mod tests {
         );
         assert!("1,x".parse::<RetrySchedule>().is_err());
         assert!("50000".parse::<RetrySchedule>().is_err());
+    }
+
+    /// The queue's receive ceiling stays above every schedule's attempts,
+    /// so the sender, not the queue, ends a delivery whose budget is spent.
+    #[test]
+    fn the_longest_schedule_stays_below_the_queues_receive_ceiling() {
+        let longest = vec!["1"; MAX_GAPS].join(",").parse::<RetrySchedule>().unwrap();
+        assert!(longest.attempts() < WEBHOOK_MAX_RECEIVES, "{}", longest.attempts());
+        assert!(vec!["1"; MAX_GAPS + 1].join(",").parse::<RetrySchedule>().is_err());
     }
 }

@@ -42,6 +42,7 @@ fn delivery(task_id: TaskId, i: usize, url: &str) -> Delivery {
         enqueued: true,
         cycle: 0,
         attempts: Vec::new(),
+        attempts_total: 0,
     }
 }
 
