@@ -7,6 +7,7 @@ mod dev_server;
 mod dlq;
 mod failures;
 mod fixtures;
+mod iam;
 mod idempotency;
 mod ingest;
 mod lambda;
