@@ -388,7 +388,9 @@ async fn dev(
         .await?;
 
     // every function's configuration is the stack's, plus local mode
-    let overrides = stack::local_overrides(endpoint, true);
+    let mut overrides = stack::local_overrides(endpoint, true);
+    // the webhooks' data.status_url: this server, not the emulator's API id
+    overrides.push(("MORAG_PUBLIC_API_URL", format!("http://{addr}")));
     let mut status_overrides = overrides.clone();
     status_overrides.push(("MORAG_CURSOR_SECRET", generate_key()));
     let ingest_cfg: IngestConfig = local.config(INGEST, &overrides)?;

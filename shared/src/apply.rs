@@ -5,7 +5,7 @@
 //! watchdog its own (`stalled`, `timed_out`, `processing_failed`).
 
 use crate::domain::{
-    decide, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
+    decide_linked, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
 };
 use crate::error::StoreError;
 use crate::outbox::enqueue_delivery;
@@ -34,6 +34,8 @@ pub struct Applier<'a> {
     /// recorder: a redelivered event retries a writer that died before its
     /// enqueue). The watchdog leaves them to its outbox sweep.
     pub flush_on_duplicate: bool,
+    /// The deployment's public API URL, for the webhooks' `data.status_url`.
+    pub api_base: Option<&'a str>,
 }
 
 impl Applier<'_> {
@@ -49,7 +51,7 @@ impl Applier<'_> {
                     None => return Ok(Applied::UnknownTask),
                 },
             };
-            let (after, entry, planned) = match decide(&task, event) {
+            let (after, entry, planned) = match decide_linked(&task, event, self.api_base) {
                 Decision::Ignore(why) => {
                     // a redelivered event may be the retry of a writer that
                     // died before enqueueing its webhooks: finish that job

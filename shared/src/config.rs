@@ -150,6 +150,26 @@ impl<'a> EnvReader<'a> {
         }
     }
 
+    /// `MORAG_PUBLIC_API_URL`: an absolute http(s) URL with no query, kept
+    /// without a trailing slash (`https://api.example.com/morag`).
+    pub fn public_api_url(&mut self) -> String {
+        let raw = self.required("MORAG_PUBLIC_API_URL");
+        if raw.is_empty() {
+            return raw;
+        }
+        match url::Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.query().is_none() && u.fragment().is_none() => {
+                raw.trim_end_matches('/').to_owned()
+            }
+            _ => {
+                self.errors.push(format!(
+                    "MORAG_PUBLIC_API_URL={raw:?} is invalid: expected an http(s) base URL"
+                ));
+                String::new()
+            }
+        }
+    }
+
     /// Records a problem found while checking values together.
     pub fn invalid(&mut self, problem: impl Into<String>) {
         self.errors.push(problem.into());
@@ -314,6 +334,9 @@ pub struct RecorderConfig {
     pub webhook_queue_url: String,
     /// `MORAG_HISTORY_TTL_DAYS` (default 7), `MORAG_TASK_TTL_DAYS` (default 30)
     pub retention: Retention,
+    /// `MORAG_PUBLIC_API_URL`: the API's base URL, for the webhooks'
+    /// `data.status_url`.
+    pub public_api_url: String,
     pub aws: AwsSettings,
 }
 
@@ -324,6 +347,7 @@ impl FromEnv for RecorderConfig {
             status_events_dlq_url: env.required("MORAG_STATUS_EVENTS_DLQ_URL"),
             webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
             retention: read_retention(env),
+            public_api_url: env.public_api_url(),
             aws: AwsSettings::read(env),
         }
     }
@@ -346,6 +370,8 @@ pub struct WatchdogConfig {
     /// function's 60 s timeout): a run stops taking new work after it.
     pub time_budget: Duration,
     pub retention: Retention,
+    /// `MORAG_PUBLIC_API_URL`, as the recorder's.
+    pub public_api_url: String,
     pub aws: AwsSettings,
 }
 
@@ -359,6 +385,7 @@ impl FromEnv for WatchdogConfig {
             webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
             time_budget: Duration::from_secs(env.parse_or("MORAG_WATCHDOG_TIME_BUDGET_SECONDS", 45u64)),
             retention: read_retention(env),
+            public_api_url: env.public_api_url(),
             aws: AwsSettings::read(env),
         };
         if cfg.time_budget.is_zero() {

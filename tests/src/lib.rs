@@ -7,6 +7,7 @@
 pub mod multipart;
 pub mod receiver;
 pub mod runtime;
+pub mod schema;
 pub mod soak;
 
 use std::sync::Arc;

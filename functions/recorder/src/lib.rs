@@ -32,6 +32,8 @@ pub struct Recorder {
     pub webhooks: Arc<dyn WebhookQueue>,
     pub dead_letters: Arc<dyn DeadLetters>,
     pub retention: Retention,
+    /// The API's base URL, for the webhooks' `data.status_url`.
+    pub public_api_url: Option<String>,
 }
 
 /// What happened to the records of one batch.
@@ -209,6 +211,7 @@ impl Recorder {
             webhooks: self.webhooks.as_ref(),
             retention: &self.retention,
             flush_on_duplicate: true,
+            api_base: self.public_api_url.as_deref(),
         }
         .apply(event, known)
         .await

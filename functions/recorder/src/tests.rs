@@ -58,6 +58,7 @@ async fn fixture() -> Fixture {
             history: Duration::from_secs(DEFAULT_HISTORY_TTL_DAYS * 86_400),
             ended_task: Duration::from_secs(DEFAULT_TASK_TTL_DAYS * 86_400),
         },
+        public_api_url: Some("https://api.example.com".to_owned()),
     };
     Fixture {
         store,

@@ -19,5 +19,6 @@ pub fn build(sdk: &SdkConfig, cfg: &RecorderConfig) -> Recorder {
         webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, &cfg.status_events_dlq_url)),
         retention: cfg.retention,
+        public_api_url: Some(cfg.public_api_url.clone()),
     }
 }

@@ -46,6 +46,8 @@ pub struct HistoryQuery {
 /// One applied event as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct HistoryItemView {
+    /// The task's event sequence: the same number as the webhooks' `data.sequence`.
+    pub seq: u64,
     pub timestamp: DateTime<Utc>,
     pub status: TaskStatus,
     pub progress: f64,
@@ -56,6 +58,7 @@ pub struct HistoryItemView {
 impl From<HistoryEntry> for HistoryItemView {
     fn from(e: HistoryEntry) -> Self {
         Self {
+            seq: e.seq,
             timestamp: e.timestamp,
             status: e.status,
             progress: e.progress,

@@ -54,6 +54,8 @@ pub struct WatchdogSettings {
     /// does not meet it twice (all are made visible again when the run
     /// ends); longer than the time budget.
     pub dlq_peek_hide: Duration,
+    /// The API's base URL, for the webhooks' `data.status_url`.
+    pub public_api_url: Option<String>,
 }
 
 impl Default for WatchdogSettings {
@@ -67,6 +69,7 @@ impl Default for WatchdogSettings {
             page_size: 100,
             max_dlq_messages: 1_000,
             dlq_peek_hide: Duration::from_secs(60),
+            public_api_url: None,
         }
     }
 }
@@ -196,6 +199,7 @@ impl Watchdog {
             webhooks: self.webhooks.as_ref(),
             retention: &self.settings.retention,
             flush_on_duplicate: false,
+            api_base: self.settings.public_api_url.as_deref(),
         }
     }
 

@@ -24,6 +24,7 @@ pub fn build(sdk: &SdkConfig, cfg: &WatchdogConfig) -> Watchdog {
         settings: WatchdogSettings {
             retention: cfg.retention,
             time_budget: cfg.time_budget,
+            public_api_url: Some(cfg.public_api_url.clone()),
             ..WatchdogSettings::default()
         },
     }

@@ -285,6 +285,8 @@ impl Sender {
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
+            // 1 on the first attempt, counting every attempt of every cycle
+            .header("webhook-attempt", (delivery.attempts_total + 1).to_string())
             .body(delivery.payload.clone())
             .send()
             .await;

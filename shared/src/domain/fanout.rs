@@ -45,17 +45,37 @@ impl PlannedDelivery {
     }
 }
 
-fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> String {
+/// The body of a webhook. `data.sequence` is the task's event sequence
+/// after the event (its history entry's `seq`): it grows with every applied
+/// event, so a receiver drops anything at or below the last it saw.
+/// `data.milestone` (0.25, 0.5, 0.75) on `task_progress` is the milestone
+/// crossed, next to the real `progress`. `data.status_url` when the
+/// deployment's public API URL is known.
+fn payload(
+    after: &Task,
+    event_type: WebhookEvent,
+    milestone: Option<u8>,
+    event: &StatusEvent,
+    api_base: Option<&str>,
+) -> String {
     let mut data = json!({
         "task_id": after.task_id.to_string(),
+        "sequence": after.event_seq,
         "status": after.status.as_str(),
         "message": after.message,
         "metadata": Value::Object(after.metadata.clone()),
     });
+    if let Some(base) = api_base {
+        data["status_url"] = json!(format!("{base}/api/v1/status/{}", after.task_id));
+    }
     match event_type {
-        WebhookEvent::TaskStarted | WebhookEvent::TaskProgress | WebhookEvent::TaskStalled => {
-            data["progress"] = json!(after.progress)
+        WebhookEvent::TaskProgress => {
+            data["progress"] = json!(after.progress);
+            if let Some(m) = milestone {
+                data["milestone"] = json!(f64::from(m) / 100.0);
+            }
         }
+        WebhookEvent::TaskStarted | WebhookEvent::TaskStalled => data["progress"] = json!(after.progress),
         WebhookEvent::TaskCompleted => {
             data["progress"] = json!(after.progress);
             data["result"] = after.result.clone().unwrap_or(Value::Null);
@@ -79,8 +99,9 @@ fn payload(after: &Task, event_type: WebhookEvent, event: &StatusEvent) -> Strin
 /// - `task_stalled` each time the watchdog marks it `stalled`;
 /// - `task_completed`, `task_failed` when it ends;
 /// - only event types the task subscribed to, and only with a `webhook_url`.
-pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<PlannedDelivery> {
+pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, api_base: Option<&str>) -> Vec<PlannedDelivery> {
     let mut planned: Vec<(WebhookEvent, String)> = Vec::new();
+    let mut milestone = None;
     let ending = matches!(event.status, EventStatus::Completed | EventStatus::Failed);
     if before.status == TaskStatus::Pending && !ending {
         planned.push((WebhookEvent::TaskStarted, "once".to_owned()));
@@ -91,6 +112,7 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<Planned
             .filter(|m| after.progress * 100.0 >= f64::from(*m) && !after.milestones_sent.contains(m))
             .collect();
         if let Some(highest) = crossed.last() {
+            milestone = Some(*highest);
             planned.push((WebhookEvent::TaskProgress, highest.to_string()));
             after.milestones_sent.extend(crossed.iter().copied());
         }
@@ -112,7 +134,7 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent) -> Vec<Planned
             delivery_id: DeliveryId::derive(&after.task_id, event_type, &disc),
             event_type,
             url: url.clone(),
-            payload: payload(after, event_type, event),
+            payload: payload(after, event_type, milestone, event, api_base),
         })
         .collect()
 }
@@ -161,6 +183,36 @@ mod tests {
         let done: Value = serde_json::from_str(&planned[3].payload).unwrap();
         assert_eq!(done["data"]["result"], serde_json::json!({}));
         assert!(planned.iter().all(|p| p.delivery_id.as_str().len() == 28));
+        // data.sequence is the applying event's seq (p1 applied but sent
+        // nothing); data.milestone the highest crossed, on progress only
+        let bodies: Vec<Value> = planned
+            .iter()
+            .map(|p| serde_json::from_str(&p.payload).unwrap())
+            .collect();
+        let seqs: Vec<u64> = bodies.iter().map(|b| b["data"]["sequence"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 3, 5, 6]);
+        let milestones: Vec<Option<f64>> = bodies.iter().map(|b| b["data"]["milestone"].as_f64()).collect();
+        assert_eq!(milestones, [None, Some(0.25), Some(0.75), None]);
+        assert!(
+            bodies.iter().all(|b| b["data"].get("status_url").is_none()),
+            "no base URL given"
+        );
+    }
+
+    #[test]
+    fn status_url_comes_from_the_public_api_url() {
+        let t = task(Some("https://hooks.example.com/h"));
+        let e = ev(&t, "s", EventStatus::Started, None, 1);
+        let Decision::Apply { webhooks, .. } =
+            crate::domain::decide_linked(&t, &e, Some("https://api.example.com/prod"))
+        else {
+            panic!("applied")
+        };
+        let body: Value = serde_json::from_str(&webhooks[0].payload).unwrap();
+        assert_eq!(
+            body["data"]["status_url"],
+            format!("https://api.example.com/prod/api/v1/status/{}", t.task_id)
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use event::{EventStatus, MalformedEvent, StatusEvent};
 pub use idempotency::{CreateOutcome, IdempotencyRecord, IdempotencyState};
 pub use ids::{InvalidId, TaskId, TenantId};
 pub use keys::{ApiKeyRecord, KeyHash};
-pub use lifecycle::{decide, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
+pub use lifecycle::{decide, decide_linked, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus, Timeouts};
 pub use upload::{Blob, ObjectInfo, PresignedPut, Upload, UploadId};

@@ -151,6 +151,8 @@ async fn a_silent_workers_task_stalls_once_and_recovers() {
         .find(|r| r.json()["event_type"] == "task_stalled")
         .unwrap();
     assert_eq!(stalled.json()["data"]["status"], "stalled");
+    let problems = morag_tests::schema::webhook_body_problems(&[stalled.json()]);
+    assert!(problems.is_empty(), "{problems:#?}");
 
     // the worker speaks again: progress, and a stalled task is not stalled twice
     env.send_status_events(&[morag_tests::status_event(
@@ -208,6 +210,8 @@ async fn a_task_past_its_deadline_fails_as_timed_out() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["error"], "timed_out");
+    let problems = morag_tests::schema::webhook_body_problems(&failed);
+    assert!(problems.is_empty(), "{problems:#?}");
     // ended tasks and finished deliveries leave the index: nothing to read
     let quiet = watchdog.run(later(30 * 86_400)).await;
     assert_eq!(quiet.entries_read, 0, "{quiet:?}");

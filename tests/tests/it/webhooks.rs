@@ -153,7 +153,50 @@ async fn a_task_sends_signed_started_milestones_and_completed_once_each() {
         let body = r.json();
         assert_eq!(body["data"]["task_id"], task_id.as_str());
         assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(r.header("webhook-attempt"), "1");
+        assert_eq!(
+            body["data"]["status_url"],
+            format!("{}/api/v1/status/{task_id}", env.stack.output("ApiUrl").unwrap())
+        );
     }
+    // every body as docs/webhook.schema.json says
+    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    let problems = morag_tests::schema::webhook_body_problems(&bodies);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // ordered by data.sequence: each webhook's is its event's history seq
+    let mut by_sequence: Vec<(u64, String, Option<f64>)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["data"]["sequence"].as_u64().unwrap(),
+                b["event_type"].as_str().unwrap().to_owned(),
+                b["data"]["milestone"].as_f64(),
+            )
+        })
+        .collect();
+    by_sequence.sort_by_key(|(seq, ..)| *seq);
+    let order: Vec<(&str, Option<f64>)> = by_sequence.iter().map(|(_, k, m)| (k.as_str(), *m)).collect();
+    assert_eq!(
+        order,
+        [
+            ("task_started", None),
+            ("task_progress", Some(0.25)),
+            ("task_progress", Some(0.5)),
+            ("task_progress", Some(0.75)),
+            ("task_completed", None)
+        ]
+    );
+    let history = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/history")).await;
+    let seqs: Vec<u64> = history.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        by_sequence.iter().all(|(s, ..)| seqs.contains(s)),
+        "sequences {by_sequence:?} are history seqs {seqs:?}"
+    );
     let completed = got
         .iter()
         .find(|r| r.json()["event_type"] == "task_completed")
@@ -214,6 +257,8 @@ async fn fail_twice_then_succeed_keeps_the_webhook_id() {
 
     let got = receiver.received();
     assert_eq!(got.len(), 3, "succeeds on attempt 3");
+    let attempts: Vec<&str> = got.iter().map(|r| r.header("webhook-attempt")).collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
     let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert!(
@@ -608,4 +653,32 @@ async fn the_sqs_fixture_runs_through_the_sender() {
         parked.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
         ["invalid_message"]
     );
+}
+
+/// The schema check refuses what the contract forbids (so passing it means
+/// something): a progress webhook without its milestone, a field nobody
+/// documented, a sequence of 0, a milestone on a completion.
+#[test]
+fn the_webhook_schema_refuses_what_the_contract_forbids() {
+    let ok = json!({"event_type": "task_progress", "timestamp": "2026-11-30T12:00:00.000Z",
+        "data": {"task_id": "3f2b8c1e-1a2b-4c3d-8e9f-0a1b2c3d4e5f", "sequence": 3, "status": "progress",
+                 "message": "m", "metadata": {}, "progress": 0.6, "milestone": 0.5}});
+    assert!(morag_tests::schema::webhook_body_problems(std::slice::from_ref(&ok)).is_empty());
+    let mut no_milestone = ok.clone();
+    no_milestone["data"].as_object_mut().unwrap().remove("milestone");
+    let mut extra = ok.clone();
+    extra["data"]["secret"] = json!("x");
+    let mut zero = ok.clone();
+    zero["data"]["sequence"] = json!(0);
+    let mut completed = ok.clone();
+    completed["event_type"] = json!("task_completed");
+    completed["data"]["status"] = json!("completed");
+    completed["data"]["result"] = json!(null);
+    let problems = morag_tests::schema::webhook_body_problems(&[no_milestone, extra, zero, completed]);
+    for i in 0..4 {
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!("body {i} "))),
+            "body {i}: {problems:#?}"
+        );
+    }
 }

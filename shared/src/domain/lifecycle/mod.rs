@@ -106,6 +106,12 @@ fn default_message(event: &StatusEvent) -> String {
 
 /// Applies the lifecycle rules. Pure: the caller stores the result.
 pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
+    decide_linked(task, event, None)
+}
+
+/// `decide`, with the deployment's public API URL for the webhooks'
+/// `data.status_url`.
+pub fn decide_linked(task: &Task, event: &StatusEvent, api_base: Option<&str>) -> Decision {
     if task.recent_event_ids.iter().any(|id| id == &event.event_id) {
         return Decision::Ignore(Ignored::Duplicate);
     }
@@ -170,7 +176,7 @@ pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
         message: next.message.clone(),
         metadata: event.metadata.clone().unwrap_or_default(),
     };
-    let webhooks = fanout::plan(task, &mut next, event);
+    let webhooks = fanout::plan(task, &mut next, event, api_base);
     Decision::Apply {
         task: Box::new(next),
         entry,
