@@ -313,6 +313,15 @@ async fn keys_command(sdk: &SdkConfig, table: String, action: KeysAction) -> Res
     match action {
         KeysAction::Create { tenant, description } => {
             let (key, record) = keys::create(&store, &tenant, &description).await?;
+            // a new tenant gets its webhook signing secret with its first key
+            let (secrets, created) = store.secrets_or_provision(&tenant).await?;
+            if created {
+                eprintln!(
+                    "Tenant {tenant}'s webhook signing secret (verify webhooks with it; \
+                     GET /api/v1/webhooks/secret shows it again):\n{}",
+                    secrets.current
+                );
+            }
             eprintln!(
                 "Created key {} for tenant {tenant}. It is shown only now:",
                 record.key_hash.key_id()

@@ -12,7 +12,7 @@ use crate::domain::watch::Watched;
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
     HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
-    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
+    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets, Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -259,9 +259,8 @@ pub trait WebhookQueue: Send + Sync {
 /// Tenants' webhook signing secrets.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
-    /// The secrets to sign with now: the current one first, then the previous
-    /// one while its rotation overlap lasts. `None`: the tenant has none.
-    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError>;
+    /// The tenant's secrets, `None` if it has none yet.
+    async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError>;
     /// Sets a new current secret; the old one keeps signing until `overlap_until`.
     async fn rotate_secret(
         &self,
@@ -269,6 +268,37 @@ pub trait SecretStore: Send + Sync {
         new_secret: &str,
         overlap_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// Stores `secret` as the tenant's first one; `false` (nothing written)
+    /// if it already has one.
+    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError>;
+
+    /// The secrets to sign with now: the current one first, then the previous
+    /// one while its rotation overlap lasts. `None`: the tenant has none.
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self
+            .tenant_secrets(tenant)
+            .await?
+            .map(|s| s.signing(crate::time::now())))
+    }
+
+    /// The tenant's secrets, giving it a first one if it has none (callers
+    /// racing agree on one: the conditional write picks it). `true` when
+    /// this call created it.
+    async fn secrets_or_provision(&self, tenant: &TenantId) -> Result<(TenantSecrets, bool), StoreError> {
+        if let Some(s) = self.tenant_secrets(tenant).await? {
+            return Ok((s, false));
+        }
+        let created = self
+            .provision_secret(tenant, &crate::domain::delivery::SigningSecret::generate())
+            .await?;
+        match self.tenant_secrets(tenant).await? {
+            Some(s) => Ok((s, created)),
+            None => Err(StoreError::Conflict {
+                op: "provision_secret",
+                detail: format!("tenant {tenant}'s secret vanished right after it was provisioned"),
+            }),
+        }
+    }
 }
 
 /// Changing when a received message comes back (the webhook queue's backoff).

@@ -1,4 +1,5 @@
-//! The status function: reads, plus one write (redelivery of a webhook).
+//! The status function: reads, plus two writes (redelivery of a webhook, the
+//! tenant's signing secret).
 //!
 //! - `GET /api/v1/status/{task_id}`: the task's state;
 //! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
@@ -10,10 +11,14 @@
 //! - `POST /api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver`: a fresh
 //!   attempt cycle (the function's only write).
 //!
+//! - `GET /api/v1/webhooks/secret`, `POST /api/v1/webhooks/secret/rotate`:
+//!   the tenant's signing secrets, self-served (see `secrets`).
+//!
 //! No route scans: every read is a `GetItem` or a `Query`. `wiring` builds
 //! the real adapters.
 
 mod queries;
+pub mod secrets;
 mod webhooks;
 pub mod wiring;
 
@@ -29,7 +34,7 @@ use serde_json::{Map, Value};
 use morag_shared::domain::{InvalidId, SourceType, Task, TaskId, TaskStatus, TenantId};
 use morag_shared::http::cursor::CursorCodec;
 use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
-use morag_shared::ports::{DeliveryStore, TaskStore, WebhookQueue};
+use morag_shared::ports::{DeliveryStore, SecretStore, TaskStore, WebhookQueue};
 
 /// Everything a request needs, built once per cold start (see `wiring`).
 pub struct Status {
@@ -37,6 +42,8 @@ pub struct Status {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// For redelivery only: the one write this function makes.
     pub webhooks: Arc<dyn WebhookQueue>,
+    /// The tenant's signing secrets (read, provisioned, rotated).
+    pub secrets: Arc<dyn SecretStore>,
     pub auth: Arc<Authenticator>,
     pub cursors: CursorCodec,
 }
@@ -58,6 +65,8 @@ pub fn router(state: Arc<Status>) -> Router {
             "/api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver",
             post(webhooks::redeliver),
         )
+        .route("/api/v1/webhooks/secret", get(secrets::get))
+        .route("/api/v1/webhooks/secret/rotate", post(secrets::rotate))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))

@@ -23,6 +23,7 @@ pub fn build(sdk: &SdkConfig, cfg: &StatusConfig) -> Status {
         tasks: store.clone(),
         deliveries: store.clone(),
         webhooks: Arc::new(SqsQueue::new(aws::sqs(sdk), &cfg.webhook_queue_url)),
+        secrets: store.clone(),
         auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
         cursors: CursorCodec::new(cfg.cursor_secret.clone()),
     }

@@ -126,15 +126,20 @@ impl Sender {
         }
     }
 
+    /// The tenant's signing secrets; a tenant without one gets its first
+    /// here (it reads it at `GET /api/v1/webhooks/secret`), so no delivery
+    /// fails for lack of a secret.
     async fn secrets_for(&self, tenant: &TenantId) -> Result<Option<Vec<SigningSecret>>, StoreError> {
         if let Some((secrets, at)) = self.secret_cache.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             if at.elapsed() < SECRET_CACHE {
                 return Ok(Some(secrets.clone()));
             }
         }
-        let Some(texts) = self.ports.secrets.signing_secrets(tenant).await? else {
-            return Ok(None);
-        };
+        let (stored, created) = self.ports.secrets.secrets_or_provision(tenant).await?;
+        if created {
+            tracing::info!(%tenant, "tenant had no signing secret: provisioned its first");
+        }
+        let texts = stored.signing(morag_shared::time::now());
         let secrets: Vec<SigningSecret> = texts.iter().filter_map(|t| SigningSecret::parse(t).ok()).collect();
         if secrets.is_empty() {
             return Ok(None);

@@ -13,6 +13,7 @@ const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 struct Fixture {
     store: Arc<MemoryTaskStore>,
+    secrets: Arc<MemorySecretStore>,
     visibility: Arc<MemoryVisibility>,
     parked: Arc<MemoryDeadLetters>,
     sender: Sender,
@@ -38,7 +39,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
     let sender = Sender::new(
         SenderPorts {
             deliveries: store.clone(),
-            secrets,
+            secrets: secrets.clone(),
             visibility: visibility.clone(),
             dead_letters: parked.clone(),
         },
@@ -57,6 +58,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
     );
     Fixture {
         store,
+        secrets: secrets.clone(),
         visibility,
         parked,
         sender,
@@ -285,15 +287,19 @@ async fn a_refused_visibility_change_fails_the_record() {
     assert_eq!((after.state, after.attempts.len()), (DeliveryState::Pending, 1));
 }
 
+/// A tenant that never set a secret gets one at its first delivery, which
+/// is signed with it (no `no_signing_secret` failure any more).
 #[tokio::test]
-async fn a_tenant_without_a_secret_fails_the_delivery_clearly() {
-    let f = fixture(TargetPolicy::default()).await;
-    let mut d = delivery("https://93.184.215.14/h");
-    d.tenant = "nosecret".parse().unwrap();
+async fn a_tenant_without_a_secret_gets_one_and_a_signed_delivery() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 204 No Content").await;
+    let mut d = delivery(&url);
+    d.tenant = "newcomer".parse().unwrap();
     let (outcome, after) = f.deliver(d, 1).await;
-    assert_eq!(outcome, Outcome::Done);
-    assert_eq!(after.state, DeliveryState::Failed);
-    assert_eq!(after.attempts[0].error, Some(AttemptError::NoSigningSecret));
+    assert_eq!((outcome, after.state), (Outcome::Done, DeliveryState::Succeeded));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = f.secrets.secrets.lock().unwrap()[&"newcomer".parse::<TenantId>().unwrap()].clone();
+    assert!(SigningSecret::parse(&stored.current).is_ok());
 }
 
 #[tokio::test]

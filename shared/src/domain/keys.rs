@@ -80,3 +80,36 @@ mod tests {
         assert!(KeyHash::from_hex("ABC").is_none());
     }
 }
+
+/// A tenant's webhook signing secrets as stored: the current one and,
+/// during a rotation, the previous one and until when it still signs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TenantSecrets {
+    pub current: String,
+    pub previous: Option<(String, DateTime<Utc>)>,
+    /// When `current` was set.
+    pub since: DateTime<Utc>,
+}
+
+impl fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantSecrets")
+            .field("previous_until", &self.previous.as_ref().map(|(_, until)| until))
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantSecrets {
+    /// The secrets that sign at `now`: the current one first, then the
+    /// previous one while its overlap lasts.
+    pub fn signing(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut v = vec![self.current.clone()];
+        if let Some((previous, until)) = &self.previous {
+            if *until > now {
+                v.push(previous.clone());
+            }
+        }
+        v
+    }
+}

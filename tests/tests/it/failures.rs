@@ -121,6 +121,7 @@ async fn status_with_dynamodb_down_is_503() {
         tasks: broken.tasks,
         deliveries: broken.deliveries,
         webhooks: broken.webhooks,
+        secrets: broken.secrets,
         auth: Arc::new(Authenticator::new(env.store.clone(), cfg.api.auth_cache_ttl)),
         cursors: broken.cursors,
     });

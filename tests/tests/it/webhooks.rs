@@ -559,18 +559,44 @@ async fn a_recorder_that_dies_between_its_writes_loses_no_webhook() {
     assert_eq!(got[0].json()["event_type"], "task_started");
 }
 
+async fn rotate(env: &TestEnv, key: &str, query: &str) -> morag_tests::TestResponse {
+    call(
+        &env.status,
+        http::Request::post(format!("/api/v1/webhooks/secret/rotate{query}"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+fn secrets_of(res: &morag_tests::TestResponse) -> Vec<String> {
+    res.body["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["secret"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Rotation over the API: the new secret signs first and the old one keeps
+/// signing for the overlap (both are listed, the old with `signs_until`);
+/// an overlap of 0 ends the old one at once; bad parameters are 400.
 #[tokio::test]
-async fn a_rotated_secret_signs_with_both() {
+async fn a_rotation_over_the_api_signs_with_both() {
     let (env, schedule) = webhook_env("1").await;
-    let new = SigningSecret::generate();
-    env.store
-        .rotate_secret(
-            &"acme".parse().unwrap(),
-            &new,
-            Some(morag_shared::time::now() + chrono::Duration::hours(1)),
-        )
-        .await
-        .unwrap();
+    let res = rotate(&env, &env.key_a, "?overlap_seconds=3600").await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.headers.get("cache-control").unwrap(), "no-store");
+    let listed = secrets_of(&res);
+    assert_eq!(listed.len(), 2, "{:?}", res.body);
+    let new = listed[0].clone();
+    assert_eq!(listed[1], SECRET, "the old one still signs");
+    assert_eq!(res.body["secrets"][0]["current"], true);
+    assert!(res.body["secrets"][1]["signs_until"].is_string());
+    let read = env.get(&env.key_a, "/api/v1/webhooks/secret").await;
+    assert_eq!(secrets_of(&read), listed);
+
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
     env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
@@ -595,6 +621,115 @@ async fn a_rotated_secret_signs_with_both() {
             SigningSecret::parse(SECRET).unwrap().sign(id, ts, &r.body)
         ]
     );
+
+    let res = rotate(&env, &env.key_a, "?overlap_seconds=0").await;
+    assert_eq!(res.status, StatusCode::OK);
+    let only = secrets_of(&res);
+    assert_eq!(only.len(), 1);
+    assert!(only[0] != new && only[0] != SECRET);
+    for bad in ["?overlap_seconds=604801", "?overlap_seconds=-1", "?overlap=5"] {
+        let res = rotate(&env, &env.key_a, bad).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}: {:?}", res.body);
+        assert_eq!(res.body["error"]["code"], "invalid_parameter", "{bad}");
+    }
+    assert_eq!(
+        secrets_of(&env.get(&env.key_a, "/api/v1/webhooks/secret").await),
+        only,
+        "nothing written"
+    );
+    // another tenant's secret is its own; no key, no secret
+    let other = env.get(&env.key_b, "/api/v1/webhooks/secret").await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(secrets_of(&other).len(), 1);
+    assert!(!only.contains(&secrets_of(&other)[0]));
+    for (method, path) in [
+        ("GET", "/api/v1/webhooks/secret"),
+        ("POST", "/api/v1/webhooks/secret/rotate"),
+    ] {
+        let res = call(
+            &env.status,
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+}
+
+/// A tenant that never set a secret: its first webhook is signed with one
+/// provisioned there and then, which `GET /api/v1/webhooks/secret` serves;
+/// no step in between, no `no_signing_secret` failure.
+#[tokio::test]
+async fn a_new_tenant_receives_verified_webhooks_with_no_extra_step() {
+    let (env, schedule) = webhook_env("1").await;
+    let (key, _) = morag_cli::keys::create(env.store.as_ref(), &"newco".parse().unwrap(), "t")
+        .await
+        .unwrap();
+    let receiver = TestReceiver::always(200).await;
+    let body = json!({"source_type": "web", "url": "https://example.com/", "webhook_url": receiver.url()});
+    let res = call(&env.ingest, url_request(&key, &body)).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+    let task_id = res.body["task_id"].as_str().unwrap().to_owned();
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "c", "completed", None, 2),
+    ])
+    .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(15),
+    )
+    .await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 2, "started and completed");
+    let secrets = secrets_of(&env.get(&key, "/api/v1/webhooks/secret").await);
+    assert_eq!(secrets.len(), 1);
+    let secret = SigningSecret::parse(&secrets[0]).unwrap();
+    for r in &got {
+        let ts = r.header("webhook-timestamp").parse::<i64>().unwrap();
+        assert_eq!(
+            r.header("webhook-signature"),
+            secret.sign(r.header("webhook-id"), ts, &r.body)
+        );
+    }
+}
+
+/// `morag keys create` for a new tenant prints its signing secret once,
+/// next to the key; the API serves the same one.
+#[tokio::test]
+async fn the_cli_gives_a_new_tenant_its_secret_with_its_first_key() {
+    let env = morag_tests::spawn_env().await;
+    let run = || {
+        tokio::process::Command::new(morag_tests::debug_binary("morag"))
+            .args(["keys", "create", "--tenant", "fresh", "--description", "t"])
+            .args([
+                "--table",
+                &env.resources.names.table,
+                "--endpoint",
+                &morag_tests::endpoint(),
+            ])
+            .output()
+    };
+    let out = run().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout} {stderr}");
+    let key = stdout.trim();
+    let printed = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret printed: {stderr}"));
+    assert_eq!(secrets_of(&env.get(key, "/api/v1/webhooks/secret").await), [printed]);
+    // a second key: the tenant keeps its secret, printed no more
+    let again = run().await.unwrap();
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("whsec_"));
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, s, to_item, unavailable, Condition, DynamoStore};
-use crate::domain::{ApiKeyRecord, KeyHash, TenantId};
+use crate::domain::{ApiKeyRecord, KeyHash, TenantId, TenantSecrets};
 use crate::error::StoreError;
 use crate::ports::{KeyStore, SecretStore};
 
@@ -131,20 +131,36 @@ impl KeyStore for DynamoStore {
     }
 }
 
+impl SecretItem {
+    fn into_secrets(self) -> TenantSecrets {
+        TenantSecrets {
+            current: self.current,
+            previous: self.previous.zip(self.previous_until),
+            since: self.updated_at,
+        }
+    }
+
+    fn new(tenant: &TenantId, current: &str, previous: Option<(String, DateTime<Utc>)>) -> Self {
+        let (previous, previous_until) = previous.unzip();
+        Self {
+            pk: secret_pk(tenant),
+            sk: SECRET_SK.to_owned(),
+            tenant: tenant.clone(),
+            current: current.to_owned(),
+            previous,
+            previous_until,
+            updated_at: crate::time::now(),
+        }
+    }
+}
+
 #[async_trait]
 impl SecretStore for DynamoStore {
-    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
+    async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
         let Some(item) = self.get(secret_pk(tenant), SECRET_SK).await? else {
             return Ok(None);
         };
-        let item: SecretItem = from_item(item, "secret item")?;
-        let mut secrets = vec![item.current];
-        if let (Some(previous), Some(until)) = (item.previous, item.previous_until) {
-            if until > crate::time::now() {
-                secrets.push(previous);
-            }
-        }
-        Ok(Some(secrets))
+        Ok(Some(from_item::<SecretItem>(item, "secret item")?.into_secrets()))
     }
 
     async fn rotate_secret(
@@ -155,24 +171,30 @@ impl SecretStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let previous = match overlap_until {
             None => None,
-            Some(_) => self.signing_secrets(tenant).await?.and_then(|v| v.into_iter().next()),
-        };
-        let item = SecretItem {
-            pk: secret_pk(tenant),
-            sk: SECRET_SK.to_owned(),
-            tenant: tenant.clone(),
-            current: new_secret.to_owned(),
-            previous_until: previous.as_ref().and(overlap_until),
-            previous,
-            updated_at: crate::time::now(),
+            Some(until) => self.tenant_secrets(tenant).await?.map(|s| (s.current, until)),
         };
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&item, "secret item")?))
+            .set_item(Some(to_item(
+                &SecretItem::new(tenant, new_secret, previous),
+                "secret item",
+            )?))
             .send()
             .await
             .map_err(unavailable("PutItem"))?;
         Ok(())
+    }
+
+    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&SecretItem::new(tenant, secret, None), "secret item")?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        Ok(super::settle("PutItem", sent)?.is_some())
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::faults::lock;
-use crate::domain::{ApiKeyRecord, KeyHash, TenantId};
+use crate::domain::{ApiKeyRecord, KeyHash, TenantId, TenantSecrets};
 use crate::error::StoreError;
 use crate::ports::{KeyStore, SecretStore};
 
@@ -49,9 +49,6 @@ impl KeyStore for MemoryKeyStore {
     }
 }
 
-/// A tenant's current secret and, during a rotation, the previous one and until when it signs.
-type TenantSecrets = (String, Option<(String, DateTime<Utc>)>);
-
 /// Signing secrets, in memory.
 #[derive(Default)]
 pub struct MemorySecretStore {
@@ -60,16 +57,8 @@ pub struct MemorySecretStore {
 
 #[async_trait]
 impl SecretStore for MemorySecretStore {
-    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(lock(&self.secrets).get(tenant).map(|(current, previous)| {
-            let mut v = vec![current.clone()];
-            if let Some((old, until)) = previous {
-                if *until > crate::time::now() {
-                    v.push(old.clone());
-                }
-            }
-            v
-        }))
+    async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
+        Ok(lock(&self.secrets).get(tenant).cloned())
     }
 
     async fn rotate_secret(
@@ -81,8 +70,31 @@ impl SecretStore for MemorySecretStore {
         let mut secrets = lock(&self.secrets);
         let previous = secrets
             .get(tenant)
-            .and_then(|(cur, _)| overlap_until.map(|u| (cur.clone(), u)));
-        secrets.insert(tenant.clone(), (new_secret.to_owned(), previous));
+            .and_then(|s| overlap_until.map(|u| (s.current.clone(), u)));
+        secrets.insert(
+            tenant.clone(),
+            TenantSecrets {
+                current: new_secret.to_owned(),
+                previous,
+                since: crate::time::now(),
+            },
+        );
         Ok(())
+    }
+
+    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {
+        let mut secrets = lock(&self.secrets);
+        if secrets.contains_key(tenant) {
+            return Ok(false);
+        }
+        secrets.insert(
+            tenant.clone(),
+            TenantSecrets {
+                current: secret.to_owned(),
+                previous: None,
+                since: crate::time::now(),
+            },
+        );
+        Ok(true)
     }
 }

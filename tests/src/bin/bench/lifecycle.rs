@@ -70,6 +70,7 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
         tasks: store.clone(),
         deliveries: store.clone(),
         webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
+        secrets: store.clone(),
         auth: Arc::new(Authenticator::new(store.clone(), Duration::from_secs(600))),
         cursors: CursorCodec::new(SecretString::from("bench-cursor-secret-0123456789abcdef".to_owned())),
     }));
