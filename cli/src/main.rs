@@ -18,6 +18,7 @@ use morag_cli::stack::{self, LocalStack, INGEST, PROCESSOR, RECORDER, STATUS, WA
 use morag_cli::{esm, keys};
 use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::dynamodb::DynamoStore;
+use morag_shared::adapters::kms::KmsCipher;
 use morag_shared::adapters::sqs::SqsQueue;
 use morag_shared::config::{
     AwsSettings, IngestConfig, ProcessorConfig, RecorderConfig, SenderConfig, StatusConfig, WatchdogConfig,
@@ -36,6 +37,11 @@ struct Cli {
     /// An endpoint override (the local emulator); unset for AWS.
     #[arg(long, global = true, env = "MORAG_AWS_ENDPOINT_URL")]
     endpoint: Option<String>,
+    /// The KMS key that seals signing secrets (the stack's
+    /// `SigningSecretsKeyArn` output); default `alias/{stack}-webhook-secrets`,
+    /// the alias the template gives the key of the table's stack.
+    #[arg(long, global = true, env = "MORAG_SECRETS_KEY_ID")]
+    secrets_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -205,7 +211,15 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Command::Keys { action } => keys_command(&sdk().await, required_table(cli.table.clone())?, action).await,
+        Command::Keys { action } => {
+            keys_command(
+                &sdk().await,
+                required_table(cli.table.clone())?,
+                cli.secrets_key.clone(),
+                action,
+            )
+            .await
+        }
         Command::Ingest {
             file,
             source_type,
@@ -233,7 +247,13 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Webhooks { action } => {
-            webhooks_command(&sdk().await, required_table(cli.table.clone())?, action).await
+            webhooks_command(
+                &sdk().await,
+                required_table(cli.table.clone())?,
+                cli.secrets_key.clone(),
+                action,
+            )
+            .await
         }
         Command::Dlq { action } => dlq_command(&sdk().await, cli.table.clone(), action).await,
     }
@@ -293,8 +313,21 @@ async fn dlq_command(sdk: &SdkConfig, table: Option<String>, action: DlqAction) 
     Ok(())
 }
 
-async fn webhooks_command(sdk: &SdkConfig, table: String, action: WebhooksAction) -> Result<()> {
-    let store = DynamoStore::new(aws::dynamodb(sdk), table);
+/// The table, sealing signing secrets with the stack's key.
+fn secrets_store(sdk: &SdkConfig, table: String, secrets_key: Option<String>) -> DynamoStore {
+    // CloudFormation names the table `{stack}-Table-{suffix}`: the key's
+    // alias follows from it
+    let key = secrets_key.unwrap_or_else(|| stack::secrets_key_alias(stack::stack_of_table(&table)));
+    DynamoStore::new(aws::dynamodb(sdk), table).with_secrets_cipher(Arc::new(KmsCipher::new(aws::kms(sdk), key)))
+}
+
+async fn webhooks_command(
+    sdk: &SdkConfig,
+    table: String,
+    secrets_key: Option<String>,
+    action: WebhooksAction,
+) -> Result<()> {
+    let store = secrets_store(sdk, table, secrets_key);
     match action {
         WebhooksAction::Secret { tenant, overlap_hours } => {
             let secret = SigningSecret::generate();
@@ -308,8 +341,8 @@ async fn webhooks_command(sdk: &SdkConfig, table: String, action: WebhooksAction
     Ok(())
 }
 
-async fn keys_command(sdk: &SdkConfig, table: String, action: KeysAction) -> Result<()> {
-    let store = DynamoStore::new(aws::dynamodb(sdk), table);
+async fn keys_command(sdk: &SdkConfig, table: String, secrets_key: Option<String>, action: KeysAction) -> Result<()> {
+    let store = secrets_store(sdk, table, secrets_key);
     match action {
         KeysAction::Create { tenant, description } => {
             let (key, record) = keys::create(&store, &tenant, &description).await?;
@@ -383,7 +416,12 @@ async fn dev(
         .with_context(|| format!("deploying the local stack on {endpoint}"))?;
     let table = local.output("TableName")?.to_owned();
     let bucket = local.output("UploadsBucketName")?.to_owned();
-    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &table));
+    let store = Arc::new(
+        DynamoStore::new(aws::dynamodb(&sdk), &table).with_secrets_cipher(Arc::new(KmsCipher::new(
+            aws::kms(&sdk),
+            local.output("SigningSecretsKeyArn")?,
+        ))),
+    );
     stack::seed_local_key(&store).await?;
     let (secret, generated) = match webhook_secret {
         Some(s) => {

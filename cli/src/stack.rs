@@ -224,6 +224,17 @@ pub async fn queue_url_by_stack(sqs: &aws_sdk_sqs::Client, stack: &str, logical_
     }
 }
 
+/// The stack a table of this template belongs to: CloudFormation names it
+/// `{stack}-Table-{suffix}` (`morag-local` for any other name).
+pub fn stack_of_table(table: &str) -> &str {
+    table.rsplit_once("-Table-").map_or("morag-local", |(stack, _)| stack)
+}
+
+/// The alias the template gives stack `stack`'s signing-secrets key.
+pub fn secrets_key_alias(stack: &str) -> String {
+    format!("alias/{stack}-webhook-secrets")
+}
+
 /// The name of stack `stack`'s table (`{stack}-Table-{suffix}`).
 pub async fn table_by_stack(ddb: &aws_sdk_dynamodb::Client, stack: &str) -> Result<String> {
     let prefix = format!("{stack}-Table-");
@@ -244,6 +255,16 @@ pub async fn table_by_stack(ddb: &aws_sdk_dynamodb::Client, stack: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::Route;
+
+    #[test]
+    fn a_tables_stack_comes_from_its_name() {
+        assert_eq!(super::stack_of_table("prod-morag-Table-1AB2C3"), "prod-morag");
+        assert_eq!(super::stack_of_table("custom"), "morag-local");
+        assert_eq!(
+            super::secrets_key_alias("prod-morag"),
+            "alias/prod-morag-webhook-secrets"
+        );
+    }
 
     #[test]
     fn route_paths_match_by_segment() {

@@ -291,6 +291,8 @@ pub struct StatusConfig {
     pub cursor_secret: SecretString,
     /// `MORAG_WEBHOOK_QUEUE_URL`: for redelivery.
     pub webhook_queue_url: String,
+    /// `MORAG_SECRETS_KEY_ID`: the KMS key sealing signing secrets.
+    pub secrets_key_id: String,
     pub aws: AwsSettings,
 }
 
@@ -304,6 +306,7 @@ impl FromEnv for StatusConfig {
             api: ApiSettings::read(env),
             cursor_secret: SecretString::from(secret),
             webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
+            secrets_key_id: env.required("MORAG_SECRETS_KEY_ID"),
             aws: AwsSettings::read(env),
         }
     }
@@ -448,6 +451,8 @@ pub struct SenderConfig {
     pub webhook_queue_url: String,
     /// `MORAG_WEBHOOK_DLQ_URL`: where malformed messages are parked.
     pub webhook_dlq_url: String,
+    /// `MORAG_SECRETS_KEY_ID`: the KMS key sealing signing secrets.
+    pub secrets_key_id: String,
     /// `MORAG_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds (default
     /// 5,300,1800,7200,18000,36000,36000); attempts = gaps + 1, counted in
     /// receives.
@@ -466,6 +471,7 @@ impl FromEnv for SenderConfig {
             table: env.required("MORAG_TABLE_NAME"),
             webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
             webhook_dlq_url: env.required("MORAG_WEBHOOK_DLQ_URL"),
+            secrets_key_id: env.required("MORAG_SECRETS_KEY_ID"),
             schedule: env.parse_or("MORAG_WEBHOOK_RETRY_SCHEDULE", RetrySchedule::default()),
             connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
             timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),

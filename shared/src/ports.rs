@@ -256,6 +256,13 @@ pub trait WebhookQueue: Send + Sync {
     async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError>;
 }
 
+/// Sealing signing secrets at rest (KMS), bound to their tenant.
+#[async_trait]
+pub trait SecretCipher: Send + Sync {
+    async fn seal(&self, tenant: &TenantId, plaintext: &str) -> Result<String, StoreError>;
+    async fn open(&self, tenant: &TenantId, sealed: &str) -> Result<String, StoreError>;
+}
+
 /// Tenants' webhook signing secrets.
 #[async_trait]
 pub trait SecretStore: Send + Sync {

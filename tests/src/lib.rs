@@ -57,9 +57,18 @@ pub struct Resources {
     pub status_events_dlq_url: String,
     pub webhook_queue_url: String,
     pub webhook_dlq_url: String,
+    pub secrets_key_arn: String,
 }
 
 impl Resources {
+    /// The stack's table, sealing signing secrets with the stack's key (as
+    /// the functions do).
+    pub fn store(&self, sdk: &SdkConfig) -> DynamoStore {
+        DynamoStore::new(aws::dynamodb(sdk), &self.names.table).with_secrets_cipher(Arc::new(
+            morag_shared::adapters::kms::KmsCipher::new(aws::kms(sdk), &self.secrets_key_arn),
+        ))
+    }
+
     pub fn of(stack: &LocalStack) -> anyhow::Result<Self> {
         let out = |k: &str| stack.output(k).map(str::to_owned);
         Ok(Self {
@@ -73,6 +82,7 @@ impl Resources {
             status_events_dlq_url: out("StatusEventsDLQUrl")?,
             webhook_queue_url: out("WebhookQueueUrl")?,
             webhook_dlq_url: out("WebhookDLQUrl")?,
+            secrets_key_arn: out("SigningSecretsKeyArn")?,
         })
     }
 }
@@ -161,7 +171,7 @@ pub async fn spawn_env_configured(schedule: &RetrySchedule, tweak: impl FnOnce(&
     .await
     .expect("deploying template.yaml as a test stack");
     let resources = Resources::of(&stack).expect("stack outputs");
-    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &resources.names.table));
+    let store = Arc::new(resources.store(&sdk));
     let (key_a, _) = morag_cli::keys::create(store.as_ref(), &"acme".parse().unwrap(), "test")
         .await
         .unwrap();
@@ -660,7 +670,7 @@ pub async fn deploy_with(endpoint: &str, params: &[(&str, String)]) -> anyhow::R
     let sdk = aws::local(endpoint);
     let stack = LocalStack::deploy(endpoint, &unique_prefix(), params).await?;
     let resources = Resources::of(&stack)?;
-    let store = Arc::new(DynamoStore::new(aws::dynamodb(&sdk), &resources.names.table));
+    let store = Arc::new(resources.store(&sdk));
     Ok(Deployed {
         sdk,
         stack,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use morag_shared::adapters::aws::{self, SdkConfig};
-use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsQueue};
+use morag_shared::adapters::{dynamodb::DynamoStore, kms::KmsCipher, sqs::SqsQueue};
 use morag_shared::config::StatusConfig;
 use morag_shared::http::cursor::CursorCodec;
 use morag_shared::http::Authenticator;
@@ -18,7 +18,10 @@ pub async fn from_config(cfg: &StatusConfig) -> Status {
 
 /// The function over DynamoDB and SQS reached through `sdk`.
 pub fn build(sdk: &SdkConfig, cfg: &StatusConfig) -> Status {
-    let store = Arc::new(DynamoStore::new(aws::dynamodb(sdk), &cfg.api.table));
+    let store = Arc::new(
+        DynamoStore::new(aws::dynamodb(sdk), &cfg.api.table)
+            .with_secrets_cipher(Arc::new(KmsCipher::new(aws::kms(sdk), &cfg.secrets_key_id))),
+    );
     Status {
         tasks: store.clone(),
         deliveries: store.clone(),

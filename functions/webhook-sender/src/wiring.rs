@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use morag_shared::adapters::aws::{self, SdkConfig};
-use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsQueue};
+use morag_shared::adapters::{dynamodb::DynamoStore, kms::KmsCipher, sqs::SqsQueue};
 use morag_shared::config::SenderConfig;
 use morag_shared::domain::delivery::USER_AGENT;
 use morag_shared::outbound::{self, ClientError, Lookup};
@@ -21,7 +21,10 @@ pub fn build(sdk: &SdkConfig, cfg: &SenderConfig) -> Result<Sender, ClientError>
 /// Fails if the outbound HTTP client cannot be built: never a client without
 /// the address policy.
 pub fn build_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: Lookup) -> Result<Sender, ClientError> {
-    let store = Arc::new(DynamoStore::new(aws::dynamodb(sdk), &cfg.table));
+    let store = Arc::new(
+        DynamoStore::new(aws::dynamodb(sdk), &cfg.table)
+            .with_secrets_cipher(Arc::new(KmsCipher::new(aws::kms(sdk), &cfg.secrets_key_id))),
+    );
     let sqs = aws::sqs(sdk);
     let ports = SenderPorts {
         deliveries: store.clone(),

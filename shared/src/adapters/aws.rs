@@ -54,3 +54,7 @@ pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
     let builder = aws_sdk_s3::config::Builder::from(conf).force_path_style(conf.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
 }
+
+pub fn kms(conf: &SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(conf)
+}

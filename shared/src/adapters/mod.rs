@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod kms;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod s3;

@@ -114,6 +114,15 @@ fn review(template: &Value) -> (Vec<String>, BTreeMap<String, BTreeSet<String>>)
                         if resource.contains('*') && !ALLOWED_WILDCARD_RESOURCES.contains(&resource.as_str()) {
                             problems.push(format!("{name}/{sid}: wildcard resource {resource}"));
                         }
+                        if action.starts_with("kms:")
+                            && st
+                                .pointer("/Condition/StringEquals/kms:EncryptionContext:purpose")
+                                .is_none()
+                        {
+                            problems.push(format!(
+                                "{name}/{sid}: {action} without an encryption-context condition"
+                            ));
+                        }
                         let on_table = resource == "Table.Arn";
                         if on_table && ITEM_ACTIONS.contains(&action.as_str()) {
                             if prefixes.is_empty() {
@@ -197,6 +206,7 @@ fn expected() -> BTreeMap<&'static str, BTreeSet<String>> {
                 &logs("StatusLogGroup"),
                 "dynamodb:GetItem Table.Arn APIKEY#*,TASK#*,WHSECRET#*",
                 "dynamodb:PutItem Table.Arn WHSECRET#*",
+                "kms:Encrypt,kms:Decrypt SigningSecretsKey.Arn",
                 "dynamodb:BatchGetItem,dynamodb:Query,dynamodb:UpdateItem Table.Arn TASK#*",
                 "dynamodb:Query ${Table.Arn}/index/GSI1",
                 "dynamodb:Query ${Table.Arn}/index/GSI2",
@@ -232,6 +242,7 @@ fn expected() -> BTreeMap<&'static str, BTreeSet<String>> {
                 &logs("WebhookSenderLogGroup"),
                 "dynamodb:GetItem Table.Arn TASK#*,WHSECRET#*",
                 "dynamodb:PutItem Table.Arn WHSECRET#*",
+                "kms:Encrypt,kms:Decrypt SigningSecretsKey.Arn",
                 "dynamodb:UpdateItem Table.Arn TASK#*",
                 &consume("WebhookQueue"),
                 "sqs:ChangeMessageVisibility WebhookQueue.Arn",

@@ -817,3 +817,83 @@ fn the_webhook_schema_refuses_what_the_contract_forbids() {
         );
     }
 }
+
+/// Signing secrets are sealed with the stack's KMS key: the item holds no
+/// `whsec_` text, a sealed secret copied into another tenant's item does not
+/// open (the tenant is in the encryption context), a store without the key
+/// refuses rather than writing plaintext, and an item written before
+/// sealing (plaintext) still reads.
+#[tokio::test]
+async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let (env, _) = webhook_env("1").await;
+    let table = &env.resources.names.table;
+    let raw = |tenant: &'static str| {
+        let ddb = env.ddb.clone();
+        let table = table.clone();
+        async move {
+            ddb.get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(format!("WHSECRET#{tenant}")))
+                .key("sk", AttributeValue::S("SECRET".into()))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+        }
+    };
+    let item = raw("acme").await;
+    assert!(!format!("{item:?}").contains("whsec_"), "plaintext at rest: {item:?}");
+    assert!(item.contains_key("current_sealed"));
+    assert_eq!(
+        env.store
+            .signing_secrets(&"acme".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        [SECRET]
+    );
+
+    // acme's sealed secret moved into globex's item does not open
+    let mut moved = item.clone();
+    moved.insert("pk".into(), AttributeValue::S("WHSECRET#globex".into()));
+    moved.insert("tenant".into(), AttributeValue::S("globex".into()));
+    env.ddb
+        .put_item()
+        .table_name(table)
+        .set_item(Some(moved))
+        .send()
+        .await
+        .unwrap();
+    assert!(env.store.tenant_secrets(&"globex".parse().unwrap()).await.is_err());
+
+    // no key: no plaintext written, and a sealed one cannot be read
+    let bare = morag_shared::adapters::dynamodb::DynamoStore::new(env.ddb.clone(), table);
+    assert!(bare
+        .provision_secret(&"initech".parse().unwrap(), SECRET)
+        .await
+        .is_err());
+    assert!(bare.tenant_secrets(&"acme".parse().unwrap()).await.is_err());
+
+    // an item from before sealing still reads
+    env.ddb
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S("WHSECRET#legacy".into()))
+        .item("sk", AttributeValue::S("SECRET".into()))
+        .item("tenant", AttributeValue::S("legacy".into()))
+        .item("current", AttributeValue::S(SECRET.into()))
+        .item("updated_at", AttributeValue::S("2026-11-01T00:00:00Z".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        env.store
+            .signing_secrets(&"legacy".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        [SECRET]
+    );
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{from_item, s, to_item, unavailable, Condition, DynamoStore};
 use crate::domain::{ApiKeyRecord, KeyHash, TenantId, TenantSecrets};
 use crate::error::StoreError;
-use crate::ports::{KeyStore, SecretStore};
+use crate::ports::{KeyStore, SecretCipher, SecretStore};
 
 fn apikey_pk(hash: &KeyHash) -> String {
     format!("APIKEY#{}", hash.as_hex())
@@ -50,12 +50,20 @@ impl ApiKeyItem {
     }
 }
 
+/// A tenant's signing secrets, sealed (`*_sealed`: base64 KMS ciphertext
+/// bound to the tenant). `current`/`previous` in plaintext are read from
+/// items written before secrets were sealed, and never written.
 #[derive(Serialize, Deserialize)]
 struct SecretItem {
     pk: String,
     sk: String,
     tenant: TenantId,
-    current: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,26 +139,49 @@ impl KeyStore for DynamoStore {
     }
 }
 
-impl SecretItem {
-    fn into_secrets(self) -> TenantSecrets {
-        TenantSecrets {
-            current: self.current,
-            previous: self.previous.zip(self.previous_until),
-            since: self.updated_at,
+impl DynamoStore {
+    fn cipher(&self) -> Result<&dyn SecretCipher, StoreError> {
+        self.secrets_cipher.as_deref().ok_or_else(|| StoreError::Unavailable {
+            service: "kms",
+            op: "SecretCipher",
+            detail: "this store has no key to seal signing secrets with (MORAG_SECRETS_KEY_ID)".to_owned(),
+        })
+    }
+
+    async fn open_secret(
+        &self,
+        tenant: &TenantId,
+        sealed: Option<String>,
+        legacy: Option<String>,
+    ) -> Result<Option<String>, StoreError> {
+        match (sealed, legacy) {
+            (Some(sealed), _) => Ok(Some(self.cipher()?.open(tenant, &sealed).await?)),
+            (None, legacy) => Ok(legacy),
         }
     }
 
-    fn new(tenant: &TenantId, current: &str, previous: Option<(String, DateTime<Utc>)>) -> Self {
-        let (previous, previous_until) = previous.unzip();
-        Self {
+    async fn sealed_item(
+        &self,
+        tenant: &TenantId,
+        current: &str,
+        previous: Option<(String, DateTime<Utc>)>,
+    ) -> Result<SecretItem, StoreError> {
+        let cipher = self.cipher()?;
+        let (previous_sealed, previous_until) = match previous {
+            Some((p, until)) => (Some(cipher.seal(tenant, &p).await?), Some(until)),
+            None => (None, None),
+        };
+        Ok(SecretItem {
             pk: secret_pk(tenant),
             sk: SECRET_SK.to_owned(),
             tenant: tenant.clone(),
-            current: current.to_owned(),
-            previous,
+            current_sealed: Some(cipher.seal(tenant, current).await?),
+            previous_sealed,
+            current: None,
+            previous: None,
             previous_until,
             updated_at: crate::time::now(),
-        }
+        })
     }
 }
 
@@ -160,7 +191,20 @@ impl SecretStore for DynamoStore {
         let Some(item) = self.get(secret_pk(tenant), SECRET_SK).await? else {
             return Ok(None);
         };
-        Ok(Some(from_item::<SecretItem>(item, "secret item")?.into_secrets()))
+        let item: SecretItem = from_item(item, "secret item")?;
+        let current = self
+            .open_secret(tenant, item.current_sealed, item.current)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "secret item",
+                detail: "no current secret".to_owned(),
+            })?;
+        let previous = self.open_secret(tenant, item.previous_sealed, item.previous).await?;
+        Ok(Some(TenantSecrets {
+            current,
+            previous: previous.zip(item.previous_until),
+            since: item.updated_at,
+        }))
     }
 
     async fn rotate_secret(
@@ -177,7 +221,7 @@ impl SecretStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(
-                &SecretItem::new(tenant, new_secret, previous),
+                &self.sealed_item(tenant, new_secret, previous).await?,
                 "secret item",
             )?))
             .send()
@@ -191,7 +235,10 @@ impl SecretStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(&SecretItem::new(tenant, secret, None), "secret item")?))
+            .set_item(Some(to_item(
+                &self.sealed_item(tenant, secret, None).await?,
+                "secret item",
+            )?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;

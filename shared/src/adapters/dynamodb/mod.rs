@@ -55,6 +55,9 @@ pub struct DynamoStore {
     table: String,
     /// Items DynamoDB evaluated for this store's queries (`ScannedCount`).
     scanned: Arc<AtomicU64>,
+    /// Seals and opens signing secrets; without it, reading or writing one
+    /// is an error (never plaintext at rest).
+    secrets_cipher: Option<Arc<dyn crate::ports::SecretCipher>>,
 }
 
 impl DynamoStore {
@@ -63,7 +66,14 @@ impl DynamoStore {
             client,
             table: table.into(),
             scanned: Arc::default(),
+            secrets_cipher: None,
         }
+    }
+
+    /// The store, sealing signing secrets with `cipher`.
+    pub fn with_secrets_cipher(mut self, cipher: Arc<dyn crate::ports::SecretCipher>) -> Self {
+        self.secrets_cipher = Some(cipher);
+        self
     }
 
     pub fn table(&self) -> &str {
