@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use morag_shared::domain::{DeliveryMessage, DeliveryState};
-use morag_shared::ports::{DeliveryStore, WebhookQueue};
+use morag_shared::ports::{DeadLetterPeek, DeliveryStore, WebhookQueue};
 
 /// How a redrive went.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -168,33 +168,12 @@ pub async fn redrive_webhooks(
             delete(sqs, dlq_url, receipt).await?;
         }
     }
-    release(sqs, dlq_url, &kept_receipts).await?;
-    Ok(out)
-}
-
-/// Makes received messages visible again now.
-async fn release(sqs: &aws_sdk_sqs::Client, url: &str, receipts: &[String]) -> Result<()> {
-    for chunk in receipts.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(r)
-                    .visibility_timeout(0)
-                    .build()
-                    .context("a visibility change entry")
-            })
-            .collect::<Result<Vec<_>>>()?;
-        sqs.change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .context("ChangeMessageVisibilityBatch on the DLQ")?;
+    let dlq = morag_shared::adapters::sqs::SqsQueue::new(sqs.clone(), dlq_url);
+    let stuck = DeadLetterPeek::release(&dlq, &kept_receipts).await?;
+    if stuck > 0 {
+        tracing::warn!(stuck, "kept messages stay hidden until their visibility timeout (60 s)");
     }
-    Ok(())
+    Ok(out)
 }
 
 async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<aws_sdk_sqs::types::Message>> {
