@@ -62,10 +62,14 @@ async fn an_uploaded_document_reaches_completed_with_its_result_and_full_history
     assert!(statuses[1..statuses.len() - 1].iter().all(|s| *s == "progress"));
     assert!(statuses.len() >= 4);
     assert_eq!(history.body["event_count"], entries.len());
+    // the seed's fields, plus seq (the same number as the webhooks'
+    // data.sequence), newest first and without gaps
     assert_eq!(
         morag_tests::sorted_keys(&entries[0]),
-        ["message", "metadata", "progress", "status", "timestamp"]
+        ["message", "metadata", "progress", "seq", "status", "timestamp"]
     );
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=entries.len() as u64).rev().collect::<Vec<_>>());
     let progress: Vec<f64> = entries.iter().rev().map(|e| e["progress"].as_f64().unwrap()).collect();
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
 }
