@@ -897,3 +897,123 @@ async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
         [SECRET]
     );
 }
+
+/// The code block of `docs/WEBHOOKS.md` that starts with ```` ```{lang} ````
+/// and contains `needle`, as printed.
+fn doc_block(lang: &str, needle: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/WEBHOOKS.md")).unwrap();
+    doc.split(&format!("```{lang}\n"))
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("no {lang} block with {needle} in docs/WEBHOOKS.md"))
+        .to_owned()
+}
+
+/// Runs `program` on `source` (saved as `receiver.{ext}`) with `input` on
+/// stdin; its JSON answer.
+fn run_snippet(program: &std::path::Path, ext: &str, source: &str, input: &Value) -> Value {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("morag-doc-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("receiver.{ext}"));
+    std::fs::write(&file, source).unwrap();
+    let mut child = std::process::Command::new(program)
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The receivers printed in docs/WEBHOOKS.md, run as printed (Python from
+/// the project venv, Node.js) on webhooks a real sender signed: every one
+/// verifies, a tampered body and a wrong secret do not, and ordering by
+/// `data.sequence` drops a replay of an older webhook.
+#[tokio::test]
+async fn the_receivers_in_the_docs_verify_and_order_real_webhooks() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(200).await;
+    let task_id = submit(&env, &receiver.url(), None).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "p", "progress", Some(0.6), 2),
+        event(&task_id, "c", "completed", None, 3),
+    ])
+    .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(15),
+    )
+    .await;
+    let mut got = receiver.received();
+    assert_eq!(got.len(), 3);
+    got.sort_by_key(|r| r.json()["data"]["sequence"].as_u64());
+    let request = |r: &morag_tests::receiver::Received, body: &[u8]| {
+        json!({"headers": {
+            "webhook-id": r.header("webhook-id"),
+            "webhook-timestamp": r.header("webhook-timestamp"),
+            "webhook-signature": r.header("webhook-signature"),
+        }, "body": b64(body)})
+    };
+    let mut requests: Vec<Value> = got.iter().map(|r| request(r, &r.body)).collect();
+    let mut tampered = got[2].body.to_vec();
+    let at = tampered.len() - 2;
+    tampered[at] ^= 1;
+    requests.push(request(&got[2], &tampered));
+    // newest last, then the oldest again (a late retry)
+    let mut order: Vec<String> = got.iter().map(|r| b64(&r.body)).collect();
+    order.push(b64(&got[0].body));
+    let input = |secret: &str| json!({"secret": secret, "requests": requests, "order": order});
+    let expected = json!({"verified": [true, true, true, false], "accepted": [true, true, true, false]});
+
+    let python = doc_block("python", "def verify")
+        + r#"
+import sys
+_in = json.load(sys.stdin)
+print(json.dumps({
+    "verified": [verify(_in["secret"], r["headers"], base64.b64decode(r["body"])) for r in _in["requests"]],
+    "accepted": [accept(base64.b64decode(b)) for b in _in["order"]],
+}))
+"#;
+    let venv_python = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+    assert_eq!(
+        run_snippet(&venv_python, "py", &python, &input(SECRET)),
+        expected,
+        "Python"
+    );
+    let wrong = SigningSecret::generate();
+    let py_wrong = run_snippet(&venv_python, "py", &python, &input(&wrong));
+    assert_eq!(py_wrong["verified"], json!([false, false, false, false]));
+
+    let node = doc_block("js", "function verify")
+        + r#"
+let _raw = "";
+process.stdin.on("data", (c) => (_raw += c));
+process.stdin.on("end", () => {
+  const _in = JSON.parse(_raw);
+  console.log(JSON.stringify({
+    verified: _in.requests.map((r) => verify(_in.secret, r.headers, Buffer.from(r.body, "base64"))),
+    accepted: _in.order.map((b) => accept(Buffer.from(b, "base64"))),
+  }));
+});
+"#;
+    let node_bin = std::path::PathBuf::from("node");
+    assert_eq!(run_snippet(&node_bin, "js", &node, &input(SECRET)), expected, "Node.js");
+    let node_wrong = run_snippet(&node_bin, "js", &node, &input(&wrong));
+    assert_eq!(node_wrong["verified"], json!([false, false, false, false]));
+}
