@@ -143,7 +143,9 @@ pub enum DeliveryState {
 pub enum AttemptError {
     /// The target is (or resolves to) an address the policy refuses.
     BlockedAddress,
-    /// The tenant has no webhook signing secret.
+    /// The tenant has no usable signing secret (its stored one does not parse
+    /// as `whsec_`; before secrets were provisioned at first use, also a
+    /// tenant that had none).
     NoSigningSecret,
     Timeout,
     /// The connection could not be made.
