@@ -1017,3 +1017,47 @@ process.stdin.on("end", () => {
     let node_wrong = run_snippet(&node_bin, "js", &node, &input(&wrong));
     assert_eq!(node_wrong["verified"], json!([false, false, false, false]));
 }
+
+/// `v1a` signatures (the building block; not yet sent): an independent
+/// ed25519 implementation (Python's `cryptography`, OpenSSL underneath)
+/// verifies what `AsymmetricKey` signs with nothing but the `whpk_` public
+/// key, and refuses a tampered body or another key's signature.
+#[test]
+fn v1a_signatures_verify_with_an_independent_ed25519() {
+    use morag_shared::domain::delivery::AsymmetricKey;
+    let key = AsymmetricKey::parse(&AsymmetricKey::generate()).unwrap();
+    let other = AsymmetricKey::parse(&AsymmetricKey::generate()).unwrap();
+    let (id, ts, body) = (
+        "msg_0123456789abcdef01234567",
+        1_796_068_800_i64,
+        br#"{"event_type":"task_started"}"#,
+    );
+    let cases = json!([
+        {"public_key": key.public_key(), "signature": key.sign(id, ts, body), "body": "ok"},
+        {"public_key": key.public_key(), "signature": key.sign(id, ts, body), "body": "tampered"},
+        {"public_key": key.public_key(), "signature": other.sign(id, ts, body), "body": "ok"},
+    ]);
+    let script = r#"
+import base64, json, sys
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+_in = json.load(sys.stdin)
+out = []
+for c in _in["cases"]:
+    pk = Ed25519PublicKey.from_public_bytes(base64.b64decode(c["public_key"].removeprefix("whpk_")))
+    body = _in["body"].encode() + (b" " if c["body"] == "tampered" else b"")
+    signed = f'{_in["id"]}.{_in["ts"]}.'.encode() + body
+    try:
+        pk.verify(base64.b64decode(c["signature"].split(",", 1)[1]), signed)
+        out.append(True)
+    except InvalidSignature:
+        out.append(False)
+print(json.dumps(out))
+"#;
+    let input = json!({"cases": cases, "id": id, "ts": ts, "body": std::str::from_utf8(body).unwrap()});
+    let venv_python = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+    assert_eq!(
+        run_snippet(&venv_python, "py", script, &input),
+        json!([true, false, false])
+    );
+}
