@@ -86,10 +86,18 @@ pub struct LocalStack {
 
 /// The repository the binary was built from (the template and the script);
 /// `MORAG_REPO_ROOT` overrides it.
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     std::env::var_os("MORAG_REPO_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
+}
+
+/// The project venv's Python (`make dev` and `make test` install it);
+/// `MORAG_PYTHON` overrides it.
+pub fn python() -> PathBuf {
+    std::env::var_os("MORAG_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 impl LocalStack {
@@ -97,9 +105,7 @@ impl LocalStack {
     /// with template parameters `params`.
     pub async fn deploy(endpoint: &str, name: &str, params: &[(&str, String)]) -> Result<Self> {
         let root = repo_root();
-        let python = std::env::var_os("MORAG_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join(".venv/bin/python"));
+        let python = python();
         let mut command = tokio::process::Command::new(&python);
         command
             .arg(root.join("scripts/local_stack.py"))

@@ -268,13 +268,14 @@ pub trait SecretCipher: Send + Sync {
 pub trait SecretStore: Send + Sync {
     /// The tenant's secrets, `None` if it has none yet.
     async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError>;
-    /// Sets a new current secret; the old one keeps signing until `overlap_until`.
+    /// Sets a new current secret; the old one keeps signing until
+    /// `overlap_until`. Answers the secrets as stored.
     async fn rotate_secret(
         &self,
         tenant: &TenantId,
         new_secret: &str,
         overlap_until: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<TenantSecrets, StoreError>;
     /// Stores `secret` as the tenant's first one; `false` (nothing written)
     /// if it already has one.
     async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError>;

@@ -1,20 +1,13 @@
 //! Webhook bodies checked against `docs/webhook.schema.json` by an
 //! independent validator (Python's `jsonschema`, in the project venv).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use morag_cli::stack::{python, repo_root};
 
 /// Every problem of every body, one line each (empty: all valid).
 pub fn webhook_body_problems(bodies: &[Value]) -> Vec<String> {
-    let root = root();
-    let python = std::env::var_os("MORAG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    let root = repo_root();
     let script = r#"
 import json, sys
 from jsonschema import Draft202012Validator
@@ -25,7 +18,7 @@ for i, body in enumerate(json.load(sys.stdin)):
     for e in v.iter_errors(body):
         print(f"body {i} ({body.get('event_type')}): {'/'.join(map(str, e.absolute_path))}: {e.message}")
 "#;
-    let mut child = std::process::Command::new(&python)
+    let mut child = std::process::Command::new(python())
         .args(["-c", script])
         .arg(root.join("docs/webhook.schema.json"))
         .stdin(std::process::Stdio::piped())

@@ -99,14 +99,10 @@ pub async fn rotate(
     )?;
     let now = morag_shared::time::now();
     let until = (overlap > 0).then(|| now + chrono::Duration::seconds(i64::from(overlap)));
-    st.secrets
+    let secrets = st
+        .secrets
         .rotate_secret(&tenant, &SigningSecret::generate(), until)
         .await?;
     tracing::warn!(overlap_s = overlap, "signing secret rotated");
-    let secrets = st
-        .secrets
-        .tenant_secrets(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::internal(&std::io::Error::other("the rotated secret is not there")))?;
     Ok(no_store(view(secrets, now)))
 }

@@ -9,24 +9,17 @@
 //! only `GetItem` reaches API keys.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
+use morag_cli::stack::{python, repo_root};
 use serde_json::{json, Value};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// The translated template (CloudFormation JSON).
 fn translated() -> Value {
     let root = repo_root();
-    let python = std::env::var_os("MORAG_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let out = root.join(format!("target/iam-check-{}-{call}.json", std::process::id()));
-    let status = std::process::Command::new(&python)
+    let status = std::process::Command::new(python())
         .arg(root.join("scripts/sam_translate.py"))
         .arg(root.join("template.yaml"))
         .arg(&out)

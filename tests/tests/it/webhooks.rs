@@ -990,7 +990,7 @@ print(json.dumps({
     "accepted": [accept(base64.b64decode(b)) for b in _in["order"]],
 }))
 "#;
-    let venv_python = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+    let venv_python = morag_cli::stack::python();
     assert_eq!(
         run_snippet(&venv_python, "py", &python, &input(SECRET)),
         expected,
@@ -1055,7 +1055,7 @@ for c in _in["cases"]:
 print(json.dumps(out))
 "#;
     let input = json!({"cases": cases, "id": id, "ts": ts, "body": std::str::from_utf8(body).unwrap()});
-    let venv_python = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+    let venv_python = morag_cli::stack::python();
     assert_eq!(
         run_snippet(&venv_python, "py", script, &input),
         json!([true, false, false])

@@ -212,22 +212,25 @@ impl SecretStore for DynamoStore {
         tenant: &TenantId,
         new_secret: &str,
         overlap_until: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<TenantSecrets, StoreError> {
         let previous = match overlap_until {
             None => None,
             Some(until) => self.tenant_secrets(tenant).await?.map(|s| (s.current, until)),
         };
+        let item = self.sealed_item(tenant, new_secret, previous.clone()).await?;
+        let since = item.updated_at;
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(
-                &self.sealed_item(tenant, new_secret, previous).await?,
-                "secret item",
-            )?))
+            .set_item(Some(to_item(&item, "secret item")?))
             .send()
             .await
             .map_err(unavailable("PutItem"))?;
-        Ok(())
+        Ok(TenantSecrets {
+            current: new_secret.to_owned(),
+            previous,
+            since,
+        })
     }
 
     async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {

@@ -66,20 +66,18 @@ impl SecretStore for MemorySecretStore {
         tenant: &TenantId,
         new_secret: &str,
         overlap_until: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<TenantSecrets, StoreError> {
         let mut secrets = lock(&self.secrets);
         let previous = secrets
             .get(tenant)
             .and_then(|s| overlap_until.map(|u| (s.current.clone(), u)));
-        secrets.insert(
-            tenant.clone(),
-            TenantSecrets {
-                current: new_secret.to_owned(),
-                previous,
-                since: crate::time::now(),
-            },
-        );
-        Ok(())
+        let stored = TenantSecrets {
+            current: new_secret.to_owned(),
+            previous,
+            since: crate::time::now(),
+        };
+        secrets.insert(tenant.clone(), stored.clone());
+        Ok(stored)
     }
 
     async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {
