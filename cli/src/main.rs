@@ -352,7 +352,7 @@ async fn keys_command(sdk: &SdkConfig, table: String, secrets_key: Option<String
                 eprintln!(
                     "Tenant {tenant}'s webhook signing secret (verify webhooks with it; \
                      GET /api/v1/webhooks/secret shows it again):\n{}",
-                    secrets.current
+                    secrets.secret.current
                 );
             }
             eprintln!(

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::domain::delivery::Schemes;
 use crate::domain::watch::Watched;
 use crate::domain::{
-    ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState,
-    HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent,
-    Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets, Upload, UploadId,
+    ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Credential, Delivery, DeliveryId, DeliveryMessage,
+    DeliveryState, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut,
+    RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets, Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -263,47 +264,69 @@ pub trait SecretCipher: Send + Sync {
     async fn open(&self, tenant: &TenantId, sealed: &str) -> Result<String, StoreError>;
 }
 
-/// Tenants' webhook signing secrets.
+/// Tenants' webhook signing: the `whsec_` secret (`v1`), the `whsk_` key
+/// (`v1a`) and which of the two sign.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
-    /// The tenant's secrets, `None` if it has none yet.
+    /// The tenant's signing, `None` if it has none yet. A previous value
+    /// whose overlap has ended may be left out (it signs nothing).
     async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError>;
-    /// Sets a new current secret; the old one keeps signing until
-    /// `overlap_until`. Answers the secrets as stored.
+
+    /// Replaces the tenant's `which` credential with `new_value`; the old one
+    /// keeps signing until `overlap_until` (`None`: it stops at once). The
+    /// other credential and the schemes are kept. A tenant without any
+    /// signing gets `new_value` as its first secret (`Credential::Secret`
+    /// only). A rotation that raced another fails as `Conflict`, writing
+    /// nothing. Answers the signing as stored.
+    async fn rotate(
+        &self,
+        tenant: &TenantId,
+        which: Credential,
+        new_value: &str,
+        overlap_until: Option<DateTime<Utc>>,
+    ) -> Result<TenantSecrets, StoreError>;
+
+    /// Stores the tenant's first secret and signing key (schemes: `v1`);
+    /// `false` (nothing written) if it already has signing.
+    async fn provision(&self, tenant: &TenantId, secret: &str, signing_key: &str) -> Result<bool, StoreError>;
+
+    /// Sets which schemes sign (`None`: unchanged) and gives a tenant that
+    /// has no signing key `new_key` (an existing key is kept). The tenant
+    /// must have signing (see [`SecretStore::secrets_or_provision`]).
+    /// Answers the signing as stored.
+    async fn configure(
+        &self,
+        tenant: &TenantId,
+        schemes: Option<Schemes>,
+        new_key: &str,
+    ) -> Result<TenantSecrets, StoreError>;
+
+    /// [`SecretStore::rotate`] of the `whsec_` secret.
     async fn rotate_secret(
         &self,
         tenant: &TenantId,
         new_secret: &str,
         overlap_until: Option<DateTime<Utc>>,
-    ) -> Result<TenantSecrets, StoreError>;
-    /// Stores `secret` as the tenant's first one; `false` (nothing written)
-    /// if it already has one.
-    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError>;
-
-    /// The secrets to sign with now: the current one first, then the previous
-    /// one while its rotation overlap lasts. `None`: the tenant has none.
-    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(self
-            .tenant_secrets(tenant)
-            .await?
-            .map(|s| s.signing(crate::time::now())))
+    ) -> Result<TenantSecrets, StoreError> {
+        self.rotate(tenant, Credential::Secret, new_secret, overlap_until).await
     }
 
-    /// The tenant's secrets, giving it a first one if it has none (callers
-    /// racing agree on one: the conditional write picks it). `true` when
-    /// this call created it.
+    /// The tenant's signing, giving it a first secret and key if it has none
+    /// (callers racing agree on one: the conditional write picks it).
+    /// `true` when this call created it.
     async fn secrets_or_provision(&self, tenant: &TenantId) -> Result<(TenantSecrets, bool), StoreError> {
+        use crate::domain::delivery::{AsymmetricKey, SigningSecret};
         if let Some(s) = self.tenant_secrets(tenant).await? {
             return Ok((s, false));
         }
         let created = self
-            .provision_secret(tenant, &crate::domain::delivery::SigningSecret::generate())
+            .provision(tenant, &SigningSecret::generate(), &AsymmetricKey::generate())
             .await?;
         match self.tenant_secrets(tenant).await? {
             Some(s) => Ok((s, created)),
             None => Err(StoreError::Conflict {
-                op: "provision_secret",
-                detail: format!("tenant {tenant}'s secret vanished right after it was provisioned"),
+                op: "provision",
+                detail: format!("tenant {tenant}'s signing vanished right after it was provisioned"),
             }),
         }
     }

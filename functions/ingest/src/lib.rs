@@ -22,15 +22,15 @@ use axum::routing::post;
 use axum::{middleware, Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use morag_shared::domain::{TaskId, TenantId};
+use morag_shared::http::body::{self, read_body, require_content_type};
 use morag_shared::http::{self as api, ApiError, Authenticated};
 
 use form::JsonSource;
 pub use form::{sanitize_file_name, Submission, SubmissionInput, UploadRequest};
-use limits::{file_too_large, too_large};
+use limits::file_too_large;
 pub use limits::{
     Limits, MAX_DIRECT_BODY, MAX_DIRECT_FILE, MAX_IDEMPOTENCY_KEY, MAX_JSON_BODY, MAX_METADATA_BYTES,
     MULTIPART_OVERHEAD,
@@ -107,9 +107,7 @@ async fn submit_json(
 
 /// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes.
 async fn json_body(request: Request) -> Result<Bytes, ApiError> {
-    require_content_type(request.headers(), "application/json")?;
-    let (parts, body) = request.into_parts();
-    read_body(&parts.headers, body, MAX_JSON_BODY).await
+    body::json_body(request, MAX_JSON_BODY).await
 }
 
 /// `201 {upload_id, method, url, headers, expires_at}`.
@@ -154,22 +152,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
-    let actual = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    if actual.as_deref() == Some(wanted) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("Content-Type must be {wanted}"),
-        ))
-    }
-}
-
 /// A 413 from reading a multipart body, told in terms of its file (the file
 /// limit, not the file limit plus multipart overhead) and the upload route.
 fn too_large_file(e: ApiError, max_file: usize) -> ApiError {
@@ -177,25 +159,6 @@ fn too_large_file(e: ApiError, max_file: usize) -> ApiError {
         file_too_large(max_file)
     } else {
         e
-    }
-}
-
-/// Reads the body up to `limit` bytes (a 413 above it).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("could not read the request body: {e}"),
-        )),
     }
 }
 

@@ -27,15 +27,6 @@ pub struct Limits {
     pub target_policy: TargetPolicy,
 }
 
-/// `413 payload_too_large`, naming the limit.
-pub(crate) fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("request body exceeds the limit of {limit} bytes"),
-    )
-}
-
 /// `413 payload_too_large` for a file through `/ingest/file`: names the
 /// limit and the route that takes any size.
 pub(crate) fn file_too_large(limit: usize) -> ApiError {

@@ -1,5 +1,5 @@
-//! The status function: reads, plus two writes (redelivery of a webhook, the
-//! tenant's signing secret).
+//! The status function: reads, plus two kinds of writes (redelivery of a
+//! webhook, the tenant's webhook signing).
 //!
 //! - `GET /api/v1/status/{task_id}`: the task's state;
 //! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
@@ -11,8 +11,10 @@
 //! - `POST /api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver`: a fresh
 //!   attempt cycle (the function's only write).
 //!
-//! - `GET /api/v1/webhooks/secret`, `POST /api/v1/webhooks/secret/rotate`:
-//!   the tenant's signing secrets, self-served (see `secrets`).
+//! - `GET /api/v1/webhooks/secret`, `POST /api/v1/webhooks/secret/rotate`,
+//!   `GET /api/v1/webhooks/public-keys`, `POST /api/v1/webhooks/public-keys/rotate`,
+//!   `PUT /api/v1/webhooks/signing`: the tenant's webhook signing (`v1`
+//!   secrets, `v1a` keys, which of them sign), self-served (see `secrets`).
 //!
 //! No route scans: every read is a `GetItem` or a `Query`. `wiring` builds
 //! the real adapters.
@@ -25,7 +27,7 @@ pub mod wiring;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -67,6 +69,9 @@ pub fn router(state: Arc<Status>) -> Router {
         )
         .route("/api/v1/webhooks/secret", get(secrets::get))
         .route("/api/v1/webhooks/secret/rotate", post(secrets::rotate))
+        .route("/api/v1/webhooks/public-keys", get(secrets::public_keys))
+        .route("/api/v1/webhooks/public-keys/rotate", post(secrets::rotate_key))
+        .route("/api/v1/webhooks/signing", put(secrets::set_signing))
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))

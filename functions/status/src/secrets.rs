@@ -1,26 +1,36 @@
-//! The tenant's webhook signing secrets, self-served with its API key:
+//! The tenant's webhook signing, self-served with its API key:
 //!
-//! - `GET /api/v1/webhooks/secret`: the secrets that sign now (the current
-//!   one, and the previous one while a rotation's overlap lasts). A tenant
-//!   without one gets its first here.
+//! - `GET /api/v1/webhooks/secret`: the `whsec_` secrets that sign `v1` now
+//!   (the current one, and the previous one while a rotation's overlap
+//!   lasts). A tenant without signing gets its first here.
 //! - `POST /api/v1/webhooks/secret/rotate?overlap_seconds=N`: a new current
 //!   secret; the old one keeps signing for `N` seconds (default 86,400, at
 //!   most 604,800; 0 ends it at once), so receivers can switch without
 //!   dropping a webhook.
+//! - `GET /api/v1/webhooks/public-keys`: the `whpk_` ed25519 public keys
+//!   that verify `v1a` signatures, with their key ids (the ids the
+//!   `webhook-key-ids` header names), newest first.
+//! - `POST /api/v1/webhooks/public-keys/rotate?overlap_seconds=N`: a new
+//!   signing key pair, the old one signing through the overlap.
+//! - `PUT /api/v1/webhooks/signing` `{"schemes": ["v1", "v1a"]}`: which
+//!   signatures the tenant's webhooks carry (`v1`, `v1a` or both).
 //!
-//! Answers carry `Cache-Control: no-store`; secrets never reach a log.
+//! Secret answers carry `Cache-Control: no-store`; secrets and private keys
+//! never reach a log or an answer other than the secret routes'.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use morag_shared::domain::delivery::SigningSecret;
-use morag_shared::domain::TenantSecrets;
+use morag_shared::domain::delivery::{AsymmetricKey, Schemes, SigningSecret};
+use morag_shared::domain::{Credential, Rotating, TenantId, TenantSecrets};
+use morag_shared::error::StoreError;
+use morag_shared::http::body::{json_body, parse_json};
 use morag_shared::http::query::{bounded, Params};
 use morag_shared::http::{ApiError, Authenticated};
 
@@ -30,6 +40,8 @@ use crate::Status;
 pub const DEFAULT_OVERLAP_S: u32 = 86_400;
 /// Longest overlap: a week.
 pub const MAX_OVERLAP_S: u32 = 7 * 86_400;
+/// Largest body `PUT /api/v1/webhooks/signing` reads.
+pub const MAX_SIGNING_BODY: usize = 1024;
 
 #[derive(Debug, Serialize)]
 pub struct SecretView {
@@ -46,38 +58,143 @@ pub struct SecretView {
 
 #[derive(Debug, Serialize)]
 pub struct SecretsView {
-    /// Newest first; every one listed signs every webhook now.
+    /// Newest first; while `v1` is on, every one listed signs every webhook.
     pub secrets: Vec<SecretView>,
+    /// The signatures the tenant's webhooks carry.
+    pub schemes: Schemes,
 }
 
-fn view(s: TenantSecrets, now: DateTime<Utc>) -> SecretsView {
-    let mut secrets = vec![SecretView {
-        secret: s.current,
+#[derive(Debug, Serialize)]
+pub struct PublicKeyView {
+    /// Names the key in the `webhook-key-ids` header.
+    pub key_id: String,
+    /// `whpk_` + base64 of the 32-byte ed25519 public key.
+    pub public_key: String,
+    pub algorithm: &'static str,
+    pub current: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signs_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublicKeysView {
+    /// Newest first; while `v1a` is on, every one listed signs every webhook.
+    pub keys: Vec<PublicKeyView>,
+    pub schemes: Schemes,
+}
+
+/// One value of a rotating credential that signs now.
+struct Listed<'a> {
+    value: &'a str,
+    current: bool,
+    since: Option<DateTime<Utc>>,
+    signs_until: Option<DateTime<Utc>>,
+}
+
+/// Each value of `r` that signs at `now`, newest first, with its `since`
+/// (current) or `signs_until` (previous).
+fn listed(r: &Rotating, now: DateTime<Utc>) -> Vec<Listed<'_>> {
+    let mut v = vec![Listed {
+        value: &r.current,
         current: true,
-        since: Some(s.since),
+        since: Some(r.since),
         signs_until: None,
     }];
-    if let Some((previous, until)) = s.previous.filter(|(_, until)| *until > now) {
-        secrets.push(SecretView {
-            secret: previous,
+    if let Some((previous, until)) = r.previous_at(now) {
+        v.push(Listed {
+            value: previous,
             current: false,
             since: None,
             signs_until: Some(until),
         });
     }
-    SecretsView { secrets }
+    v
 }
 
-fn no_store(body: SecretsView) -> Response {
+fn secrets_view(s: &TenantSecrets, now: DateTime<Utc>) -> SecretsView {
+    SecretsView {
+        secrets: listed(&s.secret, now)
+            .into_iter()
+            .map(|l| SecretView {
+                secret: l.value.to_owned(),
+                current: l.current,
+                since: l.since,
+                signs_until: l.signs_until,
+            })
+            .collect(),
+        schemes: s.schemes,
+    }
+}
+
+fn keys_view(s: &TenantSecrets, now: DateTime<Utc>) -> Result<PublicKeysView, ApiError> {
+    let key = s.signing_key.as_ref().ok_or_else(|| {
+        ApiError::internal(&StoreError::Corrupt {
+            what: "tenant signing",
+            detail: "no signing key after it was ensured".to_owned(),
+        })
+    })?;
+    let keys = listed(key, now)
+        .into_iter()
+        .map(|l| {
+            let key = AsymmetricKey::parse(l.value).map_err(|detail| {
+                ApiError::internal(&StoreError::Corrupt {
+                    what: "tenant signing key",
+                    detail,
+                })
+            })?;
+            Ok(PublicKeyView {
+                key_id: key.key_id(),
+                public_key: key.public_key(),
+                algorithm: "ed25519",
+                current: l.current,
+                since: l.since,
+                signs_until: l.signs_until,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(PublicKeysView {
+        keys,
+        schemes: s.schemes,
+    })
+}
+
+fn no_store(body: impl Serialize) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-pub async fn get(State(st): State<Arc<Status>>, Authenticated(tenant): Authenticated) -> Result<Response, ApiError> {
-    let (secrets, created) = st.secrets.secrets_or_provision(&tenant).await?;
+/// The tenant's signing, provisioned if it has none, with a signing key
+/// (tenants from before `v1a` get theirs here).
+async fn with_key(st: &Status, tenant: &TenantId) -> Result<TenantSecrets, ApiError> {
+    let secrets = provisioned(st, tenant).await?;
+    if secrets.signing_key.is_some() {
+        return Ok(secrets);
+    }
+    let secrets = st.secrets.configure(tenant, None, &AsymmetricKey::generate()).await?;
+    tracing::info!("tenant had no signing key: generated its first");
+    Ok(secrets)
+}
+
+async fn provisioned(st: &Status, tenant: &TenantId) -> Result<TenantSecrets, ApiError> {
+    let (secrets, created) = st.secrets.secrets_or_provision(tenant).await?;
     if created {
         tracing::info!("tenant had no signing secret: provisioned its first");
     }
-    Ok(no_store(view(secrets, morag_shared::time::now())))
+    Ok(secrets)
+}
+
+pub async fn get(State(st): State<Arc<Status>>, Authenticated(tenant): Authenticated) -> Result<Response, ApiError> {
+    let secrets = provisioned(&st, &tenant).await?;
+    Ok(no_store(secrets_view(&secrets, morag_shared::time::now())))
+}
+
+pub async fn public_keys(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+) -> Result<Response, ApiError> {
+    let secrets = with_key(&st, &tenant).await?;
+    Ok(Json(keys_view(&secrets, morag_shared::time::now())?).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,23 +203,78 @@ pub struct RotateParams {
     overlap_seconds: Option<u32>,
 }
 
-pub async fn rotate(
-    State(st): State<Arc<Status>>,
-    Authenticated(tenant): Authenticated,
-    Params(p): Params<RotateParams>,
-) -> Result<Response, ApiError> {
+/// Rotates `which`, answering the signing as stored (409 if another
+/// rotation came first: nothing was written).
+async fn rotate_credential(
+    st: &Status,
+    tenant: &TenantId,
+    which: Credential,
+    p: RotateParams,
+) -> Result<(TenantSecrets, DateTime<Utc>), ApiError> {
     let overlap = bounded(
         p.overlap_seconds,
         "overlap_seconds",
         DEFAULT_OVERLAP_S,
         0..=MAX_OVERLAP_S,
     )?;
+    let new_value = match which {
+        Credential::Secret => SigningSecret::generate(),
+        Credential::SigningKey => AsymmetricKey::generate(),
+    };
     let now = morag_shared::time::now();
     let until = (overlap > 0).then(|| now + chrono::Duration::seconds(i64::from(overlap)));
+    match st.secrets.rotate(tenant, which, &new_value, until).await {
+        Ok(secrets) => {
+            tracing::warn!(credential = ?which, overlap_s = overlap, "webhook signing rotated");
+            Ok((secrets, now))
+        }
+        Err(StoreError::Conflict { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rotation_conflict",
+            "another change to the signing came first; nothing was rotated, read the current state and retry",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn rotate(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Params(p): Params<RotateParams>,
+) -> Result<Response, ApiError> {
+    let (secrets, now) = rotate_credential(&st, &tenant, Credential::Secret, p).await?;
+    Ok(no_store(secrets_view(&secrets, now)))
+}
+
+pub async fn rotate_key(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Params(p): Params<RotateParams>,
+) -> Result<Response, ApiError> {
+    with_key(&st, &tenant).await?;
+    let (secrets, now) = rotate_credential(&st, &tenant, Credential::SigningKey, p).await?;
+    Ok(Json(keys_view(&secrets, now)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningBody {
+    schemes: Schemes,
+}
+
+/// `PUT /api/v1/webhooks/signing`: the schemes; answers the public keys
+/// view (the key that signs `v1a` is there from now on).
+pub async fn set_signing(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let body: SigningBody = parse_json(&json_body(request, MAX_SIGNING_BODY).await?)?;
+    provisioned(&st, &tenant).await?;
     let secrets = st
         .secrets
-        .rotate_secret(&tenant, &SigningSecret::generate(), until)
+        .configure(&tenant, Some(body.schemes), &AsymmetricKey::generate())
         .await?;
-    tracing::warn!(overlap_s = overlap, "signing secret rotated");
-    Ok(no_store(view(secrets, now)))
+    tracing::warn!(schemes = ?body.schemes, "webhook signature schemes set");
+    Ok(Json(keys_view(&secrets, morag_shared::time::now())?).into_response())
 }

@@ -26,9 +26,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
 use morag_shared::batch::{self, Handled, Received};
-use morag_shared::domain::delivery::{
-    parse_retry_after, signature_header, RetrySchedule, SigningSecret, Verdict, MAX_SQS_DELAY,
-};
+use morag_shared::domain::delivery::{parse_retry_after, RetrySchedule, Signer, Verdict, MAX_SQS_DELAY};
 use morag_shared::domain::{AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId};
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
@@ -75,7 +73,7 @@ pub struct Sender {
     /// One client for every delivery of a warm function (see `wiring`).
     http: reqwest::Client,
     settings: SenderSettings,
-    secret_cache: Mutex<HashMap<TenantId, (Vec<SigningSecret>, Instant)>>,
+    secret_cache: Mutex<HashMap<TenantId, (Signer, Instant)>>,
 }
 
 /// What became of one record.
@@ -126,29 +124,33 @@ impl Sender {
         }
     }
 
-    /// The tenant's signing secrets; a tenant without one gets its first
-    /// here (it reads it at `GET /api/v1/webhooks/secret`), so no delivery
-    /// fails for lack of a secret.
-    async fn secrets_for(&self, tenant: &TenantId) -> Result<Option<Vec<SigningSecret>>, StoreError> {
-        if let Some((secrets, at)) = self.secret_cache.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+    /// What signs the tenant's webhooks (its schemes' secrets and keys); a
+    /// tenant without signing gets its first here (it reads it at `GET
+    /// /api/v1/webhooks/secret`), so no delivery fails for lack of a secret.
+    /// `None`: its stored signing cannot sign (logged).
+    async fn signer_for(&self, tenant: &TenantId) -> Result<Option<Signer>, StoreError> {
+        if let Some((signer, at)) = self.secret_cache.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             if at.elapsed() < SECRET_CACHE {
-                return Ok(Some(secrets.clone()));
+                return Ok(Some(signer.clone()));
             }
         }
         let (stored, created) = self.ports.secrets.secrets_or_provision(tenant).await?;
         if created {
             tracing::info!(%tenant, "tenant had no signing secret: provisioned its first");
         }
-        let texts = stored.signing(morag_shared::time::now());
-        let secrets: Vec<SigningSecret> = texts.iter().filter_map(|t| SigningSecret::parse(t).ok()).collect();
-        if secrets.is_empty() {
-            return Ok(None);
-        }
+        let signer = match stored.signer(morag_shared::time::now()) {
+            Ok(signer) if !signer.is_empty() => signer,
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "the tenant's stored signing cannot sign");
+                return Ok(None);
+            }
+        };
         self.secret_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.clone(), (secrets.clone(), Instant::now()));
-        Ok(Some(secrets))
+            .insert(tenant.clone(), (signer.clone(), Instant::now()));
+        Ok(Some(signer))
     }
 
     /// One receive of one delivery message: an attempt, unless the
@@ -277,19 +279,22 @@ impl Sender {
         if check_target_url(&delivery.url, self.settings.policy, true).is_err() {
             return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress));
         }
-        let Some(secrets) = self.secrets_for(&delivery.tenant).await? else {
+        let Some(signer) = self.signer_for(&delivery.tenant).await? else {
             return Ok(AttemptOutcome::Refused(AttemptError::NoSigningSecret));
         };
         let id = delivery.delivery_id.as_str();
         let timestamp = morag_shared::time::now().timestamp();
-        let signature = signature_header(&secrets, id, timestamp, delivery.payload.as_bytes());
-        let sent = self
-            .http
-            .post(&delivery.url)
+        let signed = signer.sign(id, timestamp, delivery.payload.as_bytes());
+        let mut request = self.http.post(&delivery.url);
+        if let Some(key_ids) = signed.key_ids {
+            // which key made each v1a signature, in their order
+            request = request.header("webhook-key-ids", key_ids);
+        }
+        let sent = request
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
+            .header("webhook-signature", signed.signature)
             // 1 on the first attempt, counting every attempt of every cycle
             .header("webhook-attempt", (delivery.attempts_total + 1).to_string())
             .body(delivery.payload.clone())

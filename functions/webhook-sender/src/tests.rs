@@ -299,7 +299,9 @@ async fn a_tenant_without_a_secret_gets_one_and_a_signed_delivery() {
     assert_eq!((outcome, after.state), (Outcome::Done, DeliveryState::Succeeded));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     let stored = f.secrets.secrets.lock().unwrap()[&"newcomer".parse::<TenantId>().unwrap()].clone();
-    assert!(SigningSecret::parse(&stored.current).is_ok());
+    assert!(morag_shared::domain::delivery::SigningSecret::parse(&stored.secret.current).is_ok());
+    // and a v1a key, should it turn v1a on
+    assert!(morag_shared::domain::delivery::AsymmetricKey::parse(&stored.signing_key.unwrap().current).is_ok());
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::delivery::{AsymmetricKey, Schemes, Signer, SigningSecret};
 use super::ids::TenantId;
 
 /// Hex SHA-256 of an API key. `Debug` shows only a prefix.
@@ -81,35 +82,96 @@ mod tests {
     }
 }
 
-/// A tenant's webhook signing secrets as stored: the current one and,
-/// during a rotation, the previous one and until when it still signs.
+/// One credential that rotates: the current value and, during a rotation,
+/// the previous one and until when it still signs.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TenantSecrets {
+pub struct Rotating {
     pub current: String,
     pub previous: Option<(String, DateTime<Utc>)>,
     /// When `current` was set.
     pub since: DateTime<Utc>,
 }
 
-impl fmt::Debug for TenantSecrets {
+impl fmt::Debug for Rotating {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantSecrets")
+        f.debug_struct("Rotating")
             .field("previous_until", &self.previous.as_ref().map(|(_, until)| until))
             .field("since", &self.since)
             .finish_non_exhaustive()
     }
 }
 
-impl TenantSecrets {
-    /// The secrets that sign at `now`: the current one first, then the
+impl Rotating {
+    pub fn new(current: impl Into<String>, since: DateTime<Utc>) -> Self {
+        Self {
+            current: current.into(),
+            previous: None,
+            since,
+        }
+    }
+
+    /// The values that sign at `now`: the current one first, then the
     /// previous one while its overlap lasts.
-    pub fn signing(&self, now: DateTime<Utc>) -> Vec<String> {
-        let mut v = vec![self.current.clone()];
+    pub fn signing(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut v = vec![self.current.as_str()];
         if let Some((previous, until)) = &self.previous {
             if *until > now {
-                v.push(previous.clone());
+                v.push(previous.as_str());
             }
         }
         v
+    }
+
+    /// The previous value while it still signs at `now`.
+    pub fn previous_at(&self, now: DateTime<Utc>) -> Option<(&str, DateTime<Utc>)> {
+        self.previous
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(p, until)| (p.as_str(), *until))
+    }
+}
+
+/// Which of a tenant's credentials a rotation replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The `whsec_` secret behind `v1` signatures.
+    Secret,
+    /// The `whsk_` ed25519 key behind `v1a` signatures.
+    SigningKey,
+}
+
+/// A tenant's webhook signing as stored: its `whsec_` secret, its `whsk_`
+/// ed25519 key (tenants provisioned before `v1a` existed may have none yet)
+/// and which signatures its webhooks carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSecrets {
+    pub secret: Rotating,
+    pub signing_key: Option<Rotating>,
+    pub schemes: Schemes,
+}
+
+impl TenantSecrets {
+    /// What signs the tenant's webhooks at `now`. An error names a stored
+    /// credential that cannot sign (never expected: they are generated here).
+    pub fn signer(&self, now: DateTime<Utc>) -> Result<Signer, String> {
+        let secrets = if self.schemes.v1 {
+            self.secret
+                .signing(now)
+                .into_iter()
+                .map(SigningSecret::parse)
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        let keys = match (&self.signing_key, self.schemes.v1a) {
+            (_, false) => Vec::new(),
+            (None, true) => return Err("v1a is on but the tenant has no signing key".to_owned()),
+            (Some(key), true) => key
+                .signing(now)
+                .into_iter()
+                .map(AsymmetricKey::parse)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(Signer::new(secrets, keys))
     }
 }

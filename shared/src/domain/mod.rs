@@ -24,7 +24,7 @@ pub use delivery::{
 pub use event::{EventStatus, MalformedEvent, StatusEvent};
 pub use idempotency::{CreateOutcome, IdempotencyRecord, IdempotencyState};
 pub use ids::{InvalidId, TaskId, TenantId};
-pub use keys::{ApiKeyRecord, KeyHash, TenantSecrets};
+pub use keys::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantSecrets};
 pub use lifecycle::{decide, decide_linked, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus, Timeouts};

@@ -1,8 +1,10 @@
 //! HTTP plumbing shared by the API functions: the JSON error shape
 //! ([`ApiError`]), the request span, 404/405 fallbacks, authentication
-//! (`auth`), sealed cursors (`cursor`) and typed query strings (`query`).
+//! (`auth`), request bodies (`body`), sealed cursors (`cursor`) and typed
+//! query strings (`query`).
 
 pub mod auth;
+pub mod body;
 pub mod cursor;
 pub mod error;
 pub mod query;

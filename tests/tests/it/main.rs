@@ -15,6 +15,7 @@ mod lifecycle;
 mod logs;
 mod python_worker;
 mod readme;
+mod signing;
 mod soak;
 mod stack;
 mod status;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use morag_shared::domain::delivery::{RetrySchedule, SigningSecret};
+use morag_shared::domain::delivery::{AsymmetricKey, RetrySchedule, Schemes, SigningSecret};
 use morag_shared::outbound::TargetPolicy;
 use morag_shared::ports::SecretStore;
 use morag_tests::receiver::{Reply, TestReceiver};
@@ -15,15 +15,15 @@ use morag_tests::{call, TestEnv};
 
 use crate::url_request;
 
-const LOCAL: TargetPolicy = TargetPolicy {
+pub(crate) const LOCAL: TargetPolicy = TargetPolicy {
     allow_http: true,
     allow_loopback: true,
 };
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub(crate) const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// An env deployed with a fast schedule of `gaps`, and a signing secret for
 /// tenant acme.
-async fn webhook_env(gaps: &str) -> (TestEnv, RetrySchedule) {
+pub(crate) async fn webhook_env(gaps: &str) -> (TestEnv, RetrySchedule) {
     let schedule: RetrySchedule = gaps.parse().unwrap();
     let env = morag_tests::spawn_env_configured(&schedule, |cfg| cfg.target_policy = LOCAL).await;
     env.store
@@ -33,7 +33,7 @@ async fn webhook_env(gaps: &str) -> (TestEnv, RetrySchedule) {
     (env, schedule)
 }
 
-fn sender(env: &TestEnv, schedule: &RetrySchedule, timeout: Duration) -> morag_webhook_sender::Sender {
+pub(crate) fn sender(env: &TestEnv, schedule: &RetrySchedule, timeout: Duration) -> morag_webhook_sender::Sender {
     let lookup = morag_shared::outbound::static_lookup(HashMap::from([(
         "private.test".to_owned(),
         vec!["10.0.0.7".parse().unwrap()],
@@ -43,7 +43,7 @@ fn sender(env: &TestEnv, schedule: &RetrySchedule, timeout: Duration) -> morag_w
     morag_webhook_sender::wiring::build_with_lookup(&env.sdk, &cfg, lookup).expect("sender")
 }
 
-async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> String {
+pub(crate) async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> String {
     let mut body = json!({"source_type": "web", "url": "https://example.com/", "webhook_url": webhook_url});
     if let Some(e) = events {
         body["webhook_events"] = e;
@@ -54,14 +54,14 @@ async fn submit(env: &TestEnv, webhook_url: &str, events: Option<Value>) -> Stri
 }
 
 /// A status event `ms` milliseconds after a fixed point a minute ago.
-fn event(task_id: &str, id: &str, status: &str, progress: Option<f64>, ms: i64) -> String {
+pub(crate) fn event(task_id: &str, id: &str, status: &str, progress: Option<f64>, ms: i64) -> String {
     let at = morag_shared::time::now() - chrono::Duration::seconds(60) + chrono::Duration::milliseconds(ms);
     morag_tests::status_event(task_id, id, status, progress, at)
 }
 
 /// Records every queued status event, then delivers until the webhook queue
 /// is empty or `deadline` passes (waiting out visibility timeouts).
-async fn deliver_all(env: &TestEnv, sender: &morag_webhook_sender::Sender, deadline: Duration) {
+pub(crate) async fn deliver_all(env: &TestEnv, sender: &morag_webhook_sender::Sender, deadline: Duration) {
     let recorder = env.recorder();
     let started = std::time::Instant::now();
     loop {
@@ -570,7 +570,7 @@ async fn rotate(env: &TestEnv, key: &str, query: &str) -> morag_tests::TestRespo
     .await
 }
 
-fn secrets_of(res: &morag_tests::TestResponse) -> Vec<String> {
+pub(crate) fn secrets_of(res: &morag_tests::TestResponse) -> Vec<String> {
     res.body["secrets"]
         .as_array()
         .unwrap()
@@ -843,17 +843,28 @@ async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
                 .unwrap()
         }
     };
+    // the key pair too: a v1a key rotated in is sealed like the secret
+    env.store
+        .rotate(
+            &"acme".parse().unwrap(),
+            morag_shared::domain::Credential::SigningKey,
+            &AsymmetricKey::generate(),
+            None,
+        )
+        .await
+        .unwrap();
     let item = raw("acme").await;
     assert!(!format!("{item:?}").contains("whsec_"), "plaintext at rest: {item:?}");
-    assert!(item.contains_key("current_sealed"));
-    assert_eq!(
-        env.store
-            .signing_secrets(&"acme".parse().unwrap())
-            .await
-            .unwrap()
-            .unwrap(),
-        [SECRET]
-    );
+    assert!(!format!("{item:?}").contains("whsk_"), "plaintext at rest: {item:?}");
+    assert!(item.contains_key("current_sealed") && item.contains_key("key_current_sealed"));
+    let acme = env
+        .store
+        .tenant_secrets(&"acme".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(acme.secret.current, SECRET);
+    assert!(AsymmetricKey::parse(&acme.signing_key.unwrap().current).is_ok());
 
     // acme's sealed secret moved into globex's item does not open
     let mut moved = item.clone();
@@ -871,7 +882,7 @@ async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
     // no key: no plaintext written, and a sealed one cannot be read
     let bare = morag_shared::adapters::dynamodb::DynamoStore::new(env.ddb.clone(), table);
     assert!(bare
-        .provision_secret(&"initech".parse().unwrap(), SECRET)
+        .provision(&"initech".parse().unwrap(), SECRET, &AsymmetricKey::generate())
         .await
         .is_err());
     assert!(bare.tenant_secrets(&"acme".parse().unwrap()).await.is_err());
@@ -888,19 +899,36 @@ async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        env.store
-            .signing_secrets(&"legacy".parse().unwrap())
-            .await
-            .unwrap()
-            .unwrap(),
-        [SECRET]
+    let legacy = env
+        .store
+        .tenant_secrets(&"legacy".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((legacy.secret.current.as_str(), legacy.signing_key), (SECRET, None));
+    // its first write (turning v1a on) seals it and adds a key
+    let on = env
+        .store
+        .configure(
+            &"legacy".parse().unwrap(),
+            Some(Schemes { v1: true, v1a: true }),
+            &AsymmetricKey::generate(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(on.secret.current, SECRET);
+    assert!(on.signing_key.is_some());
+    let item = raw("legacy").await;
+    assert!(
+        !item.contains_key("current") && item.contains_key("current_sealed"),
+        "{item:?}"
     );
+    assert!(!format!("{item:?}").contains("whs"), "plaintext at rest: {item:?}");
 }
 
 /// The code block of `docs/WEBHOOKS.md` that starts with ```` ```{lang} ````
 /// and contains `needle`, as printed.
-fn doc_block(lang: &str, needle: &str) -> String {
+pub(crate) fn doc_block(lang: &str, needle: &str) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/WEBHOOKS.md")).unwrap();
     doc.split(&format!("```{lang}\n"))
         .skip(1)
@@ -912,7 +940,7 @@ fn doc_block(lang: &str, needle: &str) -> String {
 
 /// Runs `program` on `source` (saved as `receiver.{ext}`) with `input` on
 /// stdin; its JSON answer.
-fn run_snippet(program: &std::path::Path, ext: &str, source: &str, input: &Value) -> Value {
+pub(crate) fn run_snippet(program: &std::path::Path, ext: &str, source: &str, input: &Value) -> Value {
     use std::io::Write;
     let dir = std::env::temp_dir().join(format!("morag-doc-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1018,7 +1046,7 @@ process.stdin.on("end", () => {
     assert_eq!(node_wrong["verified"], json!([false, false, false, false]));
 }
 
-/// `v1a` signatures (the building block; not yet sent): an independent
+/// `v1a` signatures, the building block (`AsymmetricKey`): an independent
 /// ed25519 implementation (Python's `cryptography`, OpenSSL underneath)
 /// verifies what `AsymmetricKey` signs with nothing but the `whpk_` public
 /// key, and refuses a tampered body or another key's signature.

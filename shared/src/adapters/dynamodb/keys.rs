@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, s, to_item, unavailable, Condition, DynamoStore};
-use crate::domain::{ApiKeyRecord, KeyHash, TenantId, TenantSecrets};
+use super::{from_item, n, s, to_item, unavailable, Condition, DynamoStore};
+use crate::domain::delivery::Schemes;
+use crate::domain::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantId, TenantSecrets};
 use crate::error::StoreError;
 use crate::ports::{KeyStore, SecretCipher, SecretStore};
 
@@ -50,9 +51,10 @@ impl ApiKeyItem {
     }
 }
 
-/// A tenant's signing secrets, sealed (`*_sealed`: base64 KMS ciphertext
-/// bound to the tenant). `current`/`previous` in plaintext are read from
-/// items written before secrets were sealed, and never written.
+/// A tenant's signing, sealed (`*_sealed`: base64 KMS ciphertext bound to
+/// the tenant). `current`/`previous` in plaintext are read from items
+/// written before secrets were sealed, never written: any write seals them.
+/// `version` grows with every write; writes are conditional on it.
 #[derive(Serialize, Deserialize)]
 struct SecretItem {
     pk: String,
@@ -68,7 +70,22 @@ struct SecretItem {
     previous: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_until: Option<DateTime<Utc>>,
+    /// When the current secret was set.
     updated_at: DateTime<Utc>,
+    /// The `whsk_` ed25519 key (none on items from before `v1a`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_current_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_previous_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_previous_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_since: Option<DateTime<Utc>>,
+    /// `None`: `v1` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schemes: Option<Schemes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
 }
 
 #[async_trait]
@@ -148,103 +165,244 @@ impl DynamoStore {
         })
     }
 
-    async fn open_secret(
-        &self,
-        tenant: &TenantId,
-        sealed: Option<String>,
-        legacy: Option<String>,
-    ) -> Result<Option<String>, StoreError> {
-        match (sealed, legacy) {
-            (Some(sealed), _) => Ok(Some(self.cipher()?.open(tenant, &sealed).await?)),
-            (None, legacy) => Ok(legacy),
+    async fn secret_item(&self, tenant: &TenantId) -> Result<Option<SecretItem>, StoreError> {
+        match self.get(secret_pk(tenant), SECRET_SK).await? {
+            None => Ok(None),
+            Some(item) => from_item(item, "secret item").map(Some),
         }
     }
 
-    async fn sealed_item(
+    /// The plaintext of a sealed value (or of a legacy plaintext one).
+    async fn open_value(
         &self,
         tenant: &TenantId,
-        current: &str,
-        previous: Option<(String, DateTime<Utc>)>,
-    ) -> Result<SecretItem, StoreError> {
-        let cipher = self.cipher()?;
-        let (previous_sealed, previous_until) = match previous {
-            Some((p, until)) => (Some(cipher.seal(tenant, &p).await?), Some(until)),
-            None => (None, None),
+        sealed: Option<&String>,
+        legacy: Option<&String>,
+    ) -> Result<Option<String>, StoreError> {
+        match (sealed, legacy) {
+            (Some(sealed), _) => Ok(Some(self.cipher()?.open(tenant, sealed).await?)),
+            (None, legacy) => Ok(legacy.cloned()),
+        }
+    }
+
+    /// One credential of an item, opened; a previous value past its overlap
+    /// is not opened (it signs nothing).
+    fn rotating(
+        current: Option<String>,
+        since: DateTime<Utc>,
+        previous: Option<String>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Rotating, StoreError> {
+        let current = current.ok_or_else(|| StoreError::Corrupt {
+            what: "secret item",
+            detail: "no current secret".to_owned(),
+        })?;
+        let previous = match previous.zip(until) {
+            Some((p, until)) if until > crate::time::now() => Some((p, until)),
+            _ => None,
         };
-        Ok(SecretItem {
-            pk: secret_pk(tenant),
-            sk: SECRET_SK.to_owned(),
-            tenant: tenant.clone(),
-            current_sealed: Some(cipher.seal(tenant, current).await?),
-            previous_sealed,
-            current: None,
-            previous: None,
-            previous_until,
-            updated_at: crate::time::now(),
+        Ok(Rotating {
+            current,
+            previous,
+            since,
         })
+    }
+
+    async fn open_item(&self, tenant: &TenantId, item: &SecretItem) -> Result<TenantSecrets, StoreError> {
+        let now = crate::time::now();
+        let live = |until: Option<DateTime<Utc>>| until.is_some_and(|u| u > now);
+        let secret = Self::rotating(
+            self.open_value(tenant, item.current_sealed.as_ref(), item.current.as_ref())
+                .await?,
+            item.updated_at,
+            if live(item.previous_until) {
+                self.open_value(tenant, item.previous_sealed.as_ref(), item.previous.as_ref())
+                    .await?
+            } else {
+                None
+            },
+            item.previous_until,
+        )?;
+        let signing_key = match &item.key_current_sealed {
+            None => None,
+            Some(sealed) => Some(Self::rotating(
+                Some(self.cipher()?.open(tenant, sealed).await?),
+                item.key_since.unwrap_or(item.updated_at),
+                match (live(item.key_previous_until), &item.key_previous_sealed) {
+                    (true, Some(p)) => Some(self.cipher()?.open(tenant, p).await?),
+                    _ => None,
+                },
+                item.key_previous_until,
+            )?),
+        };
+        Ok(TenantSecrets {
+            secret,
+            signing_key,
+            schemes: item.schemes.unwrap_or_default(),
+        })
+    }
+
+    /// Seals what an item from before sealing holds in plaintext.
+    async fn seal_legacy(&self, tenant: &TenantId, item: &mut SecretItem) -> Result<(), StoreError> {
+        if let Some(plain) = item.current.take() {
+            item.current_sealed = Some(self.cipher()?.seal(tenant, &plain).await?);
+        }
+        if let Some(plain) = item.previous.take() {
+            item.previous_sealed = Some(self.cipher()?.seal(tenant, &plain).await?);
+        }
+        Ok(())
+    }
+
+    /// Writes `item` if the stored one is still at `seen` (`None`: there
+    /// was none); `false` if another write came first.
+    async fn put_secret_item(&self, mut item: SecretItem, seen: Option<Option<u64>>) -> Result<bool, StoreError> {
+        let condition = match seen {
+            None => Condition::new("attribute_not_exists(pk)"),
+            Some(None) => Condition::new("attribute_exists(pk) AND attribute_not_exists(version)"),
+            Some(Some(v)) => Condition::new("version = :seen").value(":seen", n(v)),
+        };
+        item.version = Some(seen.flatten().map_or(1, |v| v + 1));
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item, "secret item")?))
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(super::settle("PutItem", sent)?.is_some())
+    }
+}
+
+/// A rotation of the tenant's signing raced another write.
+fn raced(tenant: &TenantId, op: &'static str) -> StoreError {
+    StoreError::Conflict {
+        op,
+        detail: format!("tenant {tenant}'s signing changed while it was being written; nothing was written"),
     }
 }
 
 #[async_trait]
 impl SecretStore for DynamoStore {
     async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
-        let Some(item) = self.get(secret_pk(tenant), SECRET_SK).await? else {
-            return Ok(None);
-        };
-        let item: SecretItem = from_item(item, "secret item")?;
-        let current = self
-            .open_secret(tenant, item.current_sealed, item.current)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "secret item",
-                detail: "no current secret".to_owned(),
-            })?;
-        let previous = self.open_secret(tenant, item.previous_sealed, item.previous).await?;
-        Ok(Some(TenantSecrets {
-            current,
-            previous: previous.zip(item.previous_until),
-            since: item.updated_at,
-        }))
+        match self.secret_item(tenant).await? {
+            None => Ok(None),
+            Some(item) => self.open_item(tenant, &item).await.map(Some),
+        }
     }
 
-    async fn rotate_secret(
+    async fn rotate(
         &self,
         tenant: &TenantId,
-        new_secret: &str,
+        which: Credential,
+        new_value: &str,
         overlap_until: Option<DateTime<Utc>>,
     ) -> Result<TenantSecrets, StoreError> {
-        let previous = match overlap_until {
-            None => None,
-            Some(until) => self.tenant_secrets(tenant).await?.map(|s| (s.current, until)),
+        let now = crate::time::now();
+        let cipher = self.cipher()?;
+        let sealed_new = cipher.seal(tenant, new_value).await?;
+        let stored = self.secret_item(tenant).await?;
+        let seen = stored.as_ref().map(|i| i.version);
+        let mut item = match (stored, which) {
+            (Some(item), _) => item,
+            (None, Credential::Secret) => SecretItem {
+                pk: secret_pk(tenant),
+                sk: SECRET_SK.to_owned(),
+                tenant: tenant.clone(),
+                current_sealed: None,
+                previous_sealed: None,
+                current: None,
+                previous: None,
+                previous_until: None,
+                updated_at: now,
+                key_current_sealed: None,
+                key_previous_sealed: None,
+                key_previous_until: None,
+                key_since: None,
+                schemes: None,
+                version: None,
+            },
+            (None, Credential::SigningKey) => return Err(raced(tenant, "rotate")),
         };
-        let item = self.sealed_item(tenant, new_secret, previous.clone()).await?;
-        let since = item.updated_at;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&item, "secret item")?))
-            .send()
-            .await
-            .map_err(unavailable("PutItem"))?;
-        Ok(TenantSecrets {
-            current: new_secret.to_owned(),
-            previous,
-            since,
-        })
+        self.seal_legacy(tenant, &mut item).await?;
+        match which {
+            Credential::Secret => {
+                let old = item.current_sealed.replace(sealed_new);
+                (item.previous_sealed, item.previous_until) = match old.zip(overlap_until) {
+                    Some((old, until)) => (Some(old), Some(until)),
+                    None => (None, None),
+                };
+                item.updated_at = now;
+            }
+            Credential::SigningKey => {
+                let old = item.key_current_sealed.replace(sealed_new);
+                (item.key_previous_sealed, item.key_previous_until) = match old.zip(overlap_until) {
+                    Some((old, until)) => (Some(old), Some(until)),
+                    None => (None, None),
+                };
+                item.key_since = Some(now);
+            }
+        }
+        let answer = self.open_item(tenant, &item).await?;
+        if !self.put_secret_item(item, seen).await? {
+            return Err(raced(tenant, "rotate"));
+        }
+        Ok(answer)
     }
 
-    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(
-                &self.sealed_item(tenant, secret, None).await?,
-                "secret item",
-            )?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        Ok(super::settle("PutItem", sent)?.is_some())
+    async fn provision(&self, tenant: &TenantId, secret: &str, signing_key: &str) -> Result<bool, StoreError> {
+        let cipher = self.cipher()?;
+        let now = crate::time::now();
+        let item = SecretItem {
+            pk: secret_pk(tenant),
+            sk: SECRET_SK.to_owned(),
+            tenant: tenant.clone(),
+            current_sealed: Some(cipher.seal(tenant, secret).await?),
+            previous_sealed: None,
+            current: None,
+            previous: None,
+            previous_until: None,
+            updated_at: now,
+            key_current_sealed: Some(cipher.seal(tenant, signing_key).await?),
+            key_previous_sealed: None,
+            key_previous_until: None,
+            key_since: Some(now),
+            schemes: None,
+            version: None,
+        };
+        self.put_secret_item(item, None).await
+    }
+
+    async fn configure(
+        &self,
+        tenant: &TenantId,
+        schemes: Option<Schemes>,
+        new_key: &str,
+    ) -> Result<TenantSecrets, StoreError> {
+        // a write that raced another is tried again on what that one wrote
+        for _ in 0..3 {
+            let mut item = self.secret_item(tenant).await?.ok_or_else(|| StoreError::Conflict {
+                op: "configure",
+                detail: format!("tenant {tenant} has no signing secret yet"),
+            })?;
+            let seen = Some(item.version);
+            if item.key_current_sealed.is_none() {
+                item.key_current_sealed = Some(self.cipher()?.seal(tenant, new_key).await?);
+                item.key_since = Some(crate::time::now());
+            } else if schemes.is_none_or(|s| Some(s) == item.schemes.or(Some(Schemes::default()))) {
+                // nothing to change
+                return self.open_item(tenant, &item).await;
+            }
+            if schemes.is_some() {
+                item.schemes = schemes;
+            }
+            self.seal_legacy(tenant, &mut item).await?;
+            let answer = self.open_item(tenant, &item).await?;
+            if self.put_secret_item(item, seen).await? {
+                return Ok(answer);
+            }
+        }
+        Err(raced(tenant, "configure"))
     }
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::faults::lock;
-use crate::domain::{ApiKeyRecord, KeyHash, TenantId, TenantSecrets};
+use crate::domain::delivery::Schemes;
+use crate::domain::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantId, TenantSecrets};
 use crate::error::StoreError;
 use crate::ports::{KeyStore, SecretStore};
 
@@ -55,44 +56,87 @@ pub struct MemorySecretStore {
     pub secrets: Mutex<HashMap<TenantId, TenantSecrets>>,
 }
 
+/// `r` rotated to `new_value`, the old value signing until `overlap_until`.
+fn rotated(r: Option<&Rotating>, new_value: &str, overlap_until: Option<DateTime<Utc>>) -> Rotating {
+    Rotating {
+        current: new_value.to_owned(),
+        previous: r.zip(overlap_until).map(|(r, until)| (r.current.clone(), until)),
+        since: crate::time::now(),
+    }
+}
+
 #[async_trait]
 impl SecretStore for MemorySecretStore {
     async fn tenant_secrets(&self, tenant: &TenantId) -> Result<Option<TenantSecrets>, StoreError> {
         Ok(lock(&self.secrets).get(tenant).cloned())
     }
 
-    async fn rotate_secret(
+    async fn rotate(
         &self,
         tenant: &TenantId,
-        new_secret: &str,
+        which: Credential,
+        new_value: &str,
         overlap_until: Option<DateTime<Utc>>,
     ) -> Result<TenantSecrets, StoreError> {
         let mut secrets = lock(&self.secrets);
-        let previous = secrets
-            .get(tenant)
-            .and_then(|s| overlap_until.map(|u| (s.current.clone(), u)));
-        let stored = TenantSecrets {
-            current: new_secret.to_owned(),
-            previous,
-            since: crate::time::now(),
+        let stored = match (secrets.get(tenant), which) {
+            (None, Credential::Secret) => TenantSecrets {
+                secret: rotated(None, new_value, None),
+                signing_key: None,
+                schemes: Schemes::default(),
+            },
+            (None, Credential::SigningKey) => return Err(no_signing(tenant)),
+            (Some(s), Credential::Secret) => TenantSecrets {
+                secret: rotated(Some(&s.secret), new_value, overlap_until),
+                ..s.clone()
+            },
+            (Some(s), Credential::SigningKey) => TenantSecrets {
+                signing_key: Some(rotated(s.signing_key.as_ref(), new_value, overlap_until)),
+                ..s.clone()
+            },
         };
         secrets.insert(tenant.clone(), stored.clone());
         Ok(stored)
     }
 
-    async fn provision_secret(&self, tenant: &TenantId, secret: &str) -> Result<bool, StoreError> {
+    async fn provision(&self, tenant: &TenantId, secret: &str, signing_key: &str) -> Result<bool, StoreError> {
         let mut secrets = lock(&self.secrets);
         if secrets.contains_key(tenant) {
             return Ok(false);
         }
+        let now = crate::time::now();
         secrets.insert(
             tenant.clone(),
             TenantSecrets {
-                current: secret.to_owned(),
-                previous: None,
-                since: crate::time::now(),
+                secret: Rotating::new(secret, now),
+                signing_key: Some(Rotating::new(signing_key, now)),
+                schemes: Schemes::default(),
             },
         );
         Ok(true)
+    }
+
+    async fn configure(
+        &self,
+        tenant: &TenantId,
+        schemes: Option<Schemes>,
+        new_key: &str,
+    ) -> Result<TenantSecrets, StoreError> {
+        let mut secrets = lock(&self.secrets);
+        let stored = secrets.get_mut(tenant).ok_or_else(|| no_signing(tenant))?;
+        if stored.signing_key.is_none() {
+            stored.signing_key = Some(Rotating::new(new_key, crate::time::now()));
+        }
+        if let Some(schemes) = schemes {
+            stored.schemes = schemes;
+        }
+        Ok(stored.clone())
+    }
+}
+
+fn no_signing(tenant: &TenantId) -> StoreError {
+    StoreError::Conflict {
+        op: "configure",
+        detail: format!("tenant {tenant} has no signing secret yet"),
     }
 }

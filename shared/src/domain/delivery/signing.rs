@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The `User-Agent` of every webhook request (the MoRAG seed's).
@@ -112,6 +113,104 @@ impl AsymmetricKey {
     }
 }
 
+/// A signature scheme of the Standard Webhooks spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// HMAC-SHA256 with the shared `whsec_` secret.
+    V1,
+    /// Ed25519 with the `whsk_` key; receivers hold only its `whpk_` half.
+    V1a,
+}
+
+/// Which signatures a tenant's webhooks carry: at least one of `v1`, `v1a`.
+/// Stored and shown as a list (`["v1"]`, `["v1a"]`, `["v1", "v1a"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Scheme>", into = "Vec<Scheme>")]
+pub struct Schemes {
+    pub v1: bool,
+    pub v1a: bool,
+}
+
+impl Default for Schemes {
+    /// `v1` only: what every Standard Webhooks library verifies.
+    fn default() -> Self {
+        Self { v1: true, v1a: false }
+    }
+}
+
+impl TryFrom<Vec<Scheme>> for Schemes {
+    type Error = &'static str;
+
+    fn try_from(list: Vec<Scheme>) -> Result<Self, Self::Error> {
+        let schemes = Self {
+            v1: list.contains(&Scheme::V1),
+            v1a: list.contains(&Scheme::V1a),
+        };
+        if !(schemes.v1 || schemes.v1a) {
+            return Err("schemes lists at least one of \"v1\", \"v1a\"");
+        }
+        Ok(schemes)
+    }
+}
+
+impl From<Schemes> for Vec<Scheme> {
+    fn from(s: Schemes) -> Self {
+        [(s.v1, Scheme::V1), (s.v1a, Scheme::V1a)]
+            .into_iter()
+            .filter_map(|(on, scheme)| on.then_some(scheme))
+            .collect()
+    }
+}
+
+/// What signs one tenant's webhooks now: its `whsec_` secrets (for `v1`)
+/// and its ed25519 keys (for `v1a`), each newest first (two during a
+/// rotation's overlap).
+#[derive(Debug, Clone)]
+pub struct Signer {
+    secrets: Vec<SigningSecret>,
+    keys: Vec<AsymmetricKey>,
+}
+
+/// The signing headers of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// `webhook-signature`: the `v1` signatures, then the `v1a` ones.
+    pub signature: String,
+    /// `webhook-key-ids`: the key id of each `v1a` signature, in the order
+    /// they appear in `webhook-signature`; `None` without `v1a`.
+    pub key_ids: Option<String>,
+}
+
+impl Signer {
+    pub fn new(secrets: Vec<SigningSecret>, keys: Vec<AsymmetricKey>) -> Self {
+        Self { secrets, keys }
+    }
+
+    /// Nothing to sign with (a tenant whose schemes name no credential).
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.keys.is_empty()
+    }
+
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Signed {
+        let signatures = self
+            .secrets
+            .iter()
+            .map(|s| s.sign(id, timestamp, body))
+            .chain(self.keys.iter().map(|k| k.sign(id, timestamp, body)));
+        Signed {
+            signature: signatures.collect::<Vec<_>>().join(" "),
+            key_ids: (!self.keys.is_empty()).then(|| {
+                self.keys
+                    .iter()
+                    .map(AsymmetricKey::key_id)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        }
+    }
+}
+
 /// The `webhook-signature` header: one signature per active secret (two
 /// during a rotation), space-separated.
 pub fn signature_header(secrets: &[SigningSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -163,5 +262,41 @@ mod tests {
         assert!(SigningSecret::parse("nope").is_err());
         assert!(SigningSecret::parse("whsec_c2hvcnQ=").is_err());
         assert!(!format!("{new:?}").contains("whsec"));
+    }
+
+    #[test]
+    fn a_signer_signs_v1_then_v1a_and_names_the_v1a_keys_in_order() {
+        let secret = SigningSecret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let new = AsymmetricKey::parse(&AsymmetricKey::generate()).unwrap();
+        let old = AsymmetricKey::parse(&AsymmetricKey::generate()).unwrap();
+        let signer = Signer::new(vec![secret.clone()], vec![new.clone(), old.clone()]);
+        let signed = signer.sign("msg_1", 1, b"{}");
+        assert_eq!(
+            signed.signature,
+            [
+                secret.sign("msg_1", 1, b"{}"),
+                new.sign("msg_1", 1, b"{}"),
+                old.sign("msg_1", 1, b"{}")
+            ]
+            .join(" ")
+        );
+        assert_eq!(signed.key_ids, Some(format!("{} {}", new.key_id(), old.key_id())));
+
+        let v1_only = Signer::new(vec![secret.clone()], Vec::new()).sign("msg_1", 1, b"{}");
+        assert_eq!(v1_only.key_ids, None);
+        assert!(!v1_only.signature.contains("v1a,"));
+        let v1a_only = Signer::new(Vec::new(), vec![new.clone()]).sign("msg_1", 1, b"{}");
+        assert_eq!(v1a_only.signature, new.sign("msg_1", 1, b"{}"));
+        assert!(Signer::new(Vec::new(), Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn schemes_are_a_non_empty_list() {
+        let both: Schemes = serde_json::from_str(r#"["v1a", "v1", "v1a"]"#).unwrap();
+        assert_eq!(both, Schemes { v1: true, v1a: true });
+        assert_eq!(serde_json::to_string(&both).unwrap(), r#"["v1","v1a"]"#);
+        assert_eq!(serde_json::to_string(&Schemes::default()).unwrap(), r#"["v1"]"#);
+        assert!(serde_json::from_str::<Schemes>("[]").is_err());
+        assert!(serde_json::from_str::<Schemes>(r#"["v2"]"#).is_err());
     }
 }
