@@ -326,3 +326,57 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
         json!([[true]])
     );
 }
+
+/// Rotations that race: each write is conditional on the version it read,
+/// so of eight concurrent rotations the ones that succeed form one chain
+/// (each one's previous secret is the one before it: no two succeed from the
+/// same state, which would drop a secret receivers were told still signs)
+/// and the others fail as `Conflict`, writing nothing.
+#[tokio::test]
+async fn racing_rotations_never_both_win_from_the_same_state() {
+    use morag_shared::domain::delivery::SigningSecret;
+    use morag_shared::domain::Credential;
+    use morag_shared::error::StoreError;
+    use morag_shared::ports::SecretStore;
+    let (env, _) = webhook_env("1").await;
+    let tenant: morag_shared::domain::TenantId = "acme".parse().unwrap();
+    let until = morag_shared::time::now() + chrono::Duration::hours(1);
+    let rotations = (0..8).map(|_| {
+        let store = env.store.clone();
+        let tenant = tenant.clone();
+        tokio::spawn(async move {
+            let new = SigningSecret::generate();
+            let got = store.rotate(&tenant, Credential::Secret, &new, Some(until)).await;
+            (new, got)
+        })
+    });
+    let mut won = Vec::new();
+    let mut conflicts = 0;
+    for r in futures_util::future::join_all(rotations).await {
+        match r.unwrap() {
+            (new, Ok(stored)) => {
+                assert_eq!(stored.secret.current, new);
+                won.push((stored.secret.previous.unwrap().0, new));
+            }
+            (_, Err(StoreError::Conflict { .. })) => conflicts += 1,
+            (_, Err(e)) => panic!("{e}"),
+        }
+    }
+    assert!(!won.is_empty());
+    assert!(conflicts > 0, "the rotations did not race; the test checked nothing");
+    // the winners chain from SECRET: every previous is SECRET or another winner's new
+    let mut previous: Vec<&str> = won.iter().map(|(p, _)| p.as_str()).collect();
+    previous.sort_unstable();
+    previous.dedup();
+    assert_eq!(
+        previous.len(),
+        won.len(),
+        "two rotations won from the same state: {won:?}"
+    );
+    let mut at = crate::webhooks::SECRET.to_owned();
+    for _ in 0..won.len() {
+        at = won.iter().find(|(p, _)| *p == at).expect("a broken chain").1.clone();
+    }
+    let stored = env.store.tenant_secrets(&tenant).await.unwrap().unwrap();
+    assert_eq!(stored.secret.current, at, "the last winner's secret is current");
+}
