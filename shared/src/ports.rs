@@ -242,6 +242,9 @@ pub trait DeliveryStore: Send + Sync {
     /// Ends a `pending` delivery of `cycle` as `dead` without an attempt (its
     /// message is in the webhook DLQ); false if it has moved on.
     async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
+    /// Ends a `pending` delivery of `cycle` as `superseded` without an
+    /// attempt (a newer delivery overtook it); false if it has moved on.
+    async fn supersede(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
     /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued
     /// (in the outbox, for the watchdog if the enqueue that follows fails).
     async fn restart_delivery(

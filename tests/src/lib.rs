@@ -539,6 +539,7 @@ impl TestEnv {
             event_type: morag_shared::domain::WebhookEvent::TaskStarted,
             url: url.into(),
             payload: r#"{"event_type":"task_started"}"#.into(),
+            sequence: 1,
             state,
             created_at: morag_shared::time::now(),
             enqueued: true,

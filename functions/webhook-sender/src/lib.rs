@@ -26,8 +26,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
 use morag_shared::batch::{self, Handled, Received};
-use morag_shared::domain::delivery::{parse_retry_after, RetrySchedule, Signer, Verdict, MAX_SQS_DELAY};
-use morag_shared::domain::{AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId};
+use morag_shared::domain::delivery::{overtaken_by, parse_retry_after, RetrySchedule, Signer, Verdict, MAX_SQS_DELAY};
+use morag_shared::domain::{
+    AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId, WebhookEvent,
+};
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
 use morag_shared::ports::{DeadLetters, DeliveryStore, SecretStore, Visibility};
@@ -202,6 +204,9 @@ impl Sender {
                 return Ok(Outcome::Done);
             }
         }
+        if self.superseded(&delivery).await? {
+            return Ok(Outcome::Done);
+        }
         let started = Instant::now();
         let outcome = self.attempt(&delivery).await?;
         let verdict = outcome.verdict();
@@ -252,6 +257,38 @@ impl Sender {
             (DeliveryState::Dead, _) => self.park(record, delivery.attempts.len() + 1).await,
             _ => Ok(Outcome::Done),
         }
+    }
+
+    /// Ends a `task_progress` delivery that a newer progress or the task's
+    /// end to the same target overtook (`superseded`, no attempt): on its
+    /// first receive or any retry, its receiver would only get a stale state
+    /// after a newer one. One Query of the task's deliveries, for progress
+    /// deliveries only.
+    async fn superseded(&self, delivery: &Delivery) -> Result<bool, StoreError> {
+        if delivery.event_type != WebhookEvent::TaskProgress || delivery.sequence == 0 {
+            return Ok(false);
+        }
+        let same_task = self.ports.deliveries.list_deliveries(&delivery.task_id).await?;
+        let Some(newer) = overtaken_by(delivery, &same_task) else {
+            return Ok(false);
+        };
+        let ended = self
+            .ports
+            .deliveries
+            .supersede(&delivery.task_id, &delivery.delivery_id, delivery.cycle)
+            .await?;
+        if ended {
+            tracing::info!(
+                by = %newer.delivery_id,
+                by_event_type = %newer.event_type,
+                sequence = delivery.sequence,
+                by_sequence = newer.sequence,
+                "progress overtaken before it was delivered: superseded, not sent"
+            );
+        } else {
+            tracing::info!("the delivery moved on meanwhile; nothing to do");
+        }
+        Ok(true)
     }
 
     /// Parks a spent delivery's message in the webhook DLQ (for `morag dlq

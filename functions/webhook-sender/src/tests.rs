@@ -73,6 +73,7 @@ fn delivery(url: &str) -> Delivery {
         event_type: WebhookEvent::TaskStarted,
         url: url.to_owned(),
         payload: r#"{"event_type":"task_started"}"#.to_owned(),
+        sequence: 1,
         state: DeliveryState::Pending,
         created_at: morag_shared::time::now(),
         enqueued: true,

@@ -23,6 +23,8 @@ pub struct PlannedDelivery {
     pub url: String,
     /// The JSON body.
     pub payload: String,
+    /// The task's event sequence after the event (`data.sequence`).
+    pub sequence: u64,
 }
 
 impl PlannedDelivery {
@@ -35,6 +37,7 @@ impl PlannedDelivery {
             event_type: self.event_type,
             url: self.url,
             payload: self.payload,
+            sequence: self.sequence,
             state: DeliveryState::Pending,
             created_at: now,
             enqueued: false,
@@ -135,6 +138,7 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, api_base: Opti
             event_type,
             url: url.clone(),
             payload: payload(after, event_type, milestone, event, api_base),
+            sequence: after.event_seq,
         })
         .collect()
 }

@@ -306,6 +306,12 @@ pub async fn check(
                         ));
                     }
                 }
+                DeliveryState::Superseded => {
+                    if morag_shared::domain::delivery::overtaken_by(d, &deliveries).is_none() {
+                        v.problems
+                            .push(format!("delivery {id} superseded, but nothing newer overtook it"));
+                    }
+                }
                 DeliveryState::Failed => v
                     .problems
                     .push(format!("delivery {id} failed for good; no receiver refuses for good")),

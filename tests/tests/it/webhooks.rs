@@ -103,23 +103,28 @@ async fn a_task_sends_signed_started_milestones_and_completed_once_each() {
     let (env, schedule) = webhook_env("1,1").await;
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), None).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "p1", "progress", Some(0.3), 2),
-        event(&task_id, "p1", "progress", Some(0.3), 2),
-        event(&task_id, "p2", "progress", Some(0.6), 3),
-        event(&task_id, "p0", "progress", Some(0.2), 0),
-        event(&task_id, "p3", "progress", Some(0.9), 4),
-        event(&task_id, "c", "completed", None, 5),
-        event(&task_id, "late", "progress", Some(0.95), 6),
-    ])
-    .await;
-    deliver_all(
-        &env,
-        &sender(&env, &schedule, Duration::from_secs(5)),
-        Duration::from_secs(20),
-    )
-    .await;
+    // a live task: each milestone is delivered before the next event comes
+    // (a backlog would supersede the older progress, see below)
+    let sender = sender(&env, &schedule, Duration::from_secs(5));
+    for phase in [
+        vec![
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "p1", "progress", Some(0.3), 2),
+            event(&task_id, "p1", "progress", Some(0.3), 2),
+        ],
+        vec![
+            event(&task_id, "p2", "progress", Some(0.6), 3),
+            event(&task_id, "p0", "progress", Some(0.2), 0),
+        ],
+        vec![event(&task_id, "p3", "progress", Some(0.9), 4)],
+        vec![
+            event(&task_id, "c", "completed", None, 5),
+            event(&task_id, "late", "progress", Some(0.95), 6),
+        ],
+    ] {
+        env.send_status_events(&phase).await;
+        deliver_all(&env, &sender, Duration::from_secs(20)).await;
+    }
 
     let got = receiver.received();
     let kinds: Vec<String> = got
@@ -976,18 +981,18 @@ async fn the_receivers_in_the_docs_verify_and_order_real_webhooks() {
     let (env, schedule) = webhook_env("1").await;
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), None).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "p", "progress", Some(0.6), 2),
-        event(&task_id, "c", "completed", None, 3),
-    ])
-    .await;
-    deliver_all(
-        &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
-        Duration::from_secs(15),
-    )
-    .await;
+    let sender = sender(&env, &schedule, Duration::from_secs(2));
+    // live: the progress is delivered before the task completes
+    for phase in [
+        vec![
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "p", "progress", Some(0.6), 2),
+        ],
+        vec![event(&task_id, "c", "completed", None, 3)],
+    ] {
+        env.send_status_events(&phase).await;
+        deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    }
     let mut got = receiver.received();
     assert_eq!(got.len(), 3);
     got.sort_by_key(|r| r.json()["data"]["sequence"].as_u64());
@@ -1087,5 +1092,137 @@ print(json.dumps(out))
     assert_eq!(
         run_snippet(&venv_python, "py", script, &input),
         json!([true, false, false])
+    );
+}
+
+/// The deliveries of `task_id` by event type: `(state, attempts_total)`.
+async fn states_by_type(env: &TestEnv, task_id: &str) -> Vec<(String, String, u64)> {
+    let mut v: Vec<(String, String, u64)> = deliveries(env, task_id).await["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["event_type"].as_str().unwrap().to_owned(),
+                d["state"].as_str().unwrap().to_owned(),
+                d["attempts_total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A backlog (a receiver back after an outage, a sender that fell behind):
+/// progress webhooks that a newer progress or the task's end overtook are
+/// not sent at all (`superseded`, no attempt); `task_started` and
+/// `task_completed` always are.
+#[tokio::test]
+async fn progress_overtaken_before_its_first_attempt_is_superseded_not_sent() {
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(200).await;
+    let task_id = submit(&env, &receiver.url(), None).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "p1", "progress", Some(0.3), 2),
+        event(&task_id, "p2", "progress", Some(0.6), 3),
+        event(&task_id, "c", "completed", None, 4),
+    ])
+    .await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(2)),
+        Duration::from_secs(15),
+    )
+    .await;
+    let kinds: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["task_completed", "task_started"], "{kinds:?}");
+    assert_eq!(
+        states_by_type(&env, &task_id).await,
+        [
+            ("task_completed".into(), "succeeded".into(), 1),
+            ("task_progress".into(), "superseded".into(), 0),
+            ("task_progress".into(), "superseded".into(), 0),
+            ("task_started".into(), "succeeded".into(), 1),
+        ]
+    );
+}
+
+/// A progress webhook waiting for its retry when the task completes is not
+/// sent again: its message comes back, finds the completion newer, and ends
+/// `superseded` (its one failed attempt kept); no progress reaches the
+/// receiver after the task's `task_completed`.
+#[tokio::test]
+async fn progress_overtaken_while_it_waits_for_a_retry_is_superseded() {
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::start(
+        vec![
+            morag_tests::receiver::Reply::Status(503),
+            morag_tests::receiver::Reply::Status(503),
+        ],
+        morag_tests::receiver::Reply::Status(200),
+    )
+    .await;
+    let task_id = submit(&env, &receiver.url(), None).await;
+    env.send_status_events(&[
+        event(&task_id, "s", "started", None, 1),
+        event(&task_id, "p1", "progress", Some(0.3), 2),
+    ])
+    .await;
+    // the first attempts (both refused with a 503), nothing more
+    let recorder = env.recorder();
+    morag_cli::esm::poll_once(
+        &env.sqs,
+        &env.resources.status_events_queue_url,
+        10,
+        Duration::ZERO,
+        |b| recorder.handle(b),
+    )
+    .await
+    .unwrap();
+    let sender = sender(&env, &schedule, Duration::from_secs(2));
+    let first = morag_cli::esm::poll_once(
+        &env.sqs,
+        &env.resources.webhook_queue_url,
+        10,
+        Duration::from_secs(1),
+        |b| sender.handle(b),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.received, 2);
+    assert_eq!(receiver.received().len(), 2);
+
+    env.send_status_events(&[event(&task_id, "c", "completed", None, 3)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    let kinds: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "task_progress").count(),
+        1,
+        "the refused first attempt only: {kinds:?}"
+    );
+    let completed_at = kinds.iter().position(|k| k == "task_completed").expect("completed sent");
+    assert!(
+        !kinds[completed_at..].contains(&"task_progress".to_owned()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        states_by_type(&env, &task_id).await,
+        [
+            ("task_completed".into(), "succeeded".into(), 1),
+            ("task_progress".into(), "superseded".into(), 1),
+            ("task_started".into(), "succeeded".into(), 2),
+        ]
     );
 }

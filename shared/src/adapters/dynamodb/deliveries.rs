@@ -28,6 +28,9 @@ struct DeliveryItem {
     event_type: WebhookEvent,
     url: String,
     payload: String,
+    /// Absent on items written before sequences were kept.
+    #[serde(default)]
+    sequence: u64,
     state: DeliveryState,
     created_at: DateTime<Utc>,
     enqueued: bool,
@@ -56,6 +59,7 @@ impl DeliveryItem {
             event_type: d.event_type,
             url: d.url.clone(),
             payload: d.payload.clone(),
+            sequence: d.sequence,
             state: d.state,
             created_at: d.created_at,
             enqueued: d.enqueued,
@@ -76,6 +80,7 @@ impl DeliveryItem {
             event_type: self.event_type,
             url: self.url,
             payload: self.payload,
+            sequence: self.sequence,
             state: self.state,
             created_at: self.created_at,
             enqueued: self.enqueued,
@@ -343,27 +348,34 @@ impl DeliveryStore for DynamoStore {
     }
 
     async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
-        self.give_up_delivery(task_id, delivery_id, cycle).await
+        self.end_pending(task_id, delivery_id, cycle, "dead").await
+    }
+
+    async fn supersede(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        self.end_pending(task_id, delivery_id, cycle, "superseded").await
     }
 }
 
 impl DynamoStore {
-    async fn give_up_delivery(
+    /// A `pending` delivery of `cycle` to the final `state` without an
+    /// attempt, out of the due index.
+    async fn end_pending(
         &self,
         task_id: &TaskId,
         delivery_id: &DeliveryId,
         cycle: u32,
+        state: &'static str,
     ) -> Result<bool, StoreError> {
         let still_pending = Condition::new("#cycle = :cycle AND #state = :pending")
             .name("#cycle", "cycle")
             .name("#state", "state")
             .value(":cycle", n(cycle))
             .value(":pending", s("pending"))
-            .value(":dead", s("dead"));
+            .value(":end", s(state));
         self.delivery_updated(
             task_id,
             delivery_id,
-            "SET #state = :dead REMOVE due_pk, due_sk",
+            "SET #state = :end REMOVE due_pk, due_sk",
             still_pending,
         )
         .await

@@ -277,6 +277,16 @@ fn paginate<T>(all: Vec<T>, limit: usize, start: Option<PageKey>) -> Page<T> {
     Page { items, next }
 }
 
+impl MemoryTaskStore {
+    fn end_pending(&self, delivery_id: &DeliveryId, cycle: u32, state: DeliveryState) -> bool {
+        lock(&self.deliveries)
+            .get_mut(delivery_id)
+            .filter(|d| d.state == DeliveryState::Pending && d.cycle == cycle)
+            .map(|d| d.state = state)
+            .is_some()
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for MemoryTaskStore {
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
@@ -355,11 +365,12 @@ impl DeliveryStore for MemoryTaskStore {
 
     async fn give_up(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
         down(&self.fail, "memory", "give_up")?;
-        Ok(lock(&self.deliveries)
-            .get_mut(delivery_id)
-            .filter(|d| d.state == DeliveryState::Pending && d.cycle == cycle)
-            .map(|d| d.state = DeliveryState::Dead)
-            .is_some())
+        Ok(self.end_pending(delivery_id, cycle, DeliveryState::Dead))
+    }
+
+    async fn supersede(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "supersede")?;
+        Ok(self.end_pending(delivery_id, cycle, DeliveryState::Superseded))
     }
 
     async fn restart_delivery(

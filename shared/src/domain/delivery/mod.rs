@@ -134,6 +134,10 @@ pub enum DeliveryState {
     Failed,
     /// The attempt budget is spent; the message is in the webhook DLQ.
     Dead,
+    /// A `task_progress` that a newer progress or a terminal delivery of the
+    /// same task to the same target overtook before it was delivered: not
+    /// sent (see [`overtaken_by`]).
+    Superseded,
 }
 
 /// Why an attempt got no answer (stored, and shown in the API, as its
@@ -259,6 +263,9 @@ pub struct Delivery {
     pub url: String,
     /// The JSON body, fixed when the delivery is planned.
     pub payload: String,
+    /// The task's event sequence when it was planned (its `data.sequence`;
+    /// 0 on deliveries stored before it was kept).
+    pub sequence: u64,
     pub state: DeliveryState,
     pub created_at: DateTime<Utc>,
     /// Whether its message is on the webhook queue (the outbox flag).
@@ -297,6 +304,27 @@ impl Delivery {
     }
 }
 
+/// The delivery that overtook `d`, if `d` is a `task_progress` still worth
+/// nothing to its receiver: another delivery of the same task to the same
+/// target, planned by a later event, that is a `task_progress` (a newer
+/// progress) or a `task_completed`/`task_failed` (the end). Only progress is
+/// ever overtaken; a delivery without a sequence (stored before sequences
+/// were kept) is never.
+pub fn overtaken_by<'a>(d: &Delivery, same_task: &'a [Delivery]) -> Option<&'a Delivery> {
+    if d.event_type != WebhookEvent::TaskProgress || d.sequence == 0 {
+        return None;
+    }
+    same_task.iter().find(|o| {
+        o.task_id == d.task_id
+            && o.url == d.url
+            && o.sequence > d.sequence
+            && matches!(
+                o.event_type,
+                WebhookEvent::TaskProgress | WebhookEvent::TaskCompleted | WebhookEvent::TaskFailed
+            )
+    })
+}
+
 /// The message on the webhook queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryMessage {
@@ -319,6 +347,7 @@ mod tests {
             event_type: WebhookEvent::TaskStarted,
             url: "https://example.com/h".to_owned(),
             payload: "{}".to_owned(),
+            sequence: 1,
             state: DeliveryState::Pending,
             created_at: crate::time::now(),
             enqueued: true,
@@ -340,6 +369,54 @@ mod tests {
             (MAX_KEPT_ATTEMPTS, MAX_KEPT_ATTEMPTS as u32 + 5)
         );
         assert_eq!(d.attempts[0].latency_ms, 5);
+    }
+
+    #[test]
+    fn only_progress_is_overtaken_and_only_by_newer_progress_or_an_end() {
+        let task = TaskId::new();
+        let d = |event_type: WebhookEvent, sequence: u64, url: &str| Delivery {
+            task_id: task,
+            tenant: "acme".parse().unwrap(),
+            delivery_id: DeliveryId::derive(&task, event_type, &sequence.to_string()),
+            event_type,
+            url: url.to_owned(),
+            payload: "{}".to_owned(),
+            sequence,
+            state: DeliveryState::Pending,
+            created_at: crate::time::now(),
+            enqueued: true,
+            cycle: 0,
+            attempts: Vec::new(),
+            attempts_total: 0,
+        };
+        let (a, b) = ("https://a.example.com/h", "https://b.example.com/h");
+        let progress = d(WebhookEvent::TaskProgress, 3, a);
+        let by = |others: Vec<Delivery>| overtaken_by(&progress, &others).map(|o| o.sequence);
+        assert_eq!(by(vec![d(WebhookEvent::TaskProgress, 5, a)]), Some(5));
+        assert_eq!(by(vec![d(WebhookEvent::TaskCompleted, 6, a)]), Some(6));
+        assert_eq!(by(vec![d(WebhookEvent::TaskFailed, 4, a)]), Some(4));
+        // not by older ones, itself, another target, a start or a stall
+        assert_eq!(by(vec![d(WebhookEvent::TaskProgress, 2, a), progress.clone()]), None);
+        assert_eq!(by(vec![d(WebhookEvent::TaskCompleted, 9, b)]), None);
+        assert_eq!(by(vec![d(WebhookEvent::TaskStalled, 9, a)]), None);
+        assert_eq!(by(vec![d(WebhookEvent::TaskStarted, 9, a)]), None);
+        // what is never overtaken
+        let newer = [
+            d(WebhookEvent::TaskCompleted, 99, a),
+            d(WebhookEvent::TaskProgress, 98, a),
+        ];
+        for kind in [
+            WebhookEvent::TaskStarted,
+            WebhookEvent::TaskStalled,
+            WebhookEvent::TaskCompleted,
+            WebhookEvent::TaskFailed,
+        ] {
+            assert!(overtaken_by(&d(kind, 1, a), &newer).is_none(), "{kind:?}");
+        }
+        assert!(
+            overtaken_by(&d(WebhookEvent::TaskProgress, 0, a), &newer).is_none(),
+            "no sequence"
+        );
     }
 
     #[test]

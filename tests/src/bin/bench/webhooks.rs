@@ -37,6 +37,9 @@ fn delivery(task_id: TaskId, i: usize, url: &str) -> Delivery {
         event_type: WebhookEvent::TaskProgress,
         url: url.to_owned(),
         payload: PAYLOAD.to_owned(),
+        // many deliveries of one task here: without a sequence none is
+        // checked for being overtaken (a real task has a handful)
+        sequence: 0,
         state: DeliveryState::Pending,
         created_at: morag_shared::time::now(),
         enqueued: true,
