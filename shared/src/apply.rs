@@ -5,8 +5,9 @@
 //! watchdog its own (`stalled`, `timed_out`, `processing_failed`).
 
 use crate::domain::{
-    decide_linked, ApplyOutcome, Decision, Delivery, Ignored, Retention, StatusEvent, Task, TaskId, TaskStatus,
+    decide_linked, ApplyOutcome, Decision, Delivery, Ignored, Links, Retention, StatusEvent, Task, TaskId, TaskStatus,
 };
+use crate::endpoints::EndpointCache;
 use crate::error::StoreError;
 use crate::outbox::enqueue_delivery;
 use crate::ports::{DeliveryStore, TaskStore, WebhookQueue};
@@ -36,6 +37,8 @@ pub struct Applier<'a> {
     pub flush_on_duplicate: bool,
     /// The deployment's public API URL, for the webhooks' `data.status_url`.
     pub api_base: Option<&'a str>,
+    /// The tenants' endpoints, which get the task's webhooks too.
+    pub endpoints: &'a EndpointCache,
 }
 
 impl Applier<'_> {
@@ -51,7 +54,12 @@ impl Applier<'_> {
                     None => return Ok(Applied::UnknownTask),
                 },
             };
-            let (after, entry, planned) = match decide_linked(&task, event, self.api_base) {
+            let endpoints = self.endpoints.enabled(&task.tenant).await?;
+            let links = Links {
+                api_base: self.api_base,
+                endpoints: &endpoints,
+            };
+            let (after, entry, planned) = match decide_linked(&task, event, links) {
                 Decision::Ignore(why) => {
                     // a redelivered event may be the retry of a writer that
                     // died before enqueueing its webhooks: finish that job

@@ -293,6 +293,9 @@ pub struct StatusConfig {
     pub webhook_queue_url: String,
     /// `MORAG_SECRETS_KEY_ID`: the KMS key sealing signing secrets.
     pub secrets_key_id: String,
+    /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local
+    /// mode only): what endpoint URLs may point at.
+    pub target_policy: TargetPolicy,
     pub aws: AwsSettings,
 }
 
@@ -307,6 +310,7 @@ impl FromEnv for StatusConfig {
             cursor_secret: SecretString::from(secret),
             webhook_queue_url: env.required("MORAG_WEBHOOK_QUEUE_URL"),
             secrets_key_id: env.required("MORAG_SECRETS_KEY_ID"),
+            target_policy: env.target_policy(),
             aws: AwsSettings::read(env),
         }
     }

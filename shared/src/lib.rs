@@ -18,6 +18,7 @@ pub mod apply;
 pub mod batch;
 pub mod config;
 pub mod domain;
+pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod outbound;

@@ -12,8 +12,9 @@ use crate::domain::delivery::Schemes;
 use crate::domain::watch::Watched;
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Credential, Delivery, DeliveryId, DeliveryMessage,
-    DeliveryState, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page, PageKey, PresignedPut,
-    RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets, Upload, UploadId,
+    DeliveryState, Endpoint, EndpointId, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page,
+    PageKey, PresignedPut, RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets,
+    Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -241,10 +242,21 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<Option<Delivery>, StoreError>;
     /// Ends a `pending` delivery of `cycle` as `dead` without an attempt (its
     /// message is in the webhook DLQ); false if it has moved on.
-    async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
-    /// Ends a `pending` delivery of `cycle` as `superseded` without an
-    /// attempt (a newer delivery overtook it); false if it has moved on.
-    async fn supersede(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
+    async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
+        self.end_unattempted(task_id, delivery_id, cycle, DeliveryState::Dead)
+            .await
+    }
+    /// Ends a `pending` delivery of `cycle` in `state` (`dead`,
+    /// `superseded`: a newer delivery overtook it, `paused`: its endpoint is
+    /// disabled) without an attempt, out of the outbox; false if it has
+    /// moved on.
+    async fn end_unattempted(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        state: DeliveryState,
+    ) -> Result<bool, StoreError>;
     /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued
     /// (in the outbox, for the watchdog if the enqueue that follows fails).
     async fn restart_delivery(
@@ -252,6 +264,27 @@ pub trait DeliveryStore: Send + Sync {
         task_id: &TaskId,
         delivery_id: &DeliveryId,
     ) -> Result<Option<Delivery>, StoreError>;
+}
+
+/// Tenants' webhook endpoints, and each endpoint's delivery log.
+#[async_trait]
+pub trait EndpointStore: Send + Sync {
+    /// The tenant's endpoints, oldest first.
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError>;
+    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<Option<Endpoint>, StoreError>;
+    /// Stores a new endpoint.
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+    /// Replaces an existing endpoint; `false` if it is gone.
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
+    /// `false` if there was none.
+    async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError>;
+    /// One page of the endpoint's deliveries, newest first.
+    async fn endpoint_deliveries(
+        &self,
+        id: &EndpointId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError>;
 }
 
 /// The webhook queue.

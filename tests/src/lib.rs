@@ -184,9 +184,11 @@ pub async fn spawn_env_configured(schedule: &RetrySchedule, tweak: impl FnOnce(&
     tweak(&mut ingest_cfg);
     let mut status_overrides = stack::local_overrides(&endpoint, false);
     status_overrides.push(("MORAG_CURSOR_SECRET", TEST_CURSOR_SECRET.to_owned()));
-    let status_cfg: StatusConfig = stack
+    let mut status_cfg: StatusConfig = stack
         .config(stack::STATUS, &status_overrides)
         .expect("status config from the stack");
+    // endpoint URLs may point where task webhook URLs may
+    status_cfg.target_policy = ingest_cfg.target_policy;
     let mut env = TestEnv {
         ddb: aws::dynamodb(&sdk),
         s3: aws::s3(&sdk),
@@ -540,6 +542,7 @@ impl TestEnv {
             url: url.into(),
             payload: r#"{"event_type":"task_started"}"#.into(),
             sequence: 1,
+            endpoint_id: None,
             state,
             created_at: morag_shared::time::now(),
             enqueued: true,

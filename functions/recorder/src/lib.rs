@@ -21,6 +21,7 @@ use tracing::Instrument;
 use morag_shared::apply::{Applied, Applier};
 use morag_shared::batch::{self, Batch, Received, Unparseable};
 use morag_shared::domain::{Ignored, Retention, StatusEvent, Task, TaskId};
+use morag_shared::endpoints::EndpointCache;
 use morag_shared::error::StoreError;
 use morag_shared::ports::{DeadLetters, DeliveryStore, TaskStore, WebhookQueue};
 
@@ -29,6 +30,8 @@ pub mod wiring;
 pub struct Recorder {
     pub tasks: Arc<dyn TaskStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
+    /// The tenants' webhook endpoints (cached).
+    pub endpoints: Arc<EndpointCache>,
     pub webhooks: Arc<dyn WebhookQueue>,
     pub dead_letters: Arc<dyn DeadLetters>,
     pub retention: Retention,
@@ -212,6 +215,7 @@ impl Recorder {
             retention: &self.retention,
             flush_on_duplicate: true,
             api_base: self.public_api_url.as_deref(),
+            endpoints: &self.endpoints,
         }
         .apply(event, known)
         .await

@@ -52,6 +52,10 @@ async fn fixture() -> Fixture {
     let recorder = Recorder {
         tasks: store.clone(),
         deliveries: store.clone(),
+        endpoints: Arc::new(morag_shared::endpoints::EndpointCache::new(
+            store.clone(),
+            Duration::ZERO,
+        )),
         webhooks: Arc::new(MemoryWebhookQueue::default()),
         dead_letters: dlq.clone(),
         retention: Retention {

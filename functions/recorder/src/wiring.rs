@@ -6,6 +6,7 @@ use std::sync::Arc;
 use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsQueue};
 use morag_shared::config::RecorderConfig;
+use morag_shared::endpoints::{EndpointCache, ENDPOINT_CACHE_TTL};
 
 use crate::Recorder;
 
@@ -15,7 +16,8 @@ pub fn build(sdk: &SdkConfig, cfg: &RecorderConfig) -> Recorder {
     let sqs = aws::sqs(sdk);
     Recorder {
         tasks: store.clone(),
-        deliveries: store,
+        deliveries: store.clone(),
+        endpoints: Arc::new(EndpointCache::new(store, ENDPOINT_CACHE_TTL)),
         webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, &cfg.status_events_dlq_url)),
         retention: cfg.retention,

@@ -16,9 +16,13 @@
 //!   `PUT /api/v1/webhooks/signing`: the tenant's webhook signing (`v1`
 //!   secrets, `v1a` keys, which of them sign), self-served (see `secrets`).
 //!
+//! - `/api/v1/webhooks/endpoints[/{endpoint_id}[/deliveries]]`: the
+//!   tenant's webhook endpoints and their delivery logs (see `endpoints`).
+//!
 //! No route scans: every read is a `GetItem` or a `Query`. `wiring` builds
 //! the real adapters.
 
+mod endpoints;
 mod queries;
 pub mod secrets;
 mod webhooks;
@@ -36,7 +40,8 @@ use serde_json::{Map, Value};
 use morag_shared::domain::{InvalidId, SourceType, Task, TaskId, TaskStatus, TenantId};
 use morag_shared::http::cursor::CursorCodec;
 use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
-use morag_shared::ports::{DeliveryStore, SecretStore, TaskStore, WebhookQueue};
+use morag_shared::outbound::TargetPolicy;
+use morag_shared::ports::{DeliveryStore, EndpointStore, SecretStore, TaskStore, WebhookQueue};
 
 /// Everything a request needs, built once per cold start (see `wiring`).
 pub struct Status {
@@ -46,6 +51,10 @@ pub struct Status {
     pub webhooks: Arc<dyn WebhookQueue>,
     /// The tenant's signing secrets (read, provisioned, rotated).
     pub secrets: Arc<dyn SecretStore>,
+    /// The tenant's webhook endpoints and their delivery logs.
+    pub endpoints: Arc<dyn EndpointStore>,
+    /// What an endpoint URL may point at (as a task's `webhook_url`).
+    pub target_policy: TargetPolicy,
     pub auth: Arc<Authenticator>,
     pub cursors: CursorCodec,
 }
@@ -72,6 +81,18 @@ pub fn router(state: Arc<Status>) -> Router {
         .route("/api/v1/webhooks/public-keys", get(secrets::public_keys))
         .route("/api/v1/webhooks/public-keys/rotate", post(secrets::rotate_key))
         .route("/api/v1/webhooks/signing", put(secrets::set_signing))
+        .route(
+            "/api/v1/webhooks/endpoints",
+            get(endpoints::list).post(endpoints::create),
+        )
+        .route(
+            "/api/v1/webhooks/endpoints/{endpoint_id}",
+            get(endpoints::get).patch(endpoints::patch).delete(endpoints::delete),
+        )
+        .route(
+            "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries",
+            get(endpoints::deliveries),
+        )
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))

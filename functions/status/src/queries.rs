@@ -18,13 +18,13 @@ use morag_shared::http::{ApiError, Authenticated, Params};
 
 use crate::{owned_task, Status, StatusView};
 
-fn invalid_cursor() -> ApiError {
+pub(crate) fn invalid_cursor() -> ApiError {
     ApiError::bad_request("invalid_cursor", "cursor is invalid, expired or not from this query")
 }
 
 impl Status {
     /// Opens a cursor sealed for `route` and this tenant, if one was given.
-    fn open_cursor<C: serde::de::DeserializeOwned>(
+    pub(crate) fn open_cursor<C: serde::de::DeserializeOwned>(
         &self,
         route: &str,
         tenant: &TenantId,

@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use morag_shared::domain::{AttemptError, DeliveryId, DeliveryState, TaskId};
+use morag_shared::domain::{AttemptError, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId};
 use morag_shared::http::{ApiError, Authenticated};
 
 use crate::{owned_task, Status};
@@ -29,6 +29,11 @@ pub struct DeliveryView {
     pub delivery_id: DeliveryId,
     pub event_type: String,
     pub url: String,
+    /// The tenant endpoint it is for (absent: the task's own `webhook_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<EndpointId>,
+    /// The task it is about (in an endpoint's delivery log).
+    pub task_id: TaskId,
     pub state: DeliveryState,
     pub created_at: DateTime<Utc>,
     /// The latest attempts (at most 30), oldest first.
@@ -52,28 +57,33 @@ pub async fn list(
     let deliveries = st.deliveries.list_deliveries(&task.task_id).await?;
     Ok(Json(DeliveriesView {
         task_id: task.task_id,
-        deliveries: deliveries
-            .into_iter()
-            .map(|d| DeliveryView {
-                delivery_id: d.delivery_id,
-                event_type: d.event_type.as_str().to_owned(),
-                url: d.url,
-                state: d.state,
-                created_at: d.created_at,
-                attempts_total: d.attempts_total,
-                attempts: d
-                    .attempts
-                    .into_iter()
-                    .map(|a| AttemptView {
-                        at: a.at,
-                        status_code: a.status_code,
-                        error: a.error,
-                        latency_ms: a.latency_ms,
-                    })
-                    .collect(),
-            })
-            .collect(),
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     }))
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            delivery_id: d.delivery_id,
+            event_type: d.event_type.as_str().to_owned(),
+            url: d.url,
+            endpoint_id: d.endpoint_id,
+            task_id: d.task_id,
+            state: d.state,
+            created_at: d.created_at,
+            attempts_total: d.attempts_total,
+            attempts: d
+                .attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    at: a.at,
+                    status_code: a.status_code,
+                    error: a.error,
+                    latency_ms: a.latency_ms,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A fresh attempt cycle with the same `webhook-id`.

@@ -27,6 +27,8 @@ pub fn build(sdk: &SdkConfig, cfg: &StatusConfig) -> Status {
         deliveries: store.clone(),
         webhooks: Arc::new(SqsQueue::new(aws::sqs(sdk), &cfg.webhook_queue_url)),
         secrets: store.clone(),
+        endpoints: store.clone(),
+        target_policy: cfg.target_policy,
         auth: Arc::new(Authenticator::new(store, cfg.api.auth_cache_ttl)),
         cursors: CursorCodec::new(cfg.cursor_secret.clone()),
     }

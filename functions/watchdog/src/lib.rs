@@ -29,6 +29,7 @@ use morag_shared::domain::watch::{self, Due, Watched, WATCH_SHARDS};
 use morag_shared::domain::{
     DeliveryId, DeliveryMessage, DeliveryState, Ignored, JobMessage, Retention, StatusEvent, TaskId,
 };
+use morag_shared::endpoints::EndpointCache;
 use morag_shared::error::StoreError;
 use morag_shared::ports::{DeadJob, DeadLetterPeek, DeliveryStore, JobQueue, TaskStore, WatchIndex, WebhookQueue};
 
@@ -77,6 +78,8 @@ impl Default for WatchdogSettings {
 pub struct Watchdog {
     pub tasks: Arc<dyn TaskStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
+    /// The tenants' webhook endpoints (cached), for the events it applies.
+    pub endpoints: Arc<EndpointCache>,
     pub index: Arc<dyn WatchIndex>,
     pub jobs: Arc<dyn JobQueue>,
     pub webhooks: Arc<dyn WebhookQueue>,
@@ -200,6 +203,7 @@ impl Watchdog {
             retention: &self.settings.retention,
             flush_on_duplicate: false,
             api_base: self.settings.public_api_url.as_deref(),
+            endpoints: &self.endpoints,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use morag_shared::adapters::aws::{self, SdkConfig};
 use morag_shared::adapters::{dynamodb::DynamoStore, sqs::SqsQueue};
 use morag_shared::config::WatchdogConfig;
+use morag_shared::endpoints::{EndpointCache, ENDPOINT_CACHE_TTL};
 
 use crate::{Watchdog, WatchdogSettings};
 
@@ -16,6 +17,7 @@ pub fn build(sdk: &SdkConfig, cfg: &WatchdogConfig) -> Watchdog {
     Watchdog {
         tasks: store.clone(),
         deliveries: store.clone(),
+        endpoints: Arc::new(EndpointCache::new(store.clone(), ENDPOINT_CACHE_TTL)),
         index: store,
         jobs: Arc::new(SqsQueue::new(sqs.clone(), &cfg.processing_queue_url)),
         webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),

@@ -32,7 +32,7 @@ use morag_shared::domain::{
 };
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
-use morag_shared::ports::{DeadLetters, DeliveryStore, SecretStore, Visibility};
+use morag_shared::ports::{DeadLetters, DeliveryStore, EndpointStore, SecretStore, Visibility};
 
 pub mod wiring;
 
@@ -56,6 +56,8 @@ const SECRET_CACHE: Duration = Duration::from_secs(60);
 /// What the sender talks to.
 pub struct SenderPorts {
     pub deliveries: Arc<dyn DeliveryStore>,
+    /// Tenant endpoints, read at every send of an endpoint's delivery.
+    pub endpoints: Arc<dyn EndpointStore>,
     pub secrets: Arc<dyn SecretStore>,
     /// The webhook queue's `ChangeMessageVisibility` (the backoff).
     pub visibility: Arc<dyn Visibility>,
@@ -207,8 +209,35 @@ impl Sender {
         if self.superseded(&delivery).await? {
             return Ok(Outcome::Done);
         }
+        // a tenant endpoint's delivery goes where the endpoint points now
+        let url = match &delivery.endpoint_id {
+            None => delivery.url.clone(),
+            Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
+                Some(e) if e.disabled => {
+                    let ended = self
+                        .ports
+                        .deliveries
+                        .end_unattempted(
+                            &delivery.task_id,
+                            &delivery.delivery_id,
+                            delivery.cycle,
+                            DeliveryState::Paused,
+                        )
+                        .await?;
+                    tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
+                    return Ok(Outcome::Done);
+                }
+                Some(e) => e.url,
+                // deleted: the attempt below records it as failed for good
+                None => String::new(),
+            },
+        };
         let started = Instant::now();
-        let outcome = self.attempt(&delivery).await?;
+        let outcome = if url.is_empty() {
+            AttemptOutcome::Refused(AttemptError::EndpointDeleted)
+        } else {
+            self.attempt(&delivery, &url).await?
+        };
         let verdict = outcome.verdict();
         // (the RNG must not live across an await)
         let next_delay = self
@@ -275,7 +304,12 @@ impl Sender {
         let ended = self
             .ports
             .deliveries
-            .supersede(&delivery.task_id, &delivery.delivery_id, delivery.cycle)
+            .end_unattempted(
+                &delivery.task_id,
+                &delivery.delivery_id,
+                delivery.cycle,
+                DeliveryState::Superseded,
+            )
             .await?;
         if ended {
             tracing::info!(
@@ -312,8 +346,8 @@ impl Sender {
     }
 
     /// Signs and sends one delivery; what came of it.
-    async fn attempt(&self, delivery: &Delivery) -> Result<AttemptOutcome, StoreError> {
-        if check_target_url(&delivery.url, self.settings.policy, true).is_err() {
+    async fn attempt(&self, delivery: &Delivery, url: &str) -> Result<AttemptOutcome, StoreError> {
+        if check_target_url(url, self.settings.policy, true).is_err() {
             return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress));
         }
         let Some(signer) = self.signer_for(&delivery.tenant).await? else {
@@ -322,7 +356,7 @@ impl Sender {
         let id = delivery.delivery_id.as_str();
         let timestamp = morag_shared::time::now().timestamp();
         let signed = signer.sign(id, timestamp, delivery.payload.as_bytes());
-        let mut request = self.http.post(&delivery.url);
+        let mut request = self.http.post(url);
         if let Some(key_ids) = signed.key_ids {
             // which key made each v1a signature, in their order
             request = request.header("webhook-key-ids", key_ids);

@@ -39,6 +39,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
     let sender = Sender::new(
         SenderPorts {
             deliveries: store.clone(),
+            endpoints: store.clone(),
             secrets: secrets.clone(),
             visibility: visibility.clone(),
             dead_letters: parked.clone(),
@@ -74,6 +75,7 @@ fn delivery(url: &str) -> Delivery {
         url: url.to_owned(),
         payload: r#"{"event_type":"task_started"}"#.to_owned(),
         sequence: 1,
+        endpoint_id: None,
         state: DeliveryState::Pending,
         created_at: morag_shared::time::now(),
         enqueued: true,

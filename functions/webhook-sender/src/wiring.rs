@@ -28,6 +28,7 @@ pub fn build_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: Lookup) ->
     let sqs = aws::sqs(sdk);
     let ports = SenderPorts {
         deliveries: store.clone(),
+        endpoints: store.clone(),
         secrets: store,
         visibility: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, &cfg.webhook_dlq_url)),

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::delivery::{Delivery, DeliveryId, DeliveryState, WebhookEvent};
+use super::endpoint::{Endpoint, EndpointId};
 use super::event::{EventStatus, StatusEvent};
 use super::task::{Task, TaskStatus};
 
@@ -25,6 +26,18 @@ pub struct PlannedDelivery {
     pub payload: String,
     /// The task's event sequence after the event (`data.sequence`).
     pub sequence: u64,
+    /// The tenant endpoint it goes to; `None`: the task's own `webhook_url`.
+    pub endpoint_id: Option<EndpointId>,
+}
+
+/// Where an event's webhooks go besides the task's own `webhook_url`, and
+/// what they link to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links<'a> {
+    /// The deployment's public API URL, for `data.status_url`.
+    pub api_base: Option<&'a str>,
+    /// The tenant's endpoints (disabled ones and other tenants' are skipped).
+    pub endpoints: &'a [Endpoint],
 }
 
 impl PlannedDelivery {
@@ -38,6 +51,7 @@ impl PlannedDelivery {
             url: self.url,
             payload: self.payload,
             sequence: self.sequence,
+            endpoint_id: self.endpoint_id,
             state: DeliveryState::Pending,
             created_at: now,
             enqueued: false,
@@ -101,8 +115,10 @@ fn payload(
 ///   the highest milestone crossed, every crossed milestone marked sent;
 /// - `task_stalled` each time the watchdog marks it `stalled`;
 /// - `task_completed`, `task_failed` when it ends;
-/// - only event types the task subscribed to, and only with a `webhook_url`.
-pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, api_base: Option<&str>) -> Vec<PlannedDelivery> {
+/// - to the task's `webhook_url` (if any) the event types the task
+///   subscribed to; to each enabled endpoint of the task's tenant the event
+///   types its filter names, each with its own delivery id.
+pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'_>) -> Vec<PlannedDelivery> {
     let mut planned: Vec<(WebhookEvent, String)> = Vec::new();
     let mut milestone = None;
     let ending = matches!(event.status, EventStatus::Completed | EventStatus::Failed);
@@ -127,20 +143,35 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, api_base: Opti
         EventStatus::Failed => planned.push((WebhookEvent::TaskFailed, "once".to_owned())),
         _ => {}
     }
-    let Some(url) = after.webhook_url.clone() else {
-        return Vec::new();
-    };
-    planned
-        .into_iter()
-        .filter(|(t, _)| after.webhook_events.contains(t))
-        .map(|(event_type, disc)| PlannedDelivery {
-            delivery_id: DeliveryId::derive(&after.task_id, event_type, &disc),
-            event_type,
-            url: url.clone(),
-            payload: payload(after, event_type, milestone, event, api_base),
-            sequence: after.event_seq,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (event_type, disc) in planned {
+        let body = payload(after, event_type, milestone, event, links.api_base);
+        let mut to = |url: &str, endpoint_id: Option<&EndpointId>| {
+            let disc = match endpoint_id {
+                None => disc.clone(),
+                Some(id) => format!("{disc}@{id}"),
+            };
+            out.push(PlannedDelivery {
+                delivery_id: DeliveryId::derive(&after.task_id, event_type, &disc),
+                event_type,
+                url: url.to_owned(),
+                payload: body.clone(),
+                sequence: after.event_seq,
+                endpoint_id: endpoint_id.cloned(),
+            });
+        };
+        if let Some(url) = &after.webhook_url {
+            if after.webhook_events.contains(&event_type) {
+                to(url, None);
+            }
+        }
+        for e in links.endpoints {
+            if e.tenant == after.tenant && e.wants(event_type) {
+                to(&e.url, Some(&e.endpoint_id));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -207,9 +238,14 @@ mod tests {
     fn status_url_comes_from_the_public_api_url() {
         let t = task(Some("https://hooks.example.com/h"));
         let e = ev(&t, "s", EventStatus::Started, None, 1);
-        let Decision::Apply { webhooks, .. } =
-            crate::domain::decide_linked(&t, &e, Some("https://api.example.com/prod"))
-        else {
+        let Decision::Apply { webhooks, .. } = crate::domain::decide_linked(
+            &t,
+            &e,
+            Links {
+                api_base: Some("https://api.example.com/prod"),
+                endpoints: &[],
+            },
+        ) else {
             panic!("applied")
         };
         let body: Value = serde_json::from_str(&webhooks[0].payload).unwrap();
@@ -261,5 +297,59 @@ mod tests {
             }
             prop_assert!(planned.iter().filter(|p| p.event_type == WebhookEvent::TaskStarted).count() <= 1);
         }
+    }
+
+    #[test]
+    fn every_enabled_endpoint_of_the_tenant_gets_what_its_filter_names_with_its_own_ids() {
+        use crate::domain::endpoint::{Endpoint, EndpointId};
+        let endpoint = |tenant: &str, events: &[WebhookEvent], disabled: bool| Endpoint {
+            tenant: tenant.parse().unwrap(),
+            endpoint_id: EndpointId::generate(),
+            url: format!("https://{}.example.com/h", tenant),
+            event_types: events.to_vec(),
+            description: String::new(),
+            disabled,
+            created_at: crate::time::now(),
+            updated_at: crate::time::now(),
+        };
+        let all = endpoint("acme", &WebhookEvent::ALL, false);
+        let ends = endpoint("acme", &[WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed], false);
+        let off = endpoint("acme", &WebhookEvent::ALL, true);
+        let other = endpoint("globex", &WebhookEvent::ALL, false);
+        let endpoints = [all.clone(), ends.clone(), off, other];
+        // no webhook_url of its own: the endpoints still get the events
+        let mut t = task(None);
+        let mut planned = Vec::new();
+        for e in [
+            ev(&t, "s", EventStatus::Started, None, 1),
+            ev(&t, "c", EventStatus::Completed, None, 2),
+        ] {
+            let links = Links {
+                api_base: None,
+                endpoints: &endpoints,
+            };
+            if let Decision::Apply { task, webhooks, .. } = crate::domain::decide_linked(&t, &e, links) {
+                t = *task;
+                planned.extend(webhooks);
+            }
+        }
+        let got: Vec<(&str, Option<&EndpointId>)> = planned
+            .iter()
+            .map(|p| (p.event_type.as_str(), p.endpoint_id.as_ref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("task_started", Some(&all.endpoint_id)),
+                ("task_completed", Some(&all.endpoint_id)),
+                ("task_completed", Some(&ends.endpoint_id)),
+            ]
+        );
+        let mut ids: Vec<&DeliveryId> = planned.iter().map(|p| &p.delivery_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "one webhook-id per (event, endpoint)");
+        assert_eq!(planned[1].payload, planned[2].payload, "one body per event");
+        assert_eq!(planned[2].url, ends.url);
     }
 }

@@ -5,6 +5,7 @@
 //! `keys`, `idempotency`, `page` and `upload` (← `ids`) stand alone.
 
 pub mod delivery;
+pub mod endpoint;
 pub mod event;
 pub mod fanout;
 pub mod idempotency;
@@ -21,7 +22,9 @@ pub mod watch;
 pub use delivery::{
     Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
 };
+pub use endpoint::{Endpoint, EndpointId};
 pub use event::{EventStatus, MalformedEvent, StatusEvent};
+pub use fanout::Links;
 pub use idempotency::{CreateOutcome, IdempotencyRecord, IdempotencyState};
 pub use ids::{InvalidId, TaskId, TenantId};
 pub use keys::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantSecrets};

@@ -312,6 +312,9 @@ pub async fn check(
                             .push(format!("delivery {id} superseded, but nothing newer overtook it"));
                     }
                 }
+                DeliveryState::Paused => v
+                    .problems
+                    .push(format!("delivery {id} paused; the soak disables no endpoint")),
                 DeliveryState::Failed => v
                     .problems
                     .push(format!("delivery {id} failed for good; no receiver refuses for good")),

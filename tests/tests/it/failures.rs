@@ -122,6 +122,8 @@ async fn status_with_dynamodb_down_is_503() {
         deliveries: broken.deliveries,
         webhooks: broken.webhooks,
         secrets: broken.secrets,
+        endpoints: broken.endpoints,
+        target_policy: broken.target_policy,
         auth: Arc::new(Authenticator::new(env.store.clone(), cfg.api.auth_cache_ttl)),
         cursors: broken.cursors,
     });

@@ -5,6 +5,7 @@ mod auth;
 mod bad_requests;
 mod dev_server;
 mod dlq;
+mod endpoints;
 mod failures;
 mod fixtures;
 mod iam;

@@ -287,6 +287,7 @@ async fn unsent_and_lost_deliveries_are_sent_with_their_webhook_id() {
         url: receiver.url(),
         payload: json!({"event_type": "task_started", "data": {"task_id": task_id}}).to_string(),
         sequence: 1,
+        endpoint_id: None,
         state: DeliveryState::Pending,
         created_at: morag_shared::time::now(),
         enqueued: false,

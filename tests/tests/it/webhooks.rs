@@ -1212,7 +1212,10 @@ async fn progress_overtaken_while_it_waits_for_a_retry_is_superseded() {
         1,
         "the refused first attempt only: {kinds:?}"
     );
-    let completed_at = kinds.iter().position(|k| k == "task_completed").expect("completed sent");
+    let completed_at = kinds
+        .iter()
+        .position(|k| k == "task_completed")
+        .expect("completed sent");
     assert!(
         !kinds[completed_at..].contains(&"task_progress".to_owned()),
         "{kinds:?}"

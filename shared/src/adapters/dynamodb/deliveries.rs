@@ -10,9 +10,14 @@ use super::watch::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
 use crate::domain::delivery::MAX_KEPT_ATTEMPTS;
 use crate::domain::watch;
-use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, TaskId, TenantId, WebhookEvent};
+use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId, WebhookEvent};
 use crate::error::StoreError;
 use crate::ports::DeliveryStore;
+
+/// The endpoint index's partition: one endpoint's deliveries.
+pub(super) fn endpoint_deliveries_pk(endpoint_id: &EndpointId) -> String {
+    format!("EPDELIVERIES#{endpoint_id}")
+}
 
 fn delivery_sk(delivery_id: &DeliveryId) -> String {
     format!("DELIVERY#{delivery_id}")
@@ -31,6 +36,13 @@ struct DeliveryItem {
     /// Absent on items written before sequences were kept.
     #[serde(default)]
     sequence: u64,
+    /// The endpoint index (`GSI4`): an endpoint's deliveries, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint_id: Option<EndpointId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ep_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ep_sk: Option<String>,
     state: DeliveryState,
     created_at: DateTime<Utc>,
     enqueued: bool,
@@ -60,6 +72,12 @@ impl DeliveryItem {
             url: d.url.clone(),
             payload: d.payload.clone(),
             sequence: d.sequence,
+            endpoint_id: d.endpoint_id.clone(),
+            ep_pk: d.endpoint_id.as_ref().map(endpoint_deliveries_pk),
+            ep_sk: d
+                .endpoint_id
+                .as_ref()
+                .map(|_| format!("{}#{}", crate::time::sort_ts(d.created_at), d.delivery_id)),
             state: d.state,
             created_at: d.created_at,
             enqueued: d.enqueued,
@@ -81,6 +99,7 @@ impl DeliveryItem {
             url: self.url,
             payload: self.payload,
             sequence: self.sequence,
+            endpoint_id: self.endpoint_id,
             state: self.state,
             created_at: self.created_at,
             enqueued: self.enqueued,
@@ -89,6 +108,11 @@ impl DeliveryItem {
             attempts: self.attempts,
         }
     }
+}
+
+/// A delivery read from its item.
+pub(super) fn delivery_from_item(item: Item) -> Result<Delivery, StoreError> {
+    from_item::<DeliveryItem>(item, "delivery item").map(DeliveryItem::into_delivery)
 }
 
 /// A new delivery's item, for the event's transaction.
@@ -347,12 +371,14 @@ impl DeliveryStore for DynamoStore {
         self.restart(task_id, delivery_id, still_due).await
     }
 
-    async fn give_up(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
-        self.end_pending(task_id, delivery_id, cycle, "dead").await
-    }
-
-    async fn supersede(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
-        self.end_pending(task_id, delivery_id, cycle, "superseded").await
+    async fn end_unattempted(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        state: DeliveryState,
+    ) -> Result<bool, StoreError> {
+        self.end_pending(task_id, delivery_id, cycle, state.as_str()).await
     }
 }
 

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `tasks` | task `TASK#{id}` / `STATE`; history `TASK#{id}` / `EVENT#{seq:010}` (GSI1 recent events; GSI2/GSI3 task listing) |
 //! | `idempotency` | `IDEM#{tenant}#{sha256(key)}` / `IDEM` (written with its task) |
-//! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` |
+//! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` (GSI4: an endpoint's deliveries) |
+//! | `endpoints` | tenant webhook endpoint `WHEP#{tenant}` / `EP#{endpoint_id}` |
 //! | `uploads` | `UPLOAD#{upload_id}` / `UPLOAD` (claimed in the task's transaction) |
 //! | `watch` | no items of its own: `DueIndex` over the `due_pk` / `due_sk` of live tasks and unfinished deliveries |
 //! | `keys` | API key `APIKEY#{sha256}` / `KEY`, tenant key index `TENANT#{tenant}` / `APIKEY#{sha256}`, signing secret `WHSECRET#{tenant}` / `SECRET` |
@@ -15,6 +16,7 @@
 //! 503-class error naming the operation.
 
 mod deliveries;
+mod endpoints;
 mod idempotency;
 mod keys;
 #[cfg(feature = "test-support")]

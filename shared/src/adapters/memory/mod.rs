@@ -11,13 +11,14 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
-    ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryState, HistoryEntry, IdempotencyRecord, Page,
-    PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
+    ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryState, Endpoint, HistoryEntry,
+    IdempotencyRecord, Page, PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
 };
 use crate::error::StoreError;
 use crate::ports::{DeliveryStore, TaskStore, UploadStore};
 
 mod blobs;
+mod endpoints;
 mod faults;
 mod keys;
 mod queues;
@@ -37,6 +38,8 @@ pub struct MemoryTaskStore {
     /// By delivery id.
     pub deliveries: Mutex<HashMap<DeliveryId, Delivery>>,
     pub uploads: Mutex<HashMap<UploadId, Upload>>,
+    /// Tenants' webhook endpoints, oldest first.
+    pub endpoints: Mutex<Vec<Endpoint>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -363,14 +366,15 @@ impl DeliveryStore for MemoryTaskStore {
         self.restart_delivery(task_id, delivery_id).await
     }
 
-    async fn give_up(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
-        down(&self.fail, "memory", "give_up")?;
-        Ok(self.end_pending(delivery_id, cycle, DeliveryState::Dead))
-    }
-
-    async fn supersede(&self, _task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError> {
-        down(&self.fail, "memory", "supersede")?;
-        Ok(self.end_pending(delivery_id, cycle, DeliveryState::Superseded))
+    async fn end_unattempted(
+        &self,
+        _task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        state: DeliveryState,
+    ) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "end_unattempted")?;
+        Ok(self.end_pending(delivery_id, cycle, state))
     }
 
     async fn restart_delivery(

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_GAPS, MAX_SQS_DELAY, WEBHOOK_MAX_RECEIVES};
 pub use signing::{signature_header, AsymmetricKey, Scheme, Schemes, Signed, Signer, SigningSecret, USER_AGENT};
 
+use super::endpoint::EndpointId;
 use super::ids::{InvalidId, TaskId, TenantId};
 
 /// What a client can subscribe to.
@@ -138,6 +139,22 @@ pub enum DeliveryState {
     /// same task to the same target overtook before it was delivered: not
     /// sent (see [`overtaken_by`]).
     Superseded,
+    /// Its endpoint was disabled when its turn came: not sent, its attempts
+    /// not spent; a redelivery sends it again.
+    Paused,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Superseded => "superseded",
+            DeliveryState::Paused => "paused",
+        }
+    }
 }
 
 /// Why an attempt got no answer (stored, and shown in the API, as its
@@ -151,6 +168,8 @@ pub enum AttemptError {
     /// as `whsec_`; before secrets were provisioned at first use, also a
     /// tenant that had none).
     NoSigningSecret,
+    /// The tenant endpoint it was for was deleted before it was sent.
+    EndpointDeleted,
     Timeout,
     /// The connection could not be made.
     Connect,
@@ -166,6 +185,7 @@ impl AttemptError {
         match self {
             AttemptError::BlockedAddress => "blocked_address",
             AttemptError::NoSigningSecret => "no_signing_secret",
+            AttemptError::EndpointDeleted => "endpoint_deleted",
             AttemptError::Timeout => "timeout",
             AttemptError::Connect => "connect",
             AttemptError::Request => "request",
@@ -266,6 +286,8 @@ pub struct Delivery {
     /// The task's event sequence when it was planned (its `data.sequence`;
     /// 0 on deliveries stored before it was kept).
     pub sequence: u64,
+    /// The tenant endpoint it goes to; `None`: the task's own `webhook_url`.
+    pub endpoint_id: Option<EndpointId>,
     pub state: DeliveryState,
     pub created_at: DateTime<Utc>,
     /// Whether its message is on the webhook queue (the outbox flag).
@@ -316,7 +338,8 @@ pub fn overtaken_by<'a>(d: &Delivery, same_task: &'a [Delivery]) -> Option<&'a D
     }
     same_task.iter().find(|o| {
         o.task_id == d.task_id
-            && o.url == d.url
+            && o.endpoint_id == d.endpoint_id
+            && (o.endpoint_id.is_some() || o.url == d.url)
             && o.sequence > d.sequence
             && matches!(
                 o.event_type,
@@ -348,6 +371,7 @@ mod tests {
             url: "https://example.com/h".to_owned(),
             payload: "{}".to_owned(),
             sequence: 1,
+            endpoint_id: None,
             state: DeliveryState::Pending,
             created_at: crate::time::now(),
             enqueued: true,
@@ -382,6 +406,7 @@ mod tests {
             url: url.to_owned(),
             payload: "{}".to_owned(),
             sequence,
+            endpoint_id: None,
             state: DeliveryState::Pending,
             created_at: crate::time::now(),
             enqueued: true,

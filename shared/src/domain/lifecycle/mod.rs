@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::event::{EventStatus, StatusEvent};
-use super::fanout::{self, PlannedDelivery};
+use super::fanout::{self, Links, PlannedDelivery};
 use super::ids::TaskId;
 use super::task::{Task, TaskStatus};
 
@@ -106,12 +106,12 @@ fn default_message(event: &StatusEvent) -> String {
 
 /// Applies the lifecycle rules. Pure: the caller stores the result.
 pub fn decide(task: &Task, event: &StatusEvent) -> Decision {
-    decide_linked(task, event, None)
+    decide_linked(task, event, Links::default())
 }
 
 /// `decide`, with the deployment's public API URL for the webhooks'
 /// `data.status_url`.
-pub fn decide_linked(task: &Task, event: &StatusEvent, api_base: Option<&str>) -> Decision {
+pub fn decide_linked(task: &Task, event: &StatusEvent, links: Links<'_>) -> Decision {
     if task.recent_event_ids.iter().any(|id| id == &event.event_id) {
         return Decision::Ignore(Ignored::Duplicate);
     }
@@ -176,7 +176,7 @@ pub fn decide_linked(task: &Task, event: &StatusEvent, api_base: Option<&str>) -
         message: next.message.clone(),
         metadata: event.metadata.clone().unwrap_or_default(),
     };
-    let webhooks = fanout::plan(task, &mut next, event, api_base);
+    let webhooks = fanout::plan(task, &mut next, event, links);
     Decision::Apply {
         task: Box::new(next),
         entry,

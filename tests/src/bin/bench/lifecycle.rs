@@ -71,6 +71,8 @@ async fn recent(endpoint: &str, other_tenants: usize) -> Result<RecentRun> {
         deliveries: store.clone(),
         webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
         secrets: store.clone(),
+        endpoints: store.clone(),
+        target_policy: Default::default(),
         auth: Arc::new(Authenticator::new(store.clone(), Duration::from_secs(600))),
         cursors: CursorCodec::new(SecretString::from("bench-cursor-secret-0123456789abcdef".to_owned())),
     }));

@@ -40,6 +40,7 @@ fn delivery(task_id: TaskId, i: usize, url: &str) -> Delivery {
         // many deliveries of one task here: without a sequence none is
         // checked for being overtaken (a real task has a handful)
         sequence: 0,
+        endpoint_id: None,
         state: DeliveryState::Pending,
         created_at: morag_shared::time::now(),
         enqueued: true,
@@ -89,6 +90,7 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
     let sender = morag_webhook_sender::Sender::new(
         morag_webhook_sender::SenderPorts {
             deliveries: store.clone(),
+            endpoints: store.clone(),
             secrets,
             visibility: Arc::new(MemoryVisibility::default()),
             dead_letters: Arc::new(MemoryDeadLetters::default()),

@@ -1,0 +1,293 @@
+//! The tenant's webhook endpoints, with its API key:
+//!
+//! - `POST /api/v1/webhooks/endpoints` `{url, event_types?, description?, disabled?}`: 201;
+//! - `GET /api/v1/webhooks/endpoints`: every endpoint, oldest first;
+//! - `GET|PATCH|DELETE /api/v1/webhooks/endpoints/{endpoint_id}`;
+//! - `GET /api/v1/webhooks/endpoints/{endpoint_id}/deliveries?state=&limit=&cursor=`:
+//!   its delivery log, newest first.
+//!
+//! URLs are checked like a task's `webhook_url` (https, public addresses)
+//! when set and again by the sender at every send. Another tenant's
+//! endpoint is indistinguishable from a missing one.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use morag_shared::domain::endpoint::{MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT};
+use morag_shared::domain::{DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
+use morag_shared::http::body::{json_body, parse_json};
+use morag_shared::http::query::{bounded, invalid_parameter};
+use morag_shared::http::{ApiError, Authenticated, Params};
+use morag_shared::outbound::check_target_url;
+
+use crate::webhooks::DeliveryView;
+use crate::Status;
+
+/// Largest endpoint body read.
+pub const MAX_ENDPOINT_BODY: usize = 8 * 1024;
+
+/// The fields a create or a patch may set; `null` or absent: not given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointBody {
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    description: Option<String>,
+    disabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    pub event_types: Vec<WebhookEvent>,
+    pub description: String,
+    pub disabled: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
+        Self {
+            endpoint_id: e.endpoint_id,
+            url: e.url,
+            event_types: e.event_types,
+            description: e.description,
+            disabled: e.disabled,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+fn endpoint_not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+fn check_url(st: &Status, raw: &str) -> Result<String, ApiError> {
+    check_target_url(raw.trim(), st.target_policy, true)
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::unprocessable("invalid_url", format!("url {e}")))
+}
+
+fn check_event_types(raw: Vec<String>) -> Result<Vec<WebhookEvent>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_event_types",
+            "event_types lists at least one event type (leave it out for all)",
+        ));
+    }
+    let mut types = Vec::new();
+    for t in raw {
+        let t: WebhookEvent = t.parse().map_err(|e: String| {
+            ApiError::unprocessable("invalid_event_types", e.replace("webhook_events", "event_types"))
+        })?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    Ok(types)
+}
+
+fn check_description(raw: String) -> Result<String, ApiError> {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS || raw.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_description",
+            format!("description is at most {MAX_DESCRIPTION_CHARS} characters, none of them control characters"),
+        ));
+    }
+    Ok(raw)
+}
+
+/// The caller's endpoint, or 404.
+async fn owned_endpoint(st: &Status, tenant: &TenantId, raw_id: &str) -> Result<Endpoint, ApiError> {
+    let id: EndpointId = raw_id.parse().map_err(|_| endpoint_not_found())?;
+    tracing::Span::current().record("endpoint_id", id.as_str());
+    st.endpoints
+        .get_endpoint(tenant, &id)
+        .await?
+        .ok_or_else(endpoint_not_found)
+}
+
+pub async fn create(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let body: EndpointBody = parse_json(&json_body(request, MAX_ENDPOINT_BODY).await?)?;
+    let url = match body.url {
+        Some(u) => check_url(&st, &u)?,
+        None => return Err(ApiError::unprocessable("missing_field", "url is required")),
+    };
+    let event_types = match body.event_types {
+        Some(raw) => check_event_types(raw)?,
+        None => WebhookEvent::ALL.to_vec(),
+    };
+    let description = check_description(body.description.unwrap_or_default())?;
+    if st.endpoints.list_endpoints(&tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "endpoint_limit",
+            format!("a tenant has at most {MAX_ENDPOINTS_PER_TENANT} endpoints; delete one first"),
+        ));
+    }
+    let now = morag_shared::time::now();
+    let endpoint = Endpoint {
+        tenant,
+        endpoint_id: EndpointId::generate(),
+        url,
+        event_types,
+        description,
+        disabled: body.disabled.unwrap_or(false),
+        created_at: now,
+        updated_at: now,
+    };
+    st.endpoints.create_endpoint(&endpoint).await?;
+    tracing::info!(endpoint_id = %endpoint.endpoint_id, "endpoint created");
+    Ok((StatusCode::CREATED, Json(EndpointView::from(endpoint))).into_response())
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointsView {
+    pub endpoints: Vec<EndpointView>,
+}
+
+pub async fn list(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+) -> Result<Json<EndpointsView>, ApiError> {
+    let endpoints = st.endpoints.list_endpoints(&tenant).await?;
+    Ok(Json(EndpointsView {
+        endpoints: endpoints.into_iter().map(EndpointView::from).collect(),
+    }))
+}
+
+pub async fn get(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Path(raw_id): Path<String>,
+) -> Result<Json<EndpointView>, ApiError> {
+    Ok(Json(owned_endpoint(&st, &tenant, &raw_id).await?.into()))
+}
+
+pub async fn patch(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Path(raw_id): Path<String>,
+    request: Request,
+) -> Result<Json<EndpointView>, ApiError> {
+    let body: EndpointBody = parse_json(&json_body(request, MAX_ENDPOINT_BODY).await?)?;
+    let mut endpoint = owned_endpoint(&st, &tenant, &raw_id).await?;
+    if let Some(u) = body.url {
+        endpoint.url = check_url(&st, &u)?;
+    }
+    if let Some(raw) = body.event_types {
+        endpoint.event_types = check_event_types(raw)?;
+    }
+    if let Some(d) = body.description {
+        endpoint.description = check_description(d)?;
+    }
+    if let Some(disabled) = body.disabled {
+        endpoint.disabled = disabled;
+    }
+    endpoint.updated_at = morag_shared::time::now();
+    if !st.endpoints.update_endpoint(&endpoint).await? {
+        return Err(endpoint_not_found());
+    }
+    tracing::info!(disabled = endpoint.disabled, "endpoint updated");
+    Ok(Json(endpoint.into()))
+}
+
+pub async fn delete(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Path(raw_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: EndpointId = raw_id.parse().map_err(|_| endpoint_not_found())?;
+    if !st.endpoints.delete_endpoint(&tenant, &id).await? {
+        return Err(endpoint_not_found());
+    }
+    tracing::info!(endpoint_id = %id, "endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointDeliveriesView {
+    pub endpoint_id: EndpointId,
+    /// Newest first; with `state`, only those in it (a page may then hold
+    /// fewer than `limit`: follow `next_cursor`).
+    pub deliveries: Vec<DeliveryView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveriesCursor {
+    endpoint: EndpointId,
+    state: Option<DeliveryState>,
+    key: PageKey,
+}
+
+pub async fn deliveries(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Path(raw_id): Path<String>,
+    Params(q): Params<DeliveriesQuery>,
+) -> Result<Json<EndpointDeliveriesView>, ApiError> {
+    let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            serde_json::from_value::<DeliveryState>(Value::String(raw.to_owned())).map_err(|_| {
+                invalid_parameter("state must be one of pending, succeeded, failed, dead, superseded, paused")
+            })?,
+        ),
+    };
+    let endpoint = owned_endpoint(&st, &tenant, &raw_id).await?;
+    let start = match st.open_cursor::<DeliveriesCursor>("endpoint_deliveries", &tenant, q.cursor.as_deref())? {
+        Some(c) if c.endpoint != endpoint.endpoint_id || c.state != state => {
+            return Err(crate::queries::invalid_cursor())
+        }
+        c => c.map(|c| c.key),
+    };
+    let page = st
+        .endpoints
+        .endpoint_deliveries(&endpoint.endpoint_id, limit, start)
+        .await?;
+    Ok(Json(EndpointDeliveriesView {
+        deliveries: page
+            .items
+            .into_iter()
+            // the tenant's own deliveries only, whatever the index holds
+            .filter(|d| d.tenant == tenant && state.is_none_or(|s| d.state == s))
+            .map(DeliveryView::from)
+            .collect(),
+        next_cursor: page.next.map(|key| {
+            st.cursors.seal(
+                "endpoint_deliveries",
+                &tenant,
+                &DeliveriesCursor {
+                    endpoint: endpoint.endpoint_id.clone(),
+                    state,
+                    key,
+                },
+            )
+        }),
+        endpoint_id: endpoint.endpoint_id,
+    }))
+}

@@ -1,0 +1,137 @@
+//! Tenants' webhook endpoints (`WHEP#{tenant}` / `EP#{endpoint_id}`, one
+//! partition per tenant) and each endpoint's deliveries through `GSI4`
+//! (`ep_pk` = `EPDELIVERIES#{endpoint_id}`, `ep_sk` = created-at and
+//! delivery id; keys only, the page's deliveries read by key).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
+use serde::{Deserialize, Serialize};
+
+use super::deliveries::{delivery_from_item, endpoint_deliveries_pk};
+use super::{from_item, s, settle, to_item, unavailable, Condition, DynamoStore};
+use crate::domain::{Delivery, Endpoint, EndpointId, Page, PageKey, TenantId};
+use crate::error::StoreError;
+use crate::ports::EndpointStore;
+
+fn endpoints_pk(tenant: &TenantId) -> String {
+    format!("WHEP#{tenant}")
+}
+
+fn endpoint_sk(id: &EndpointId) -> String {
+    format!("EP#{id}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndpointItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    endpoint: Endpoint,
+}
+
+impl EndpointItem {
+    fn new(e: &Endpoint) -> Self {
+        Self {
+            pk: endpoints_pk(&e.tenant),
+            sk: endpoint_sk(&e.endpoint_id),
+            endpoint: e.clone(),
+        }
+    }
+}
+
+impl DynamoStore {
+    async fn put_endpoint(&self, e: &Endpoint, condition: &str) -> Result<bool, StoreError> {
+        let c = Condition::new(condition);
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&EndpointItem::new(e), "endpoint item")?))
+            .set_condition_expression(c.expression())
+            .send()
+            .await;
+        Ok(settle("PutItem", sent)?.is_some())
+    }
+}
+
+#[async_trait]
+impl EndpointStore for DynamoStore {
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(endpoints_pk(tenant)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut endpoints = Vec::new();
+        while let Some(item) = pages.try_next().await.map_err(unavailable("Query"))? {
+            endpoints.push(from_item::<EndpointItem>(item, "endpoint item")?.endpoint);
+        }
+        endpoints.sort_by(|a, b| (a.created_at, &a.endpoint_id).cmp(&(b.created_at, &b.endpoint_id)));
+        Ok(endpoints)
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        match self.get(endpoints_pk(tenant), &endpoint_sk(id)).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<EndpointItem>(item, "endpoint item")?.endpoint)),
+        }
+    }
+
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        if self.put_endpoint(endpoint, "attribute_not_exists(pk)").await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                op: "create_endpoint",
+                detail: format!("endpoint {} exists", endpoint.endpoint_id),
+            })
+        }
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        self.put_endpoint(endpoint, "attribute_exists(pk)").await
+    }
+
+    async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(endpoints_pk(tenant)))
+            .key("sk", s(endpoint_sk(id)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable("DeleteItem"))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn endpoint_deliveries(
+        &self,
+        id: &EndpointId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI4")
+            .key_condition_expression("ep_pk = :pk")
+            .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)));
+        let keys = self.newest_first(query, limit, start, Ok).await?;
+        let mut deliveries = Vec::with_capacity(keys.items.len());
+        for item in self.get_many(&keys.items).await? {
+            deliveries.push(delivery_from_item(item)?);
+        }
+        Ok(Page {
+            items: deliveries,
+            next: keys.next,
+        })
+    }
+}

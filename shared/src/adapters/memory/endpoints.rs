@@ -1,0 +1,75 @@
+//! Tenant endpoints, in memory (on the task store, which holds the
+//! deliveries an endpoint's log lists).
+
+use async_trait::async_trait;
+
+use super::faults::{down, lock};
+use super::MemoryTaskStore;
+use crate::domain::{Delivery, Endpoint, EndpointId, Page, PageKey, TenantId};
+use crate::error::StoreError;
+use crate::ports::EndpointStore;
+
+#[async_trait]
+impl EndpointStore for MemoryTaskStore {
+    async fn list_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+        down(&self.fail, "memory", "list_endpoints")?;
+        Ok(lock(&self.endpoints)
+            .iter()
+            .filter(|e| &e.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        down(&self.fail, "memory", "get_endpoint")?;
+        Ok(lock(&self.endpoints)
+            .iter()
+            .find(|e| &e.tenant == tenant && &e.endpoint_id == id)
+            .cloned())
+    }
+
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        down(&self.fail, "memory", "create_endpoint")?;
+        lock(&self.endpoints).push(endpoint.clone());
+        Ok(())
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "update_endpoint")?;
+        let mut all = lock(&self.endpoints);
+        match all
+            .iter_mut()
+            .find(|e| e.tenant == endpoint.tenant && e.endpoint_id == endpoint.endpoint_id)
+        {
+            Some(e) => {
+                *e = endpoint.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "delete_endpoint")?;
+        let mut all = lock(&self.endpoints);
+        let before = all.len();
+        all.retain(|e| !(&e.tenant == tenant && &e.endpoint_id == id));
+        Ok(all.len() != before)
+    }
+
+    async fn endpoint_deliveries(
+        &self,
+        id: &EndpointId,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        down(&self.fail, "memory", "endpoint_deliveries")?;
+        let mut all: Vec<Delivery> = lock(&self.deliveries)
+            .values()
+            .filter(|d| d.endpoint_id.as_ref() == Some(id))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (b.created_at, &b.delivery_id).cmp(&(a.created_at, &a.delivery_id)));
+        Ok(super::paginate(all, limit, start))
+    }
+}

@@ -1,0 +1,54 @@
+//! The tenants' endpoints as the functions that plan webhooks see them: read
+//! once per tenant per `ttl` in a warm function (a Query of the tenant's
+//! endpoint partition), so an event costs no read of its own. A new,
+//! changed or disabled endpoint takes effect within `ttl`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::endpoint::MAX_ENDPOINTS_PER_TENANT;
+use crate::domain::{Endpoint, TenantId};
+use crate::error::StoreError;
+use crate::ports::EndpointStore;
+
+/// How long a tenant's endpoints are trusted in a warm function.
+pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(30);
+
+type Entry = (Arc<Vec<Endpoint>>, Instant);
+
+pub struct EndpointCache {
+    store: Arc<dyn EndpointStore>,
+    ttl: Duration,
+    entries: Mutex<HashMap<TenantId, Entry>>,
+}
+
+impl EndpointCache {
+    pub fn new(store: Arc<dyn EndpointStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// The tenant's enabled endpoints, oldest first, at most
+    /// [`MAX_ENDPOINTS_PER_TENANT`] (should a race have stored more, the
+    /// newest wait: an event's transaction holds every delivery).
+    pub async fn enabled(&self, tenant: &TenantId) -> Result<Arc<Vec<Endpoint>>, StoreError> {
+        if let Some((endpoints, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
+            if at.elapsed() < self.ttl {
+                return Ok(endpoints.clone());
+            }
+        }
+        let mut endpoints = self.store.list_endpoints(tenant).await?;
+        endpoints.truncate(MAX_ENDPOINTS_PER_TENANT);
+        endpoints.retain(|e| !e.disabled);
+        let endpoints = Arc::new(endpoints);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.clone(), (endpoints.clone(), Instant::now()));
+        Ok(endpoints)
+    }
+}

@@ -1,0 +1,543 @@
+//! Tenant webhook endpoints: the routes that manage them (validation, SSRF
+//! rules, tenancy, the limit), the fan-out of every task event to each
+//! enabled endpoint whose filter matches (real receivers on 127.0.0.1), each
+//! endpoint's delivery log, and what a send does when the endpoint changed
+//! after the delivery was planned.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use morag_shared::domain::delivery::SigningSecret;
+use morag_shared::domain::endpoint::MAX_ENDPOINTS_PER_TENANT;
+use morag_tests::receiver::TestReceiver;
+use morag_tests::{call, TestEnv, TestResponse};
+
+use crate::webhooks::{deliver_all, event, sender, submit, webhook_env, SECRET};
+
+async fn send(env: &TestEnv, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> TestResponse {
+    let mut request = http::Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let body = match body {
+        Some(b) => {
+            request = request.header("content-type", "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    call(&env.status, request.body(body).unwrap()).await
+}
+
+async fn create(env: &TestEnv, key: &str, body: Value) -> TestResponse {
+    send(env, Some(key), "POST", "/api/v1/webhooks/endpoints", Some(body)).await
+}
+
+async fn create_ok(env: &TestEnv, key: &str, body: Value) -> String {
+    let res = create(env, key, body).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    res.body["endpoint_id"].as_str().unwrap().to_owned()
+}
+
+fn ids(res: &TestResponse) -> Vec<String> {
+    res.body["endpoints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", res.body))
+        .iter()
+        .map(|e| e["endpoint_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Create, list, read, change and delete; bad input is refused with the
+/// right status and nothing written; URLs follow the webhook_url rules;
+/// another tenant's endpoint is a 404; the limit holds; no key, no answer.
+#[tokio::test]
+async fn endpoints_are_managed_over_the_api_checked_and_tenant_scoped() {
+    let (env, _) = webhook_env("1").await;
+    let first = create(&env, &env.key_a, json!({"url": "https://hooks.example.com/a"})).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let a = first.body["endpoint_id"].as_str().unwrap().to_owned();
+    assert!(a.starts_with("ep_") && a.len() == 27, "{a}");
+    assert_eq!(
+        first.body["event_types"],
+        json!([
+            "task_started",
+            "task_progress",
+            "task_stalled",
+            "task_completed",
+            "task_failed"
+        ])
+    );
+    assert_eq!(
+        (first.body["disabled"].clone(), first.body["description"].clone()),
+        (json!(false), json!(""))
+    );
+    let b = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": "https://hooks.example.com/b", "event_types": ["task_failed", "task_completed", "task_failed"],
+               "description": "ends only"}),
+    )
+    .await;
+
+    for (body, status, code) in [
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "missing_field"),
+        (
+            json!({"url": "https://10.0.0.1/h"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+        ),
+        (
+            json!({"url": "https://169.254.169.254/latest"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+        ),
+        (
+            json!({"url": "ftp://hooks.example.com/"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+        ),
+        (
+            json!({"url": "https://u:p@hooks.example.com/"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_url",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/", "event_types": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event_types",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/", "event_types": ["task_done"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event_types",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/", "description": "x".repeat(257)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_description",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/", "secret": "mine"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (json!({"url": 5}), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            json!({"url": "https://hooks.example.com/", "pad": "x".repeat(9000)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ] {
+        let res = create(&env, &env.key_a, body.clone()).await;
+        assert_eq!((res.status, res.error_code()), (status, code), "{body}: {:?}", res.body);
+    }
+    let text = call(
+        &env.status,
+        http::Request::post("/api/v1/webhooks/endpoints")
+            .header("authorization", format!("Bearer {}", env.key_a))
+            .header("content-type", "text/plain")
+            .body(Body::from(r#"{"url": "https://hooks.example.com/"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let listed = send(&env, Some(&env.key_a), "GET", "/api/v1/webhooks/endpoints", None).await;
+    assert_eq!(
+        ids(&listed),
+        [a.clone(), b.clone()],
+        "oldest first; nothing else written"
+    );
+    assert_eq!(
+        listed.body["endpoints"][1]["event_types"],
+        json!(["task_failed", "task_completed"])
+    );
+    let other = send(&env, Some(&env.key_b), "GET", "/api/v1/webhooks/endpoints", None).await;
+    assert!(ids(&other).is_empty(), "globex sees none of acme's");
+
+    let path = |id: &str| format!("/api/v1/webhooks/endpoints/{id}");
+    let got = send(&env, Some(&env.key_a), "GET", &path(&a), None).await;
+    assert_eq!(
+        (got.status, got.body["url"].clone()),
+        (StatusCode::OK, json!("https://hooks.example.com/a"))
+    );
+    for (key, id) in [
+        (&env.key_b, a.as_str()),
+        (&env.key_a, "ep_nope"),
+        (&env.key_a, "ep_000000000000000000000000"),
+    ] {
+        let res = send(&env, Some(key), "GET", &path(id), None).await;
+        assert_eq!(
+            (res.status, res.error_code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{id}"
+        );
+    }
+
+    let patched = send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path(&a),
+        Some(json!({"disabled": true, "description": "paused"})),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
+    assert_eq!(
+        (patched.body["disabled"].clone(), patched.body["description"].clone()),
+        (json!(true), json!("paused"))
+    );
+    assert_eq!(
+        patched.body["url"], "https://hooks.example.com/a",
+        "untouched fields kept"
+    );
+    let bad = send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path(&a),
+        Some(json!({"url": "http://10.1.2.3/"})),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        send(&env, Some(&env.key_a), "GET", &path(&a), None).await.body["url"],
+        "https://hooks.example.com/a"
+    );
+    let foreign = send(
+        &env,
+        Some(&env.key_b),
+        "PATCH",
+        &path(&a),
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&env, Some(&env.key_a), "GET", &path(&a), None).await.body["disabled"],
+        true
+    );
+
+    assert_eq!(
+        send(&env, Some(&env.key_b), "DELETE", &path(&b), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&env, Some(&env.key_a), "DELETE", &path(&b), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&env, Some(&env.key_a), "GET", &path(&b), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&env, Some(&env.key_a), "DELETE", &path(&b), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // the limit: one more than MAX_ENDPOINTS_PER_TENANT is refused
+    for i in 1..MAX_ENDPOINTS_PER_TENANT {
+        create_ok(
+            &env,
+            &env.key_a,
+            json!({"url": format!("https://hooks.example.com/{i}")}),
+        )
+        .await;
+    }
+    let over = create(&env, &env.key_a, json!({"url": "https://hooks.example.com/over"})).await;
+    assert_eq!(
+        (over.status, over.error_code()),
+        (StatusCode::CONFLICT, "endpoint_limit")
+    );
+    let all = send(&env, Some(&env.key_a), "GET", "/api/v1/webhooks/endpoints", None).await;
+    assert_eq!(ids(&all).len(), MAX_ENDPOINTS_PER_TENANT);
+
+    for (method, p) in [
+        ("GET", "/api/v1/webhooks/endpoints".to_owned()),
+        ("POST", "/api/v1/webhooks/endpoints".to_owned()),
+        ("GET", path(&a)),
+        ("PATCH", path(&a)),
+        ("DELETE", path(&a)),
+        ("GET", format!("{}/deliveries", path(&a))),
+    ] {
+        for key in [None, Some("mrg_wrong")] {
+            let res = send(
+                &env,
+                key,
+                method,
+                &p,
+                Some(json!({"url": "https://hooks.example.com/"})),
+            )
+            .await;
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {p} {key:?}");
+        }
+    }
+}
+
+fn kinds(receiver: &TestReceiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A task's events reach its own `webhook_url` and each enabled endpoint of
+/// its tenant whose filter matches, as separate deliveries with their own
+/// `webhook-id`, the same body and the tenant's signature; a disabled
+/// endpoint and another tenant's get nothing. Each endpoint's log lists its
+/// deliveries newest first, paged with sealed cursors, filtered by state.
+#[tokio::test]
+async fn every_event_goes_to_each_matching_endpoint_with_its_own_delivery() {
+    let (env, schedule) = webhook_env("1").await;
+    let own = TestReceiver::always(200).await;
+    let (all, ends, off, globex) = (
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+    );
+    let all_id = create_ok(&env, &env.key_a, json!({"url": all.url()})).await;
+    let ends_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": ends.url(), "event_types": ["task_completed", "task_failed"]}),
+    )
+    .await;
+    create_ok(&env, &env.key_a, json!({"url": off.url(), "disabled": true})).await;
+    create_ok(&env, &env.key_b, json!({"url": globex.url()})).await;
+
+    let task_id = submit(&env, &own.url(), Some(json!(["task_completed"]))).await;
+    let sender = sender(&env, &schedule, Duration::from_secs(2));
+    for phase in [
+        vec![event(&task_id, "s", "started", None, 1)],
+        vec![event(&task_id, "p", "progress", Some(0.3), 2)],
+        vec![event(&task_id, "c", "completed", None, 3)],
+    ] {
+        env.send_status_events(&phase).await;
+        deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    }
+    assert_eq!(kinds(&own), ["task_completed"]);
+    assert_eq!(kinds(&all), ["task_started", "task_progress", "task_completed"]);
+    assert_eq!(kinds(&ends), ["task_completed"]);
+    assert!(off.received().is_empty() && globex.received().is_empty());
+
+    let secret = SigningSecret::parse(SECRET).unwrap();
+    let mut webhook_ids = Vec::new();
+    for r in own.received().iter().chain(&all.received()).chain(&ends.received()) {
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            r.header("webhook-signature"),
+            secret.sign(r.header("webhook-id"), ts, &r.body)
+        );
+        assert_eq!(r.json()["data"]["task_id"], task_id.as_str());
+        webhook_ids.push(r.header("webhook-id").to_owned());
+    }
+    let count = webhook_ids.len();
+    webhook_ids.sort();
+    webhook_ids.dedup();
+    assert_eq!(webhook_ids.len(), count, "one webhook-id per (event, endpoint)");
+    let completed = |r: &TestReceiver| r.received().last().unwrap().body.clone();
+    assert_eq!(completed(&own), completed(&all));
+    assert_eq!(completed(&all), completed(&ends));
+
+    // the task's deliveries: its own and the endpoints'
+    let task_deliveries = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    let listed: Vec<(String, Option<String>)> = task_deliveries.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["event_type"].as_str().unwrap().to_owned(),
+                d["endpoint_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert_eq!(listed.iter().filter(|(_, e)| e.is_none()).count(), 1);
+
+    // the endpoint's log: newest first, paged, filtered
+    let log = |query: String| {
+        let env = &env;
+        let all_id = all_id.clone();
+        async move {
+            env.get(
+                &env.key_a,
+                &format!("/api/v1/webhooks/endpoints/{all_id}/deliveries{query}"),
+            )
+            .await
+        }
+    };
+    let whole = log(String::new()).await;
+    assert_eq!(whole.status, StatusCode::OK, "{:?}", whole.body);
+    let order: Vec<&str> = whole.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["task_completed", "task_progress", "task_started"]);
+    assert!(whole.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["endpoint_id"] == all_id.as_str() && d["task_id"] == task_id.as_str() && d["state"] == "succeeded"));
+    let first = log("?limit=2".into()).await;
+    assert_eq!(first.body["deliveries"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().expect("a next page").to_owned();
+    let second = log(format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(second.body["deliveries"][0]["event_type"], "task_started");
+    assert!(second.body.get("next_cursor").is_none() || second.body["deliveries"].as_array().unwrap().len() == 1);
+    assert_eq!(
+        log("?state=succeeded".into()).await.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        log("?state=dead".into()).await.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(log("?state=bogus".into()).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(log("?limit=0".into()).await.status, StatusCode::BAD_REQUEST);
+    // a cursor of this log does not page another endpoint's, or another state
+    let elsewhere = env
+        .get(
+            &env.key_a,
+            &format!("/api/v1/webhooks/endpoints/{ends_id}/deliveries?cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_cursor")
+    );
+    let other_state = log(format!("?limit=2&state=succeeded&cursor={cursor}")).await;
+    assert_eq!(other_state.error_code(), "invalid_cursor");
+    let foreign = env
+        .get(&env.key_b, &format!("/api/v1/webhooks/endpoints/{all_id}/deliveries"))
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+}
+
+/// What a send finds when the endpoint changed after its delivery was
+/// planned: disabled, the delivery ends `paused` (no attempt, not spent) and
+/// a redelivery sends it once the endpoint is enabled again; deleted, it
+/// fails for good as `endpoint_deleted`; its URL changed, it goes to the
+/// new URL.
+#[tokio::test]
+async fn a_send_follows_the_endpoint_as_it_is_now() {
+    let (env, schedule) = webhook_env("1").await;
+    let (paused, deleted, moved_from, moved_to) = (
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+        TestReceiver::always(200).await,
+    );
+    let started_only = json!(["task_started"]);
+    let paused_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": paused.url(), "event_types": started_only}),
+    )
+    .await;
+    let deleted_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": deleted.url(), "event_types": started_only}),
+    )
+    .await;
+    let moved_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": moved_from.url(), "event_types": started_only}),
+    )
+    .await;
+    let task_id = submit(&env, &paused.url(), Some(json!(["task_failed"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    // planned (recorded), not sent yet
+    let recorder = env.recorder();
+    morag_cli::esm::poll_once(
+        &env.sqs,
+        &env.resources.status_events_queue_url,
+        10,
+        Duration::ZERO,
+        |b| recorder.handle(b),
+    )
+    .await
+    .unwrap();
+    let path = |id: &str| format!("/api/v1/webhooks/endpoints/{id}");
+    send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path(&paused_id),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    send(&env, Some(&env.key_a), "DELETE", &path(&deleted_id), None).await;
+    send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path(&moved_id),
+        Some(json!({"url": moved_to.url()})),
+    )
+    .await;
+    let sender = sender(&env, &schedule, Duration::from_secs(2));
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+
+    assert!(paused.received().is_empty() && deleted.received().is_empty() && moved_from.received().is_empty());
+    assert_eq!(kinds(&moved_to), ["task_started"]);
+    let deliveries = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    let by_endpoint = |id: &str| {
+        deliveries.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["endpoint_id"] == id)
+            .unwrap_or_else(|| panic!("no delivery for {id}"))
+            .clone()
+    };
+    let p = by_endpoint(&paused_id);
+    assert_eq!(
+        (p["state"].clone(), p["attempts_total"].clone()),
+        (json!("paused"), json!(0))
+    );
+    let d = by_endpoint(&deleted_id);
+    assert_eq!(d["state"], "failed");
+    assert_eq!(d["attempts"][0]["error"], "endpoint_deleted");
+    assert_eq!(by_endpoint(&moved_id)["state"], "succeeded");
+
+    // enabled again, the paused delivery goes out on a redelivery
+    send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path(&paused_id),
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    let delivery_id = p["delivery_id"].as_str().unwrap();
+    let redeliver = call(
+        &env.status,
+        http::Request::post(format!("/api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver"))
+            .header("authorization", format!("Bearer {}", env.key_a))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(redeliver.status, StatusCode::ACCEPTED, "{:?}", redeliver.body);
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    assert_eq!(kinds(&paused), ["task_started"]);
+    assert_eq!(paused.received()[0].header("webhook-id"), delivery_id);
+}
