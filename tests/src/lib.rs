@@ -412,11 +412,34 @@ impl TestEnv {
 
     /// The watchdog as the stack configures it.
     pub fn watchdog(&self) -> morag_watchdog::Watchdog {
+        self.watchdog_over(&self.sdk)
+    }
+
+    /// The watchdog over `sdk` (see [`TestEnv::patient_sdk`]).
+    pub fn watchdog_over(&self, sdk: &SdkConfig) -> morag_watchdog::Watchdog {
         let cfg: morag_shared::config::WatchdogConfig = self
             .stack
             .config(stack::WATCHDOG, &self.overrides(TargetPolicy::default(), &[]))
             .expect("watchdog config from the stack");
-        morag_watchdog::wiring::build(&self.sdk, &cfg)
+        morag_watchdog::wiring::build(sdk, &cfg)
+    }
+
+    /// The emulator with a minute per request instead of the functions' 4 s:
+    /// for tests over tables of tens of thousands of items, which the
+    /// single-threaded emulator scans on every index query (slow under the
+    /// suite's load; real DynamoDB reads only the keys asked for). What such
+    /// a test measures is the items evaluated, not the time.
+    pub fn patient_sdk(&self) -> SdkConfig {
+        self.sdk
+            .to_builder()
+            .timeout_config(
+                aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .build()
     }
 
     /// The processor as the stack configures it, with an outbound policy,

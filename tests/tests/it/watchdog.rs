@@ -400,9 +400,13 @@ async fn a_run_reads_only_what_is_due_in_a_table_of_50_000_finished_tasks() {
     submit(&env, json!({})).await;
     assert!(env.table_items().await >= 50_004);
 
-    let store = morag_shared::adapters::dynamodb::DynamoStore::new(env.ddb.clone(), &env.resources.names.table);
+    let patient = env.patient_sdk();
+    let store = morag_shared::adapters::dynamodb::DynamoStore::new(
+        morag_shared::adapters::aws::dynamodb(&patient),
+        &env.resources.names.table,
+    );
     let before = store.items_scanned();
-    let mut watchdog = env.watchdog();
+    let mut watchdog = env.watchdog_over(&patient);
     watchdog.index = std::sync::Arc::new(store.clone());
     // one entry per query: the run pages through the index
     watchdog.settings.page_size = 1;
