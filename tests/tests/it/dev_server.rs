@@ -91,7 +91,6 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
     let kinds = event_types_once(&receiver, "task_completed").await;
     assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"task_completed".to_owned()), "{kinds:?}");
-    assert!(kinds.iter().filter(|k| *k == "task_progress").count() >= 1, "{kinds:?}");
     for r in receiver.received() {
         let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
         assert_eq!(
@@ -99,8 +98,27 @@ async fn the_readme_curl_lines_work_against_morag_dev() {
             secret.sign(r.header("webhook-id"), ts, &r.body)
         );
     }
+    // every planned webhook arrived, except progress that a newer event
+    // overtook before its turn (a fast local run may supersede some)
     let hooks: serde_json::Value = get_json(&client, &format!("{base}/api/v1/status/{task_id}/webhooks")).await;
-    assert_eq!(hooks["deliveries"].as_array().unwrap().len(), kinds.len());
+    let states: Vec<(&str, &str)> = hooks["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["event_type"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    let superseded = states.iter().filter(|(_, s)| *s == "superseded").count();
+    assert!(
+        states
+            .iter()
+            .all(|(k, s)| *s == "succeeded" || (*k == "task_progress" && *s == "superseded")),
+        "{states:?}"
+    );
+    assert_eq!(states.len(), kinds.len() + superseded, "{states:?} {kinds:?}");
+    assert!(
+        states.iter().any(|(k, _)| *k == "task_progress"),
+        "a milestone was planned: {states:?}"
+    );
     child.kill().await.unwrap();
 }
 
