@@ -402,6 +402,9 @@ async fn dispatch(State(apps): State<Apps>, request: Request) -> Response {
     .into_response()
 }
 
+/// `make dev`'s endpoint failure window: 5 minutes (deployed: 5 days).
+const LOCAL_ENDPOINT_FAILURE_WINDOW_S: u32 = 300;
+
 async fn dev(
     endpoint: &str,
     addr: SocketAddr,
@@ -410,7 +413,14 @@ async fn dev(
     schedule: RetrySchedule,
 ) -> Result<()> {
     let sdk = aws::local(endpoint);
-    let params = [("WebhookRetrySchedule", schedule.to_string())];
+    // minutes, not days, before a failing endpoint is disabled
+    let params = [
+        ("WebhookRetrySchedule", schedule.to_string()),
+        (
+            "EndpointFailureWindowSeconds",
+            LOCAL_ENDPOINT_FAILURE_WINDOW_S.to_string(),
+        ),
+    ];
     let local = LocalStack::deploy(endpoint, stack_name, &params)
         .await
         .with_context(|| format!("deploying the local stack on {endpoint}"))?;

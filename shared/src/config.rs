@@ -466,6 +466,9 @@ pub struct SenderConfig {
     pub timeout: Duration,
     /// `MORAG_ALLOW_HTTP_WEBHOOKS`, `MORAG_ALLOW_LOOPBACK_WEBHOOKS` (local mode only)
     pub target_policy: TargetPolicy,
+    /// `MORAG_ENDPOINT_FAILURE_WINDOW_SECONDS` (default 432,000: 5 days): how
+    /// long a tenant endpoint may fail every attempt before it is disabled.
+    pub endpoint_failure_window: Duration,
     pub aws: AwsSettings,
 }
 
@@ -480,6 +483,14 @@ impl FromEnv for SenderConfig {
             connect_timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5u64)),
             timeout: Duration::from_secs(env.parse_or("MORAG_WEBHOOK_TIMEOUT_SECONDS", 15u64)),
             target_policy: env.target_policy(),
+            endpoint_failure_window: {
+                let default = crate::domain::endpoint::DEFAULT_FAILURE_WINDOW.as_secs();
+                let s: u64 = env.parse_or("MORAG_ENDPOINT_FAILURE_WINDOW_SECONDS", default);
+                if s == 0 {
+                    env.invalid("MORAG_ENDPOINT_FAILURE_WINDOW_SECONDS must be at least 1");
+                }
+                Duration::from_secs(s)
+            },
             aws: AwsSettings::read(env),
         }
     }

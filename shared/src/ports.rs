@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::domain::delivery::Schemes;
+use crate::domain::endpoint::HealthChange;
 use crate::domain::watch::Watched;
 use crate::domain::{
     ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Credential, Delivery, DeliveryId, DeliveryMessage,
@@ -229,6 +230,9 @@ pub trait DeliveryStore: Send + Sync {
         state: DeliveryState,
         next_attempt: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// Stores a delivery planned outside an event's transaction (an
+    /// operational webhook), in the outbox; `false` if it exists.
+    async fn insert_delivery(&self, delivery: &Delivery, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
     /// A task's deliveries, newest first.
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
     /// `restart_delivery`, only for an enqueued `pending` delivery whose
@@ -278,6 +282,17 @@ pub trait EndpointStore: Send + Sync {
     async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<bool, StoreError>;
     /// `false` if there was none.
     async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError>;
+    /// Writes an attempt's `change` to the endpoint's health, if the
+    /// endpoint is still as the change assumed (`StartFailing`: not failing
+    /// yet; `Healthy`: failing; `Disable`: enabled and failing since the
+    /// same moment). `true` when written.
+    async fn update_health(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        change: HealthChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// One page of the endpoint's deliveries, newest first.
     async fn endpoint_deliveries(
         &self,

@@ -19,7 +19,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use morag_shared::domain::endpoint::{MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT};
+use morag_shared::domain::endpoint::{DisabledReason, MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT};
 use morag_shared::domain::{DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
 use morag_shared::http::body::{json_body, parse_json};
 use morag_shared::http::query::{bounded, invalid_parameter};
@@ -49,6 +49,14 @@ pub struct EndpointView {
     pub event_types: Vec<WebhookEvent>,
     pub description: String,
     pub disabled: bool,
+    /// `manual` or `failing` (every attempt failed through the failure window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<DisabledReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When its current streak of failed attempts began (absent: healthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -61,6 +69,9 @@ impl From<Endpoint> for EndpointView {
             event_types: e.event_types,
             description: e.description,
             disabled: e.disabled,
+            disabled_reason: e.disabled_reason,
+            disabled_at: e.disabled_at,
+            failing_since: e.failing_since,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -86,9 +97,7 @@ fn check_event_types(raw: Vec<String>) -> Result<Vec<WebhookEvent>, ApiError> {
     }
     let mut types = Vec::new();
     for t in raw {
-        let t: WebhookEvent = t.parse().map_err(|e: String| {
-            ApiError::unprocessable("invalid_event_types", e.replace("webhook_events", "event_types"))
-        })?;
+        let t = WebhookEvent::parse_any(&t).map_err(|e| ApiError::unprocessable("invalid_event_types", e))?;
         if !types.contains(&t) {
             types.push(t);
         }
@@ -139,15 +148,19 @@ pub async fn create(
         ));
     }
     let now = morag_shared::time::now();
+    let disabled = body.disabled.unwrap_or(false);
     let endpoint = Endpoint {
         tenant,
         endpoint_id: EndpointId::generate(),
         url,
         event_types,
         description,
-        disabled: body.disabled.unwrap_or(false),
+        disabled,
         created_at: now,
         updated_at: now,
+        failing_since: None,
+        disabled_reason: disabled.then_some(DisabledReason::Manual),
+        disabled_at: disabled.then_some(now),
     };
     st.endpoints.create_endpoint(&endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.endpoint_id, "endpoint created");
@@ -194,10 +207,23 @@ pub async fn patch(
     if let Some(d) = body.description {
         endpoint.description = check_description(d)?;
     }
-    if let Some(disabled) = body.disabled {
-        endpoint.disabled = disabled;
+    let now = morag_shared::time::now();
+    match body.disabled {
+        Some(true) if !endpoint.disabled => {
+            endpoint.disabled = true;
+            endpoint.disabled_reason = Some(DisabledReason::Manual);
+            endpoint.disabled_at = Some(now);
+        }
+        // enabled again: a fresh start (its failure streak is forgotten)
+        Some(false) if endpoint.disabled => {
+            endpoint.disabled = false;
+            endpoint.disabled_reason = None;
+            endpoint.disabled_at = None;
+            endpoint.failing_since = None;
+        }
+        _ => {}
     }
-    endpoint.updated_at = morag_shared::time::now();
+    endpoint.updated_at = now;
     if !st.endpoints.update_endpoint(&endpoint).await? {
         return Err(endpoint_not_found());
     }

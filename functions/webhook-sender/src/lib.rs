@@ -27,12 +27,15 @@ use tracing::Instrument;
 
 use morag_shared::batch::{self, Handled, Received};
 use morag_shared::domain::delivery::{overtaken_by, parse_retry_after, RetrySchedule, Signer, Verdict, MAX_SQS_DELAY};
+use morag_shared::domain::endpoint::HealthChange;
+use morag_shared::domain::{fanout, Endpoint};
 use morag_shared::domain::{
     AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId, WebhookEvent,
 };
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
-use morag_shared::ports::{DeadLetters, DeliveryStore, EndpointStore, SecretStore, Visibility};
+use morag_shared::outbox;
+use morag_shared::ports::{DeadLetters, DeliveryStore, EndpointStore, SecretStore, Visibility, WebhookQueue};
 
 pub mod wiring;
 
@@ -50,6 +53,8 @@ fn visibility_left(received_at: Instant) -> Duration {
 const BODY_CAP: usize = 4096;
 /// Characters of the response kept on the attempt.
 const EXCERPT_CHARS: usize = 256;
+/// How long an operational webhook's delivery is kept (as task history).
+const OPERATIONAL_TTL_DAYS: i64 = 7;
 /// How long signing secrets are trusted in a warm function.
 const SECRET_CACHE: Duration = Duration::from_secs(60);
 
@@ -58,6 +63,8 @@ pub struct SenderPorts {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// Tenant endpoints, read at every send of an endpoint's delivery.
     pub endpoints: Arc<dyn EndpointStore>,
+    /// The webhook queue, for operational webhooks (`endpoint.disabled`).
+    pub webhooks: Arc<dyn WebhookQueue>,
     pub secrets: Arc<dyn SecretStore>,
     /// The webhook queue's `ChangeMessageVisibility` (the backoff).
     pub visibility: Arc<dyn Visibility>,
@@ -70,6 +77,8 @@ pub struct SenderPorts {
 pub struct SenderSettings {
     pub schedule: RetrySchedule,
     pub policy: TargetPolicy,
+    /// How long an endpoint may fail every attempt before it is disabled.
+    pub endpoint_failure_window: Duration,
 }
 
 pub struct Sender {
@@ -210,8 +219,8 @@ impl Sender {
             return Ok(Outcome::Done);
         }
         // a tenant endpoint's delivery goes where the endpoint points now
-        let url = match &delivery.endpoint_id {
-            None => delivery.url.clone(),
+        let endpoint = match &delivery.endpoint_id {
+            None => None,
             Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
                 Some(e) if e.disabled => {
                     let ended = self
@@ -227,16 +236,18 @@ impl Sender {
                     tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
                     return Ok(Outcome::Done);
                 }
-                Some(e) => e.url,
-                // deleted: the attempt below records it as failed for good
-                None => String::new(),
+                found => Some(found),
             },
         };
+        let url = match &endpoint {
+            None => Some(delivery.url.clone()),
+            Some(found) => found.as_ref().map(|e| e.url.clone()),
+        };
         let started = Instant::now();
-        let outcome = if url.is_empty() {
-            AttemptOutcome::Refused(AttemptError::EndpointDeleted)
-        } else {
-            self.attempt(&delivery, &url).await?
+        let outcome = match &url {
+            // deleted: failed for good
+            None => AttemptOutcome::Refused(AttemptError::EndpointDeleted),
+            Some(url) => self.attempt(&delivery, url).await?,
         };
         let verdict = outcome.verdict();
         // (the RNG must not live across an await)
@@ -275,6 +286,9 @@ impl Sender {
             latency_ms = attempt.latency_ms,
             "attempt recorded"
         );
+        if let Some(Some(endpoint)) = &endpoint {
+            self.track_health(endpoint, verdict == Verdict::Success).await;
+        }
         match (state, next_delay) {
             (DeliveryState::Pending, Some(delay)) => {
                 // a rejected change would bring the message back after the
@@ -323,6 +337,69 @@ impl Sender {
             tracing::info!("the delivery moved on meanwhile; nothing to do");
         }
         Ok(true)
+    }
+
+    /// An attempt's outcome in its endpoint's health: a failure starts (or
+    /// continues) a streak, a success ends it, and a streak longer than the
+    /// failure window disables the endpoint and tells the tenant's other
+    /// endpoints (`endpoint.disabled`). Health is bookkeeping: a failure
+    /// here is logged, and the next attempt looks again.
+    async fn track_health(&self, endpoint: &Endpoint, succeeded: bool) {
+        let now = morag_shared::time::now();
+        let change = endpoint.health_after(succeeded, now, self.settings.endpoint_failure_window);
+        if change == HealthChange::Unchanged {
+            return;
+        }
+        let ports = &self.ports;
+        let written = match ports
+            .endpoints
+            .update_health(&endpoint.tenant, &endpoint.endpoint_id, change, now)
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, endpoint_id = %endpoint.endpoint_id, "could not record the endpoint's health");
+                return;
+            }
+        };
+        let HealthChange::Disable { since } = change else {
+            tracing::info!(?change, written, endpoint_id = %endpoint.endpoint_id, "endpoint health");
+            return;
+        };
+        if !written {
+            // another attempt disabled it first (and told the tenant), or it recovered
+            return;
+        }
+        tracing::warn!(
+            endpoint_id = %endpoint.endpoint_id,
+            failing_since = %since,
+            "endpoint failed every attempt through the failure window: disabled; its queued deliveries pause"
+        );
+        if let Err(e) = self.announce_disabled(endpoint, since, now).await {
+            tracing::error!(error = %e, endpoint_id = %endpoint.endpoint_id, "could not send endpoint.disabled");
+        }
+    }
+
+    /// `endpoint.disabled` to the tenant's other endpoints that subscribe.
+    async fn announce_disabled(
+        &self,
+        endpoint: &Endpoint,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let others = self.ports.endpoints.list_endpoints(&endpoint.tenant).await?;
+        let expires_at = now + chrono::Duration::days(OPERATIONAL_TTL_DAYS);
+        let deliveries = fanout::endpoint_disabled(endpoint, since, now, &others);
+        for d in &deliveries {
+            // in the outbox first: the watchdog sends it if the enqueue fails
+            self.ports.deliveries.insert_delivery(d, expires_at).await?;
+            outbox::enqueue_delivery(self.ports.webhooks.as_ref(), self.ports.deliveries.as_ref(), d).await?;
+        }
+        tracing::info!(
+            told = deliveries.len(),
+            "endpoint.disabled sent to the tenant's subscribed endpoints"
+        );
+        Ok(())
     }
 
     /// Parks a spent delivery's message in the webhook DLQ (for `morag dlq

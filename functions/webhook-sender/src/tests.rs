@@ -40,6 +40,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         SenderPorts {
             deliveries: store.clone(),
             endpoints: store.clone(),
+            webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
             secrets: secrets.clone(),
             visibility: visibility.clone(),
             dead_letters: parked.clone(),
@@ -55,6 +56,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         SenderSettings {
             schedule: "1,1".parse().unwrap(),
             policy,
+            endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
         },
     );
     Fixture {

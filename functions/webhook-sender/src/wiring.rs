@@ -29,6 +29,7 @@ pub fn build_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: Lookup) ->
     let ports = SenderPorts {
         deliveries: store.clone(),
         endpoints: store.clone(),
+        webhooks: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
         secrets: store,
         visibility: Arc::new(SqsQueue::new(sqs.clone(), &cfg.webhook_queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, &cfg.webhook_dlq_url)),
@@ -40,6 +41,7 @@ pub fn build_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: Lookup) ->
         SenderSettings {
             schedule: cfg.schedule.clone(),
             policy: cfg.target_policy,
+            endpoint_failure_window: cfg.endpoint_failure_window,
         },
     ))
 }

@@ -3,15 +3,12 @@
 //! each enabled endpoint whose filter matches (next to the task's own
 //! `webhook_url`), as one delivery per (event, endpoint).
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::delivery::WebhookEvent;
-use super::ids::{InvalidId, TenantId};
+pub use super::ids::EndpointId;
+use super::ids::TenantId;
 
 /// Endpoints a tenant may have. Each one's deliveries of an event are
 /// written in the event's one transaction (task, history entry and every
@@ -20,65 +17,6 @@ use super::ids::{InvalidId, TenantId};
 pub const MAX_ENDPOINTS_PER_TENANT: usize = 40;
 /// Longest endpoint description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
-
-/// `ep_` + 24 lowercase hex digits (96 random bits).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct EndpointId(String);
-
-impl EndpointId {
-    const HEX_DIGITS: usize = 24;
-
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; Self::HEX_DIGITS / 2];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        Self(format!("ep_{}", hex::encode(bytes)))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for EndpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for EndpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for EndpointId {
-    type Err = InvalidId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("ep_").unwrap_or("");
-        if hex.len() == Self::HEX_DIGITS && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidId(format!(
-                "an endpoint id is ep_ and {} lowercase hex digits",
-                Self::HEX_DIGITS
-            )))
-        }
-    }
-}
-
-impl TryFrom<String> for EndpointId {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<EndpointId> for String {
-    fn from(id: EndpointId) -> Self {
-        id.0
-    }
-}
 
 /// A tenant's webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,12 +33,67 @@ pub struct Endpoint {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When its current streak of failed attempts began (`None`: its last
+    /// attempt succeeded, or none failed yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why it is disabled, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<DisabledReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// Why an endpoint is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// The tenant disabled it.
+    Manual,
+    /// Every attempt failed for the whole failure window.
+    Failing,
+}
+
+/// How long an endpoint may fail every attempt before it is disabled (5
+/// days, Svix's figure; `MORAG_ENDPOINT_FAILURE_WINDOW_SECONDS`).
+pub const DEFAULT_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 86_400);
+
+/// What an attempt's outcome does to its endpoint's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    Unchanged,
+    /// The first failure after a success (or ever): the streak starts.
+    StartFailing(DateTime<Utc>),
+    /// A success ends the streak.
+    Healthy,
+    /// Failing since `since`, longer than the window: disable it.
+    Disable {
+        since: DateTime<Utc>,
+    },
 }
 
 impl Endpoint {
     /// Whether a webhook of `event_type` goes to this endpoint.
     pub fn wants(&self, event_type: WebhookEvent) -> bool {
         !self.disabled && self.event_types.contains(&event_type)
+    }
+
+    /// The health change an attempt at `now` makes: only a success ends a
+    /// streak of failures, and a streak older than `window` disables it.
+    pub fn health_after(&self, succeeded: bool, now: DateTime<Utc>, window: std::time::Duration) -> HealthChange {
+        match (succeeded, self.failing_since) {
+            (true, Some(_)) => HealthChange::Healthy,
+            (true, None) => HealthChange::Unchanged,
+            (false, None) => HealthChange::StartFailing(now),
+            (false, Some(since)) => {
+                let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+                if !self.disabled && now - since >= window {
+                    HealthChange::Disable { since }
+                } else {
+                    HealthChange::Unchanged
+                }
+            }
+        }
     }
 }
 
@@ -138,10 +131,48 @@ mod tests {
             disabled: false,
             created_at: crate::time::now(),
             updated_at: crate::time::now(),
+            failing_since: None,
+            disabled_reason: None,
+            disabled_at: None,
         };
         assert!(e.wants(WebhookEvent::TaskCompleted));
         assert!(!e.wants(WebhookEvent::TaskProgress));
         e.disabled = true;
         assert!(!e.wants(WebhookEvent::TaskCompleted));
+    }
+
+    #[test]
+    fn only_a_success_ends_a_streak_and_a_streak_past_the_window_disables() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let mut e = Endpoint {
+            tenant: "acme".parse().unwrap(),
+            endpoint_id: EndpointId::generate(),
+            url: "https://hooks.example.com/h".to_owned(),
+            event_types: WebhookEvent::ALL.to_vec(),
+            description: String::new(),
+            disabled: false,
+            created_at: t0,
+            updated_at: t0,
+            failing_since: None,
+            disabled_reason: None,
+            disabled_at: None,
+        };
+        assert_eq!(e.health_after(true, t0, window), HealthChange::Unchanged);
+        assert_eq!(e.health_after(false, t0, window), HealthChange::StartFailing(t0));
+        e.failing_since = Some(t0);
+        let later = |s: i64| t0 + chrono::Duration::seconds(s);
+        assert_eq!(e.health_after(false, later(3599), window), HealthChange::Unchanged);
+        assert_eq!(
+            e.health_after(false, later(3600), window),
+            HealthChange::Disable { since: t0 }
+        );
+        assert_eq!(e.health_after(true, later(3600), window), HealthChange::Healthy);
+        e.disabled = true;
+        assert_eq!(
+            e.health_after(false, later(9999), window),
+            HealthChange::Unchanged,
+            "once"
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::delivery::{Delivery, DeliveryId, DeliveryState, WebhookEvent};
 use super::endpoint::{Endpoint, EndpointId};
 use super::event::{EventStatus, StatusEvent};
+use super::ids::TaskId;
 use super::task::{Task, TaskStatus};
 
 /// Progress milestones, in percent: each fires at most once per task.
@@ -98,6 +99,8 @@ fn payload(
             data["result"] = after.result.clone().unwrap_or(Value::Null);
         }
         WebhookEvent::TaskFailed => data["error"] = json!(after.error),
+        // never planned for a task (see `endpoint_disabled`)
+        WebhookEvent::EndpointDisabled => {}
     }
     json!({
         "event_type": event_type.as_str(),
@@ -172,6 +175,59 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'
         }
     }
     out
+}
+
+/// The `endpoint.disabled` webhook about `disabled` (disabled at `at`), one
+/// delivery to each of the tenant's other enabled endpoints that subscribe
+/// to it. Its deliveries belong to no task: their partition is a task id
+/// derived from the endpoint and the failure streak, so planning the same
+/// disable again gives the same deliveries.
+pub fn endpoint_disabled(
+    disabled: &Endpoint,
+    since: DateTime<Utc>,
+    at: DateTime<Utc>,
+    endpoints: &[Endpoint],
+) -> Vec<Delivery> {
+    let event_type = WebhookEvent::EndpointDisabled;
+    let partition = TaskId::derived(&format!(
+        "{}|{}|{}",
+        event_type.as_str(),
+        disabled.endpoint_id,
+        crate::time::sort_ts(since)
+    ));
+    let payload = json!({
+        "event_type": event_type.as_str(),
+        "timestamp": crate::time::sort_ts(at),
+        "data": {
+            "endpoint_id": disabled.endpoint_id,
+            "url": disabled.url,
+            "description": disabled.description,
+            "reason": "failing",
+            "failing_since": crate::time::sort_ts(since),
+            "disabled_at": crate::time::sort_ts(at),
+        },
+    })
+    .to_string();
+    endpoints
+        .iter()
+        .filter(|e| e.tenant == disabled.tenant && e.endpoint_id != disabled.endpoint_id && e.wants(event_type))
+        .map(|e| Delivery {
+            task_id: partition,
+            tenant: e.tenant.clone(),
+            delivery_id: DeliveryId::derive(&partition, event_type, &format!("once@{}", e.endpoint_id)),
+            event_type,
+            url: e.url.clone(),
+            payload: payload.clone(),
+            sequence: 0,
+            endpoint_id: Some(e.endpoint_id.clone()),
+            state: DeliveryState::Pending,
+            created_at: at,
+            enqueued: false,
+            cycle: 0,
+            attempts: Vec::new(),
+            attempts_total: 0,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -311,6 +367,9 @@ mod tests {
             disabled,
             created_at: crate::time::now(),
             updated_at: crate::time::now(),
+            failing_since: None,
+            disabled_reason: None,
+            disabled_at: None,
         };
         let all = endpoint("acme", &WebhookEvent::ALL, false);
         let ends = endpoint("acme", &[WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed], false);

@@ -1,5 +1,6 @@
 //! Identifiers: task ids are UUIDs, tenants are short slugs.
 
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +19,19 @@ pub struct TaskId(Uuid);
 impl TaskId {
     pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// The same id for the same `name` (a version 8 UUID from its SHA-256):
+    /// the partition of a tenant's operational webhooks, which belong to no
+    /// task, so a repeat plans the same deliveries.
+    pub fn derived(name: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(name.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Self(Uuid::from_bytes(bytes))
     }
 }
 
@@ -138,5 +152,64 @@ mod tests {
         for bad in ["", "Acme", "-acme", "ac#me", "a/b", &"a".repeat(65)] {
             assert!(bad.parse::<TenantId>().is_err(), "{bad}");
         }
+    }
+}
+
+/// `ep_` + 24 lowercase hex digits (96 random bits).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EndpointId(String);
+
+impl EndpointId {
+    const HEX_DIGITS: usize = 24;
+
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; Self::HEX_DIGITS / 2];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        Self(format!("ep_{}", hex::encode(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EndpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for EndpointId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s.strip_prefix("ep_").unwrap_or("");
+        if hex.len() == Self::HEX_DIGITS && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId(format!(
+                "an endpoint id is ep_ and {} lowercase hex digits",
+                Self::HEX_DIGITS
+            )))
+        }
+    }
+}
+
+impl TryFrom<String> for EndpointId {
+    type Error = InvalidId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<EndpointId> for String {
+    fn from(id: EndpointId) -> Self {
+        id.0
     }
 }

@@ -541,3 +541,146 @@ async fn a_send_follows_the_endpoint_as_it_is_now() {
     assert_eq!(kinds(&paused), ["task_started"]);
     assert_eq!(paused.received()[0].header("webhook-id"), delivery_id);
 }
+
+/// A sender whose endpoints are disabled after failing for `window`.
+fn sender_with_window(
+    env: &TestEnv,
+    schedule: &morag_shared::domain::delivery::RetrySchedule,
+    window: Duration,
+) -> morag_webhook_sender::Sender {
+    let mut cfg = env.sender_config(schedule, Duration::from_secs(2), crate::webhooks::LOCAL);
+    cfg.endpoint_failure_window = window;
+    morag_webhook_sender::wiring::build_with_lookup(&env.sdk, &cfg, morag_shared::outbound::system_lookup())
+        .expect("sender")
+}
+
+async fn endpoint(env: &TestEnv, id: &str) -> Value {
+    let res = env.get(&env.key_a, &format!("/api/v1/webhooks/endpoints/{id}")).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    res.body
+}
+
+/// Health: a failure starts a streak (`failing_since`), a success ends it;
+/// an endpoint whose every attempt failed through the failure window is
+/// disabled (`disabled_reason: failing`), once, and the tenant's endpoint
+/// that subscribes to `endpoint.disabled` is told (signed, as the schema
+/// says); the disabled endpoint's queued delivery pauses and new events
+/// plan nothing for it; enabling it again starts afresh.
+#[tokio::test]
+async fn an_endpoint_failing_through_the_window_is_disabled_and_the_tenant_told() {
+    let (env, schedule) = webhook_env("1").await;
+    let down = TestReceiver::always(503).await;
+    let ops = TestReceiver::always(200).await;
+    let flaky = TestReceiver::start(
+        vec![morag_tests::receiver::Reply::Status(503)],
+        morag_tests::receiver::Reply::Status(200),
+    )
+    .await;
+    let task_events = json!(["task_started", "task_completed"]);
+    let down_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": down.url(), "event_types": task_events, "description": "down"}),
+    )
+    .await;
+    let ops_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": ops.url(), "event_types": ["endpoint.disabled"]}),
+    )
+    .await;
+    let flaky_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": flaky.url(), "event_types": task_events}),
+    )
+    .await;
+    let sender = sender_with_window(&env, &schedule, Duration::from_secs(3));
+
+    let task_id = submit(&env, &ops.url(), Some(json!(["task_failed"]))).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    let d = endpoint(&env, &down_id).await;
+    assert!(d["failing_since"].is_string() && d["disabled"] == false, "{d}");
+    let f = endpoint(&env, &flaky_id).await;
+    assert!(f.get("failing_since").is_none(), "a success ended its streak: {f}");
+    assert_eq!(flaky.received().len(), 2, "503 then 200");
+    assert!(ops.received().is_empty(), "nothing disabled yet");
+
+    // past the window, the next failure disables it
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.send_status_events(&[event(&task_id, "c", "completed", None, 2)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    let d = endpoint(&env, &down_id).await;
+    assert_eq!(
+        (d["disabled"].clone(), d["disabled_reason"].clone()),
+        (json!(true), json!("failing")),
+        "{d}"
+    );
+    assert!(d["disabled_at"].is_string());
+    assert_eq!(endpoint(&env, &flaky_id).await["disabled"], false);
+    let told = ops.received();
+    assert_eq!(told.len(), 1, "told once");
+    let body = told[0].json();
+    assert_eq!(body["event_type"], "endpoint.disabled");
+    assert_eq!(body["data"]["endpoint_id"], down_id.as_str());
+    assert_eq!(body["data"]["reason"], "failing");
+    assert_eq!(body["data"]["failing_since"], d["failing_since"]);
+    assert_eq!(body["data"]["description"], "down");
+    let ts: i64 = told[0].header("webhook-timestamp").parse().unwrap();
+    assert_eq!(
+        told[0].header("webhook-signature"),
+        SigningSecret::parse(SECRET)
+            .unwrap()
+            .sign(told[0].header("webhook-id"), ts, &told[0].body)
+    );
+    let problems = morag_tests::schema::webhook_body_problems(&[body]);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let log = env
+        .get(&env.key_a, &format!("/api/v1/webhooks/endpoints/{ops_id}/deliveries"))
+        .await;
+    assert_eq!(log.body["deliveries"][0]["event_type"], "endpoint.disabled");
+    assert_eq!(log.body["deliveries"][0]["state"], "succeeded");
+
+    // the down endpoint's completed delivery: one failed attempt, then paused
+    let deliveries = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    let of_down: Vec<(String, String)> = deliveries.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["endpoint_id"] == down_id.as_str())
+        .map(|d| {
+            (
+                d["event_type"].as_str().unwrap().to_owned(),
+                d["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        of_down.contains(&("task_completed".to_owned(), "paused".to_owned())),
+        "{of_down:?}"
+    );
+
+    // a new task plans nothing for it
+    let arrivals = down.received().len();
+    let next = submit(&env, &ops.url(), Some(json!(["task_failed"]))).await;
+    env.send_status_events(&[event(&next, "s", "started", None, 1)]).await;
+    deliver_all(&env, &sender, Duration::from_secs(15)).await;
+    assert_eq!(down.received().len(), arrivals);
+    let planned = env.get(&env.key_a, &format!("/api/v1/status/{next}/webhooks")).await;
+    assert!(planned.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["endpoint_id"] != down_id.as_str()));
+
+    // enabled again: a fresh start
+    let path = format!("/api/v1/webhooks/endpoints/{down_id}");
+    let on = send(&env, Some(&env.key_a), "PATCH", &path, Some(json!({"disabled": false}))).await;
+    assert_eq!(on.status, StatusCode::OK);
+    for gone in ["disabled_reason", "disabled_at", "failing_since"] {
+        assert!(on.body.get(gone).is_none(), "{gone}: {}", on.body);
+    }
+}

@@ -814,8 +814,16 @@ fn the_webhook_schema_refuses_what_the_contract_forbids() {
     completed["event_type"] = json!("task_completed");
     completed["data"]["status"] = json!("completed");
     completed["data"]["result"] = json!(null);
-    let problems = morag_tests::schema::webhook_body_problems(&[no_milestone, extra, zero, completed]);
-    for i in 0..4 {
+    // an operational event has its own shape: no task fields
+    let disabled = json!({"event_type": "endpoint.disabled", "timestamp": "2026-11-30T12:00:00.000Z",
+        "data": {"endpoint_id": "ep_0123456789abcdef01234567", "url": "https://hooks.example.com/h",
+                 "description": "", "reason": "failing", "failing_since": "2026-11-25T12:00:00.000Z",
+                 "disabled_at": "2026-11-30T12:00:00.000Z"}});
+    assert!(morag_tests::schema::webhook_body_problems(std::slice::from_ref(&disabled)).is_empty());
+    let mut with_task = disabled.clone();
+    with_task["data"]["task_id"] = ok["data"]["task_id"].clone();
+    let problems = morag_tests::schema::webhook_body_problems(&[no_milestone, extra, zero, completed, with_task]);
+    for i in 0..5 {
         assert!(
             problems.iter().any(|p| p.starts_with(&format!("body {i} "))),
             "body {i}: {problems:#?}"

@@ -195,6 +195,18 @@ impl DynamoStore {
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
+    async fn insert_delivery(&self, delivery: &Delivery, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(delivery_item(delivery, expires_at.timestamp())?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        Ok(settle("PutItem", sent)?.is_some())
+    }
+
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
         self.query_deliveries(task_id, true).await
     }

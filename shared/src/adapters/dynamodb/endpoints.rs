@@ -4,14 +4,17 @@
 //! delivery id; keys only, the page's deliveries read by key).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::deliveries::{delivery_from_item, endpoint_deliveries_pk};
 use super::{from_item, s, settle, to_item, unavailable, Condition, DynamoStore};
+use crate::domain::endpoint::HealthChange;
 use crate::domain::{Delivery, Endpoint, EndpointId, Page, PageKey, TenantId};
 use crate::error::StoreError;
 use crate::ports::EndpointStore;
+use crate::time::sort_ts;
 
 fn endpoints_pk(tenant: &TenantId) -> String {
     format!("WHEP#{tenant}")
@@ -109,6 +112,48 @@ impl EndpointStore for DynamoStore {
             .await
             .map_err(unavailable("DeleteItem"))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn update_health(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        change: HealthChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (update, condition) = match change {
+            HealthChange::Unchanged => return Ok(false),
+            HealthChange::StartFailing(at) => (
+                "SET failing_since = :at",
+                Condition::new("attribute_exists(pk) AND attribute_not_exists(failing_since)")
+                    .value(":at", s(sort_ts(at))),
+            ),
+            HealthChange::Healthy => (
+                "REMOVE failing_since",
+                Condition::new("attribute_exists(failing_since)"),
+            ),
+            HealthChange::Disable { since } => (
+                "SET disabled = :yes, disabled_reason = :failing, disabled_at = :now, updated_at = :now",
+                Condition::new("disabled = :no AND failing_since = :since")
+                    .value(":yes", AttributeValue::Bool(true))
+                    .value(":no", AttributeValue::Bool(false))
+                    .value(":failing", s("failing"))
+                    .value(":now", s(sort_ts(now)))
+                    .value(":since", s(sort_ts(since))),
+            ),
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(endpoints_pk(tenant)))
+            .key("sk", s(endpoint_sk(id)))
+            .update_expression(update)
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
     }
 
     async fn endpoint_deliveries(

@@ -5,6 +5,9 @@ use async_trait::async_trait;
 
 use super::faults::{down, lock};
 use super::MemoryTaskStore;
+use chrono::{DateTime, Utc};
+
+use crate::domain::endpoint::{DisabledReason, HealthChange};
 use crate::domain::{Delivery, Endpoint, EndpointId, Page, PageKey, TenantId};
 use crate::error::StoreError;
 use crate::ports::EndpointStore;
@@ -55,6 +58,38 @@ impl EndpointStore for MemoryTaskStore {
         let before = all.len();
         all.retain(|e| !(&e.tenant == tenant && &e.endpoint_id == id));
         Ok(all.len() != before)
+    }
+
+    async fn update_health(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        change: HealthChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "update_health")?;
+        let mut all = lock(&self.endpoints);
+        let Some(e) = all.iter_mut().find(|e| &e.tenant == tenant && &e.endpoint_id == id) else {
+            return Ok(false);
+        };
+        Ok(match change {
+            HealthChange::Unchanged => false,
+            HealthChange::StartFailing(at) if e.failing_since.is_none() => {
+                e.failing_since = Some(at);
+                true
+            }
+            HealthChange::Healthy if e.failing_since.is_some() => {
+                e.failing_since = None;
+                true
+            }
+            HealthChange::Disable { since } if !e.disabled && e.failing_since == Some(since) => {
+                e.disabled = true;
+                e.disabled_reason = Some(DisabledReason::Failing);
+                e.disabled_at = Some(now);
+                true
+            }
+            _ => false,
+        })
     }
 
     async fn endpoint_deliveries(

@@ -292,6 +292,16 @@ impl MemoryTaskStore {
 
 #[async_trait]
 impl DeliveryStore for MemoryTaskStore {
+    async fn insert_delivery(&self, delivery: &Delivery, _expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "insert_delivery")?;
+        let mut all = lock(&self.deliveries);
+        if all.contains_key(&delivery.delivery_id) {
+            return Ok(false);
+        }
+        all.insert(delivery.delivery_id.clone(), delivery.clone());
+        Ok(true)
+    }
+
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
         down(&self.fail, "memory", "unsent_deliveries")?;
         Ok(lock(&self.deliveries)

@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_GAPS, MAX_SQS_DELAY, WEBHOOK_MAX_RECEIVES};
 pub use signing::{signature_header, AsymmetricKey, Scheme, Schemes, Signed, Signer, SigningSecret, USER_AGENT};
 
-use super::endpoint::EndpointId;
-use super::ids::{InvalidId, TaskId, TenantId};
+use super::ids::{EndpointId, InvalidId, TaskId, TenantId};
 
 /// What a client can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,9 +27,15 @@ pub enum WebhookEvent {
     TaskStalled,
     TaskCompleted,
     TaskFailed,
+    /// Operational: one of the tenant's endpoints was disabled for failing
+    /// through the whole failure window (sent to its other endpoints that
+    /// subscribe to it).
+    #[serde(rename = "endpoint.disabled")]
+    EndpointDisabled,
 }
 
 impl WebhookEvent {
+    /// Every task event (what a task's `webhook_events` may name).
     pub const ALL: [WebhookEvent; 5] = [
         WebhookEvent::TaskStarted,
         WebhookEvent::TaskProgress,
@@ -46,7 +51,25 @@ impl WebhookEvent {
             WebhookEvent::TaskStalled => "task_stalled",
             WebhookEvent::TaskCompleted => "task_completed",
             WebhookEvent::TaskFailed => "task_failed",
+            WebhookEvent::EndpointDisabled => "endpoint.disabled",
         }
+    }
+
+    /// Operational events: about the tenant's endpoints, not a task.
+    pub const OPERATIONAL: [WebhookEvent; 1] = [WebhookEvent::EndpointDisabled];
+
+    /// A task event or an operational one (what an endpoint may subscribe to).
+    pub fn parse_any(s: &str) -> Result<Self, String> {
+        WebhookEvent::ALL
+            .into_iter()
+            .chain(WebhookEvent::OPERATIONAL)
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "event_types may contain task_started, task_progress, task_stalled, task_completed, task_failed, \
+                     endpoint.disabled; not {s:?}"
+                )
+            })
     }
 }
 

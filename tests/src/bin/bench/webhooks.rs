@@ -91,6 +91,7 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
         morag_webhook_sender::SenderPorts {
             deliveries: store.clone(),
             endpoints: store.clone(),
+            webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
             secrets,
             visibility: Arc::new(MemoryVisibility::default()),
             dead_letters: Arc::new(MemoryDeadLetters::default()),
@@ -105,6 +106,7 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
         morag_webhook_sender::SenderSettings {
             schedule: Default::default(),
             policy: LOCAL,
+            endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
         },
     );
     let mut times = Vec::new();
