@@ -5,7 +5,8 @@
 //! watchdog its own (`stalled`, `timed_out`, `processing_failed`).
 
 use crate::domain::{
-    decide_linked, ApplyOutcome, Decision, Delivery, Ignored, Links, Retention, StatusEvent, Task, TaskId, TaskStatus,
+    decide_linked, ApplyOutcome, Decision, Delivery, DeliveryState, Ignored, Links, Retention, StatusEvent, Task,
+    TaskId, TaskStatus,
 };
 use crate::endpoints::EndpointCache;
 use crate::error::StoreError;
@@ -101,7 +102,12 @@ impl Applier<'_> {
     /// Puts deliveries on the webhook queue and marks them enqueued. A
     /// failure is returned: the caller's retry (or the watchdog) sends them.
     async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
-        for d in deliveries {
+        // a disabled endpoint's are stored paused, not sent
+        let deliveries: Vec<&Delivery> = deliveries
+            .iter()
+            .filter(|d| d.state == DeliveryState::Pending)
+            .collect();
+        for d in &deliveries {
             enqueue_delivery(self.webhooks, self.deliveries, d).await?;
             tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
         }

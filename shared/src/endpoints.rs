@@ -32,7 +32,8 @@ impl EndpointCache {
         }
     }
 
-    /// The tenant's enabled endpoints, oldest first, at most
+    /// The tenant's endpoints (disabled ones too: their deliveries are kept,
+    /// paused, for a recovery), oldest first, at most
     /// [`MAX_ENDPOINTS_PER_TENANT`] (should a race have stored more, the
     /// newest wait: an event's transaction holds every delivery).
     pub async fn enabled(&self, tenant: &TenantId) -> Result<Arc<Vec<Endpoint>>, StoreError> {
@@ -43,7 +44,6 @@ impl EndpointCache {
         }
         let mut endpoints = self.store.list_endpoints(tenant).await?;
         endpoints.truncate(MAX_ENDPOINTS_PER_TENANT);
-        endpoints.retain(|e| !e.disabled);
         let endpoints = Arc::new(endpoints);
         self.entries
             .lock()

@@ -300,12 +300,24 @@ pub trait EndpointStore: Send + Sync {
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<Delivery>, StoreError>;
+    /// One page of the endpoint's deliveries created at or after `since`,
+    /// oldest first (a replay's order).
+    async fn endpoint_deliveries_since(
+        &self,
+        id: &EndpointId,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError>;
 }
 
 /// The webhook queue.
 #[async_trait]
 pub trait WebhookQueue: Send + Sync {
     async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError>;
+    /// Enqueues a message the queue hands out only after `delay` (at most
+    /// 15 minutes, SQS's `DelaySeconds`): a paced replay.
+    async fn enqueue_after(&self, message: &DeliveryMessage, delay: Duration) -> Result<(), StoreError>;
 }
 
 /// Sealing signing secrets at rest (KMS), bound to their tenant.

@@ -44,7 +44,7 @@ impl Received {
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
-    default: Reply,
+    default: Arc<Mutex<Reply>>,
 }
 
 pub struct TestReceiver {
@@ -64,7 +64,7 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         .lock()
         .unwrap()
         .pop_front()
-        .unwrap_or_else(|| s.default.clone());
+        .unwrap_or_else(|| s.default.lock().unwrap().clone());
     let status = |c: u16| StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match reply {
         Reply::Status(c) => (status(c), "ok").into_response(),
@@ -88,7 +88,7 @@ impl TestReceiver {
         let shared = Shared {
             received: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
-            default,
+            default: Arc::new(Mutex::new(default)),
         };
         let app = Router::new().fallback(receive).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -107,6 +107,11 @@ impl TestReceiver {
 
     pub async fn always_with(status: u16, headers: Vec<(&'static str, String)>) -> Self {
         Self::start(Vec::new(), Reply::WithHeaders(status, headers)).await
+    }
+
+    /// From now on, answer `reply` (a receiver that comes back up).
+    pub fn set_default(&self, reply: Reply) {
+        *self.shared.default.lock().unwrap() = reply;
     }
 
     pub fn url(&self) -> String {

@@ -317,3 +317,117 @@ pub async fn deliveries(
         endpoint_id: endpoint.endpoint_id,
     }))
 }
+
+/// Deliveries one recover call replays at most (it answers `next_since`
+/// to go on from): each is two writes and a send, within API Gateway's 30 s.
+pub const MAX_REPLAY_PER_CALL: usize = 200;
+/// A replay's pace: deliveries per second reaching the queue (each message
+/// is delayed by its place in the replay; SQS delays up to 15 minutes).
+pub const REPLAY_PER_S: u64 = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverQuery {
+    since: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoverView {
+    pub endpoint_id: EndpointId,
+    /// Deliveries sent again, oldest first, each with its `webhook-id`.
+    pub replayed: usize,
+    /// More to replay: call again with `since` = this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub endpoint: EndpointView,
+}
+
+/// `POST /api/v1/webhooks/endpoints/{id}/recover?since=`: enables the
+/// endpoint (a fresh failure streak) and sends again every delivery to it
+/// created since `since` that did not succeed (`paused`, `dead`, `failed`),
+/// oldest first, paced at [`REPLAY_PER_S`], each with its original
+/// `webhook-id`. Progress that a newer delivery of its task overtook is
+/// superseded by the sender, so the endpoint gets each task's latest state.
+pub async fn recover(
+    State(st): State<Arc<Status>>,
+    Authenticated(tenant): Authenticated,
+    Path(raw_id): Path<String>,
+    Params(q): Params<RecoverQuery>,
+) -> Result<Response, ApiError> {
+    let now = morag_shared::time::now();
+    let since = match q.since.as_deref() {
+        None | Some("") => {
+            return Err(invalid_parameter(
+                "since is required: an RFC 3339 time, e.g. 2026-11-30T00:00:00Z",
+            ))
+        }
+        Some(raw) => chrono::DateTime::parse_from_rfc3339(raw)
+            .map_err(|_| invalid_parameter("since must be an RFC 3339 time, e.g. 2026-11-30T00:00:00Z"))?
+            .with_timezone(&chrono::Utc),
+    };
+    if since > now {
+        return Err(invalid_parameter("since is in the future"));
+    }
+    let mut endpoint = owned_endpoint(&st, &tenant, &raw_id).await?;
+    if endpoint.disabled {
+        endpoint.disabled = false;
+        endpoint.disabled_reason = None;
+        endpoint.disabled_at = None;
+        endpoint.failing_since = None;
+        endpoint.updated_at = now;
+        if !st.endpoints.update_endpoint(&endpoint).await? {
+            return Err(endpoint_not_found());
+        }
+        tracing::info!("endpoint enabled for its recovery");
+    }
+    let mut replayed = 0usize;
+    let mut next_since = None;
+    let mut start = None;
+    'pages: loop {
+        let page = st
+            .endpoints
+            .endpoint_deliveries_since(&endpoint.endpoint_id, since, 100, start)
+            .await?;
+        for d in page.items {
+            let missed = matches!(
+                d.state,
+                DeliveryState::Paused | DeliveryState::Dead | DeliveryState::Failed
+            );
+            if d.tenant != tenant || !missed {
+                continue;
+            }
+            if replayed == MAX_REPLAY_PER_CALL {
+                next_since = Some(d.created_at);
+                break 'pages;
+            }
+            let Some(again) = st.deliveries.restart_delivery(&d.task_id, &d.delivery_id).await? else {
+                continue;
+            };
+            let delay = std::time::Duration::from_millis(replayed as u64 * 1000 / REPLAY_PER_S);
+            st.webhooks.enqueue_after(&again.message(), delay).await?;
+            st.deliveries
+                .mark_enqueued(&again.task_id, &again.delivery_id, again.cycle)
+                .await?;
+            replayed += 1;
+        }
+        match page.next {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    tracing::warn!(
+        replayed,
+        more = next_since.is_some(),
+        "endpoint recovered: missed deliveries replayed"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RecoverView {
+            endpoint_id: endpoint.endpoint_id.clone(),
+            replayed,
+            next_since,
+            endpoint: endpoint.into(),
+        }),
+    )
+        .into_response())
+}

@@ -93,6 +93,10 @@ pub fn router(state: Arc<Status>) -> Router {
             "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries",
             get(endpoints::deliveries),
         )
+        .route(
+            "/api/v1/webhooks/endpoints/{endpoint_id}/recover",
+            post(endpoints::recover),
+        )
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn(api::request_span))

@@ -11,6 +11,9 @@ use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttrib
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::domain::{DeliveryMessage, JobMessage, StatusEvent};
+
+/// The longest `DelaySeconds` SQS takes.
+const MAX_SQS_SEND_DELAY_S: u64 = 900;
 use crate::error::StoreError;
 use crate::ports::{DeadJob, DeadLetterPeek, DeadLetters, EventSink, JobQueue, Visibility, WebhookQueue};
 
@@ -53,7 +56,21 @@ impl SqsQueue {
     }
 
     async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<String, StoreError> {
+        self.send_delayed(body, attributes, Duration::ZERO).await
+    }
+
+    /// `SendMessage` with `DelaySeconds` (SQS takes 0 to 900).
+    async fn send_delayed(
+        &self,
+        body: &str,
+        attributes: &[(&str, &str)],
+        delay: Duration,
+    ) -> Result<String, StoreError> {
+        let delay_s = i32::try_from(delay.as_secs().min(MAX_SQS_SEND_DELAY_S)).unwrap_or(0);
         let mut send = self.client.send_message().queue_url(&self.url).message_body(body);
+        if delay_s > 0 {
+            send = send.delay_seconds(delay_s);
+        }
         for (name, v) in attributes {
             send = send.message_attributes(*name, string_attribute(v)?);
         }
@@ -105,12 +122,20 @@ impl EventSink for SqsQueue {
 #[async_trait]
 impl WebhookQueue for SqsQueue {
     async fn enqueue(&self, message: &DeliveryMessage) -> Result<(), StoreError> {
+        self.enqueue_after(message, Duration::ZERO).await
+    }
+
+    async fn enqueue_after(&self, message: &DeliveryMessage, delay: Duration) -> Result<(), StoreError> {
         let task_id = message.task_id.to_string();
         let attributes = [
             ("task_id", task_id.as_str()),
             ("delivery_id", message.delivery_id.as_str()),
         ];
-        self.send_json("delivery message", message, &attributes).await?;
+        let body = serde_json::to_string(message).map_err(|e| StoreError::Corrupt {
+            what: "delivery message",
+            detail: e.to_string(),
+        })?;
+        self.send_delayed(&body, &attributes, delay).await?;
         Ok(())
     }
 }

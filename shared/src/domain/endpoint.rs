@@ -73,9 +73,14 @@ pub enum HealthChange {
 }
 
 impl Endpoint {
-    /// Whether a webhook of `event_type` goes to this endpoint.
+    /// Whether a webhook of `event_type` goes to this endpoint now.
     pub fn wants(&self, event_type: WebhookEvent) -> bool {
-        !self.disabled && self.event_types.contains(&event_type)
+        !self.disabled && self.subscribes(event_type)
+    }
+
+    /// Whether its filter names `event_type` (enabled or not).
+    pub fn subscribes(&self, event_type: WebhookEvent) -> bool {
+        self.event_types.contains(&event_type)
     }
 
     /// The health change an attempt at `now` makes: only a success ends a

@@ -29,6 +29,9 @@ pub struct PlannedDelivery {
     pub sequence: u64,
     /// The tenant endpoint it goes to; `None`: the task's own `webhook_url`.
     pub endpoint_id: Option<EndpointId>,
+    /// For a disabled endpoint: stored `paused`, not sent, kept for its
+    /// recovery's replay.
+    pub paused: bool,
 }
 
 /// Where an event's webhooks go besides the task's own `webhook_url`, and
@@ -53,7 +56,11 @@ impl PlannedDelivery {
             payload: self.payload,
             sequence: self.sequence,
             endpoint_id: self.endpoint_id,
-            state: DeliveryState::Pending,
+            state: if self.paused {
+                DeliveryState::Paused
+            } else {
+                DeliveryState::Pending
+            },
             created_at: now,
             enqueued: false,
             cycle: 0,
@@ -119,8 +126,9 @@ fn payload(
 /// - `task_stalled` each time the watchdog marks it `stalled`;
 /// - `task_completed`, `task_failed` when it ends;
 /// - to the task's `webhook_url` (if any) the event types the task
-///   subscribed to; to each enabled endpoint of the task's tenant the event
-///   types its filter names, each with its own delivery id.
+///   subscribed to; to each endpoint of the task's tenant the event types
+///   its filter names, each with its own delivery id (a disabled
+///   endpoint's stored `paused`: not sent, replayed by its recovery).
 pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'_>) -> Vec<PlannedDelivery> {
     let mut planned: Vec<(WebhookEvent, String)> = Vec::new();
     let mut milestone = None;
@@ -149,7 +157,7 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'
     let mut out = Vec::new();
     for (event_type, disc) in planned {
         let body = payload(after, event_type, milestone, event, links.api_base);
-        let mut to = |url: &str, endpoint_id: Option<&EndpointId>| {
+        let mut to = |url: &str, endpoint_id: Option<&EndpointId>, paused: bool| {
             let disc = match endpoint_id {
                 None => disc.clone(),
                 Some(id) => format!("{disc}@{id}"),
@@ -161,16 +169,18 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'
                 payload: body.clone(),
                 sequence: after.event_seq,
                 endpoint_id: endpoint_id.cloned(),
+                paused,
             });
         };
         if let Some(url) = &after.webhook_url {
             if after.webhook_events.contains(&event_type) {
-                to(url, None);
+                to(url, None, false);
             }
         }
+        // a disabled endpoint's are kept, paused, for its recovery
         for e in links.endpoints {
-            if e.tenant == after.tenant && e.wants(event_type) {
-                to(&e.url, Some(&e.endpoint_id));
+            if e.tenant == after.tenant && e.subscribes(event_type) {
+                to(&e.url, Some(&e.endpoint_id), e.disabled);
             }
         }
     }
@@ -375,7 +385,7 @@ mod tests {
         let ends = endpoint("acme", &[WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed], false);
         let off = endpoint("acme", &WebhookEvent::ALL, true);
         let other = endpoint("globex", &WebhookEvent::ALL, false);
-        let endpoints = [all.clone(), ends.clone(), off, other];
+        let endpoints = [all.clone(), ends.clone(), off.clone(), other];
         // no webhook_url of its own: the endpoints still get the events
         let mut t = task(None);
         let mut planned = Vec::new();
@@ -392,23 +402,25 @@ mod tests {
                 planned.extend(webhooks);
             }
         }
-        let got: Vec<(&str, Option<&EndpointId>)> = planned
+        let got: Vec<(&str, Option<&EndpointId>, bool)> = planned
             .iter()
-            .map(|p| (p.event_type.as_str(), p.endpoint_id.as_ref()))
+            .map(|p| (p.event_type.as_str(), p.endpoint_id.as_ref(), p.paused))
             .collect();
         assert_eq!(
             got,
             [
-                ("task_started", Some(&all.endpoint_id)),
-                ("task_completed", Some(&all.endpoint_id)),
-                ("task_completed", Some(&ends.endpoint_id)),
+                ("task_started", Some(&all.endpoint_id), false),
+                ("task_started", Some(&off.endpoint_id), true),
+                ("task_completed", Some(&all.endpoint_id), false),
+                ("task_completed", Some(&ends.endpoint_id), false),
+                ("task_completed", Some(&off.endpoint_id), true),
             ]
         );
         let mut ids: Vec<&DeliveryId> = planned.iter().map(|p| &p.delivery_id).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), 3, "one webhook-id per (event, endpoint)");
-        assert_eq!(planned[1].payload, planned[2].payload, "one body per event");
-        assert_eq!(planned[2].url, ends.url);
+        assert_eq!(ids.len(), 5, "one webhook-id per (event, endpoint)");
+        assert_eq!(planned[2].payload, planned[3].payload, "one body per event");
+        assert_eq!(planned[3].url, ends.url);
     }
 }

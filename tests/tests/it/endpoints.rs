@@ -289,7 +289,8 @@ fn kinds(receiver: &TestReceiver) -> Vec<String> {
 /// A task's events reach its own `webhook_url` and each enabled endpoint of
 /// its tenant whose filter matches, as separate deliveries with their own
 /// `webhook-id`, the same body and the tenant's signature; a disabled
-/// endpoint and another tenant's get nothing. Each endpoint's log lists its
+/// endpoint gets nothing (its deliveries are kept, paused, for a recovery)
+/// and another tenant's endpoint nothing at all. Each endpoint's log lists its
 /// deliveries newest first, paged with sealed cursors, filtered by state.
 #[tokio::test]
 async fn every_event_goes_to_each_matching_endpoint_with_its_own_delivery() {
@@ -347,7 +348,7 @@ async fn every_event_goes_to_each_matching_endpoint_with_its_own_delivery() {
 
     // the task's deliveries: its own and the endpoints'
     let task_deliveries = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
-    let listed: Vec<(String, Option<String>)> = task_deliveries.body["deliveries"]
+    let listed: Vec<(String, Option<String>, String)> = task_deliveries.body["deliveries"]
         .as_array()
         .unwrap()
         .iter()
@@ -355,11 +356,19 @@ async fn every_event_goes_to_each_matching_endpoint_with_its_own_delivery() {
             (
                 d["event_type"].as_str().unwrap().to_owned(),
                 d["endpoint_id"].as_str().map(str::to_owned),
+                d["state"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
-    assert_eq!(listed.len(), 5, "{listed:?}");
-    assert_eq!(listed.iter().filter(|(_, e)| e.is_none()).count(), 1);
+    // its own 1, all 3, ends 1, and the disabled one's 3 kept paused
+    assert_eq!(listed.len(), 8, "{listed:?}");
+    assert_eq!(listed.iter().filter(|(_, e, _)| e.is_none()).count(), 1);
+    assert_eq!(listed.iter().filter(|(.., s)| s == "paused").count(), 3, "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|(.., s)| s == "succeeded").count(),
+        5,
+        "{listed:?}"
+    );
 
     // the endpoint's log: newest first, paged, filtered
     let log = |query: String| {
@@ -663,18 +672,24 @@ async fn an_endpoint_failing_through_the_window_is_disabled_and_the_tenant_told(
         "{of_down:?}"
     );
 
-    // a new task plans nothing for it
+    // a new task's webhook for it is kept, paused, for its recovery: not sent
     let arrivals = down.received().len();
     let next = submit(&env, &ops.url(), Some(json!(["task_failed"]))).await;
     env.send_status_events(&[event(&next, "s", "started", None, 1)]).await;
     deliver_all(&env, &sender, Duration::from_secs(15)).await;
     assert_eq!(down.received().len(), arrivals);
     let planned = env.get(&env.key_a, &format!("/api/v1/status/{next}/webhooks")).await;
-    assert!(planned.body["deliveries"]
+    let for_down: Vec<&Value> = planned.body["deliveries"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|d| d["endpoint_id"] != down_id.as_str()));
+        .filter(|d| d["endpoint_id"] == down_id.as_str())
+        .collect();
+    assert_eq!(for_down.len(), 1);
+    assert_eq!(
+        (for_down[0]["state"].clone(), for_down[0]["attempts_total"].clone()),
+        (json!("paused"), json!(0))
+    );
 
     // enabled again: a fresh start
     let path = format!("/api/v1/webhooks/endpoints/{down_id}");
@@ -683,4 +698,156 @@ async fn an_endpoint_failing_through_the_window_is_disabled_and_the_tenant_told(
     for gone in ["disabled_reason", "disabled_at", "failing_since"] {
         assert!(on.body.get(gone).is_none(), "{gone}: {}", on.body);
     }
+}
+
+/// The outage the issue describes: 100 tasks run while an endpoint is down;
+/// it is disabled, and what it misses is kept (`dead` after its attempts,
+/// `paused` once disabled). Back up, `POST .../recover?since=` enables it
+/// and replays what did not succeed, oldest first, paced, each with its
+/// original `webhook-id`, in calls of at most 200 (`next_since`); with
+/// coalescing the receiver gets each task's `task_started`, at most one
+/// progress per task (none once it completed) and every terminal webhook:
+/// exactly 200 arrivals for 100 tasks, none of them a progress after its
+/// task's end.
+#[tokio::test]
+async fn recover_replays_what_the_endpoint_missed_coalesced_paced_with_original_ids() {
+    use std::collections::{HashMap, HashSet};
+    const TASKS: usize = 100;
+    let (env, schedule) = webhook_env("1").await;
+    let receiver = TestReceiver::always(503).await;
+    let sink = TestReceiver::always(200).await;
+    let ep = create_ok(&env, &env.key_a, json!({"url": receiver.url()})).await;
+    let sender = sender_with_window(&env, &schedule, Duration::from_secs(1));
+    let since = morag_shared::time::now() - chrono::Duration::seconds(5);
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        tasks.push(submit(&env, &sink.url(), Some(json!(["task_failed"]))).await);
+    }
+    // the outage: each task starts and crosses 25 %, the endpoint fails
+    // every attempt and is disabled...
+    let phase1: Vec<String> = tasks
+        .iter()
+        .flat_map(|t| {
+            [
+                event(t, "s", "started", None, 1),
+                event(t, "p1", "progress", Some(0.3), 2),
+            ]
+        })
+        .collect();
+    env.send_status_events(&phase1).await;
+    deliver_all(&env, &sender, Duration::from_secs(60)).await;
+    assert_eq!(endpoint(&env, &ep).await["disabled_reason"], "failing");
+    // ...and the tasks go on: half complete, half reach 50 %
+    let phase2: Vec<String> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let mut v = vec![event(t, "p2", "progress", Some(0.6), 3)];
+            if i % 2 == 0 {
+                v.push(event(t, "c", "completed", None, 4));
+            }
+            v
+        })
+        .collect();
+    env.send_status_events(&phase2).await;
+    deliver_all(&env, &sender, Duration::from_secs(60)).await;
+    let missed_ids: HashSet<String> = {
+        let mut ids = HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"));
+            let page = env
+                .get(
+                    &env.key_a,
+                    &format!("/api/v1/webhooks/endpoints/{ep}/deliveries?limit=100{q}"),
+                )
+                .await;
+            for d in page.body["deliveries"].as_array().unwrap() {
+                assert_ne!(d["state"], "succeeded", "{d}");
+                ids.insert(d["delivery_id"].as_str().unwrap().to_owned());
+            }
+            match page.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        ids
+    };
+    assert_eq!(
+        missed_ids.len(),
+        TASKS * 3 + TASKS / 2,
+        "started, 25 %, 50 % each; completed for half"
+    );
+    let failed_before = receiver.received().len();
+
+    // back up; recover in calls of at most 200
+    receiver.set_default(morag_tests::receiver::Reply::Status(200));
+    let mut replayed = 0;
+    let mut from = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    loop {
+        let path = format!(
+            "/api/v1/webhooks/endpoints/{ep}/recover?since={}",
+            from.replace('+', "%2B")
+        );
+        let res = send(&env, Some(&env.key_a), "POST", &path, None).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
+        assert_eq!(res.body["endpoint"]["disabled"], false);
+        calls += 1;
+        replayed += res.body["replayed"].as_u64().unwrap() as usize;
+        match res.body["next_since"].as_str() {
+            Some(next) => from = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(replayed, missed_ids.len());
+    assert!(calls >= 2, "at most 200 a call");
+    deliver_all(&env, &sender, Duration::from_secs(120)).await;
+    let got: Vec<morag_tests::receiver::Received> = receiver.received()[failed_before..].to_vec();
+
+    let mut by_task: HashMap<String, Vec<String>> = HashMap::new();
+    let mut seen = HashSet::new();
+    for r in &got {
+        let id = r.header("webhook-id").to_owned();
+        assert!(
+            missed_ids.contains(&id),
+            "a replay carries its original webhook-id: {id}"
+        );
+        assert!(seen.insert(id.clone()), "{id} twice");
+        let body = r.json();
+        by_task
+            .entry(body["data"]["task_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(body["event_type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got.len(), TASKS * 2, "started + (completed | latest progress) per task");
+    for (i, t) in tasks.iter().enumerate() {
+        let kinds = &by_task[t];
+        let progress = kinds.iter().filter(|k| *k == "task_progress").count();
+        if i % 2 == 0 {
+            assert_eq!(
+                (progress, kinds.contains(&"task_completed".to_owned())),
+                (0, true),
+                "{t}: {kinds:?}"
+            );
+        } else {
+            assert_eq!(progress, 1, "{t}: {kinds:?}");
+        }
+        assert_eq!(kinds[0], "task_started", "oldest first: {kinds:?}");
+    }
+    // paced: the replay's arrivals spread over at least half the time the
+    // pace gives them (without pacing they all land in about a second)
+    let span = got.last().unwrap().at.duration_since(got.first().unwrap().at);
+    let paced = Duration::from_millis((missed_ids.len() as u64 / 2) * 1000 / 10) / 2;
+    assert!(span >= paced, "{} replays in {span:?}", got.len());
+    println!(
+        "recover: {} missed, {} replayed in {calls} calls, {} arrivals over {span:?} (recover to drained {:?})",
+        missed_ids.len(),
+        replayed,
+        got.len(),
+        started.elapsed()
+    );
+    let e = endpoint(&env, &ep).await;
+    assert!(e.get("failing_since").is_none() && e["disabled"] == false, "{e}");
 }

@@ -21,6 +21,8 @@ async fn fifty_tasks_under_faults_lose_nothing() {
     // the faults happened: duplicates sent, kills survived, deliveries retried, stalls marked
     assert!(v.copies_sent > v.events_sent, "{markdown}");
     assert!(report.kills.iter().map(|(_, k, _)| k).sum::<usize>() >= 2, "{markdown}");
-    assert!(v.attempts > v.deliveries, "{markdown}");
+    // (a superseded progress is never attempted)
+    let superseded = v.delivery_states.get("superseded").copied().unwrap_or(0);
+    assert!(v.attempts > v.deliveries - superseded, "{markdown}");
     assert!(v.stalls >= 1, "{markdown}");
 }

@@ -62,6 +62,7 @@ struct DeliveryItem {
 
 impl DeliveryItem {
     fn new(d: &Delivery, expires_at: i64) -> Self {
+        let unsent = !d.enqueued && d.state == DeliveryState::Pending;
         Self {
             pk: task_pk(&d.task_id),
             sk: delivery_sk(&d.delivery_id),
@@ -85,8 +86,9 @@ impl DeliveryItem {
             attempts: d.attempts.clone(),
             attempts_total: d.attempts_total,
             expires_at,
-            due_pk: (!d.enqueued).then(|| due_pk(watch::shard(&d.task_id))),
-            due_sk: (!d.enqueued).then(|| due_sk(d.created_at + watch::OUTBOX_GRACE, &d.delivery_id)),
+            // the outbox: a pending delivery not yet on the queue
+            due_pk: unsent.then(|| due_pk(watch::shard(&d.task_id))),
+            due_sk: unsent.then(|| due_sk(d.created_at + watch::OUTBOX_GRACE, &d.delivery_id)),
         }
     }
 
@@ -208,7 +210,10 @@ impl DeliveryStore for DynamoStore {
     }
 
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
-        self.query_deliveries(task_id, true).await
+        // a paused delivery (a disabled endpoint's) is not sent
+        let mut unsent = self.query_deliveries(task_id, true).await?;
+        unsent.retain(|d| d.state == DeliveryState::Pending);
+        Ok(unsent)
     }
 
     /// A newer cycle started meanwhile (condition fails): nothing to mark.

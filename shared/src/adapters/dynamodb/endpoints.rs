@@ -43,6 +43,18 @@ impl EndpointItem {
 }
 
 impl DynamoStore {
+    /// The deliveries of a page of index keys, in the page's order.
+    async fn deliveries_by_key(&self, keys: Page<super::Item>) -> Result<Page<Delivery>, StoreError> {
+        let mut deliveries = Vec::with_capacity(keys.items.len());
+        for item in self.get_many(&keys.items).await? {
+            deliveries.push(delivery_from_item(item)?);
+        }
+        Ok(Page {
+            items: deliveries,
+            next: keys.next,
+        })
+    }
+
     async fn put_endpoint(&self, e: &Endpoint, condition: &str) -> Result<bool, StoreError> {
         let c = Condition::new(condition);
         let sent = self
@@ -170,13 +182,25 @@ impl EndpointStore for DynamoStore {
             .key_condition_expression("ep_pk = :pk")
             .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)));
         let keys = self.newest_first(query, limit, start, Ok).await?;
-        let mut deliveries = Vec::with_capacity(keys.items.len());
-        for item in self.get_many(&keys.items).await? {
-            deliveries.push(delivery_from_item(item)?);
-        }
-        Ok(Page {
-            items: deliveries,
-            next: keys.next,
-        })
+        self.deliveries_by_key(keys).await
+    }
+
+    async fn endpoint_deliveries_since(
+        &self,
+        id: &EndpointId,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI4")
+            .key_condition_expression("ep_pk = :pk AND ep_sk >= :since")
+            .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)))
+            .expression_attribute_values(":since", s(sort_ts(since)));
+        let keys = self.query_page(query, limit, start, Ok).await?;
+        self.deliveries_by_key(keys).await
     }
 }

@@ -92,6 +92,23 @@ impl EndpointStore for MemoryTaskStore {
         })
     }
 
+    async fn endpoint_deliveries_since(
+        &self,
+        id: &EndpointId,
+        since: DateTime<Utc>,
+        limit: usize,
+        start: Option<PageKey>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        down(&self.fail, "memory", "endpoint_deliveries_since")?;
+        let mut all: Vec<Delivery> = lock(&self.deliveries)
+            .values()
+            .filter(|d| d.endpoint_id.as_ref() == Some(id) && d.created_at >= since)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.delivery_id).cmp(&(b.created_at, &b.delivery_id)));
+        Ok(super::paginate(all, limit, start))
+    }
+
     async fn endpoint_deliveries(
         &self,
         id: &EndpointId,

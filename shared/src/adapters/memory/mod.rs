@@ -306,7 +306,7 @@ impl DeliveryStore for MemoryTaskStore {
         down(&self.fail, "memory", "unsent_deliveries")?;
         Ok(lock(&self.deliveries)
             .values()
-            .filter(|d| &d.task_id == task_id && !d.enqueued)
+            .filter(|d| &d.task_id == task_id && !d.enqueued && d.state == DeliveryState::Pending)
             .cloned()
             .collect())
     }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -77,6 +78,11 @@ impl WebhookQueue for MemoryWebhookQueue {
         down(&self.fail, "memory", "enqueue")?;
         lock(&self.messages).push(message.clone());
         Ok(())
+    }
+
+    /// Handed out at once: the delay is the real queue's.
+    async fn enqueue_after(&self, message: &DeliveryMessage, _delay: Duration) -> Result<(), StoreError> {
+        self.enqueue(message).await
     }
 }
 
