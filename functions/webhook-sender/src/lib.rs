@@ -223,16 +223,7 @@ impl Sender {
             None => None,
             Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
                 Some(e) if e.disabled => {
-                    let ended = self
-                        .ports
-                        .deliveries
-                        .end_unattempted(
-                            &delivery.task_id,
-                            &delivery.delivery_id,
-                            delivery.cycle,
-                            DeliveryState::Paused,
-                        )
-                        .await?;
+                    let ended = self.end_unattempted(&delivery, DeliveryState::Paused).await?;
                     tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
                     return Ok(Outcome::Done);
                 }
@@ -302,6 +293,15 @@ impl Sender {
         }
     }
 
+    /// Ends the delivery's current cycle in `state` without an attempt;
+    /// `false` if it moved on meanwhile.
+    async fn end_unattempted(&self, delivery: &Delivery, state: DeliveryState) -> Result<bool, StoreError> {
+        self.ports
+            .deliveries
+            .end_unattempted(&delivery.task_id, &delivery.delivery_id, delivery.cycle, state)
+            .await
+    }
+
     /// Ends a `task_progress` delivery that a newer progress or the task's
     /// end to the same target overtook (`superseded`, no attempt): on its
     /// first receive or any retry, its receiver would only get a stale state
@@ -315,16 +315,7 @@ impl Sender {
         let Some(newer) = overtaken_by(delivery, &same_task) else {
             return Ok(false);
         };
-        let ended = self
-            .ports
-            .deliveries
-            .end_unattempted(
-                &delivery.task_id,
-                &delivery.delivery_id,
-                delivery.cycle,
-                DeliveryState::Superseded,
-            )
-            .await?;
+        let ended = self.end_unattempted(delivery, DeliveryState::Superseded).await?;
         if ended {
             tracing::info!(
                 by = %newer.delivery_id,

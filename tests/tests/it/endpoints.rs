@@ -15,7 +15,7 @@ use morag_shared::domain::endpoint::MAX_ENDPOINTS_PER_TENANT;
 use morag_tests::receiver::TestReceiver;
 use morag_tests::{call, TestEnv, TestResponse};
 
-use crate::webhooks::{deliver_all, event, sender, submit, webhook_env, SECRET};
+use crate::webhooks::{deliver_all, event, kinds, sender, submit, webhook_env, SECRET};
 
 async fn send(env: &TestEnv, key: Option<&str>, method: &str, path: &str, body: Option<Value>) -> TestResponse {
     let mut request = http::Request::builder().method(method).uri(path);
@@ -276,14 +276,6 @@ async fn endpoints_are_managed_over_the_api_checked_and_tenant_scoped() {
             assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {p} {key:?}");
         }
     }
-}
-
-fn kinds(receiver: &TestReceiver) -> Vec<String> {
-    receiver
-        .received()
-        .iter()
-        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A task's events reach its own `webhook_url` and each enabled endpoint of

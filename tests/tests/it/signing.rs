@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use morag_tests::receiver::TestReceiver;
 use morag_tests::{call, TestEnv, TestResponse};
 
-use crate::webhooks::{deliver_all, doc_block, event, run_snippet, sender, submit, webhook_env};
+use crate::webhooks::{deliver_events, doc_block, event, run_snippet, submit, webhook_env};
 
 async fn send(
     env: &TestEnv,
@@ -238,14 +238,14 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
 
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), None).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "c", "completed", None, 2),
-    ])
-    .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "c", "completed", None, 2),
+        ],
         Duration::from_secs(15),
     )
     .await;
@@ -303,11 +303,11 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
     assert_eq!(only.body["schemes"], json!(["v1a"]));
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(15),
     )
     .await;

@@ -92,6 +92,28 @@ pub(crate) async fn deliver_all(env: &TestEnv, sender: &morag_webhook_sender::Se
     }
 }
 
+/// Sends `events` and records and delivers everything (a fresh sender whose
+/// requests time out after `timeout`), for at most `deadline`.
+pub(crate) async fn deliver_events(
+    env: &TestEnv,
+    schedule: &RetrySchedule,
+    timeout: Duration,
+    events: &[String],
+    deadline: Duration,
+) {
+    env.send_status_events(events).await;
+    deliver_all(env, &sender(env, schedule, timeout), deadline).await;
+}
+
+/// The event types a receiver got, in arrival order.
+pub(crate) fn kinds(receiver: &TestReceiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["event_type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 async fn deliveries(env: &TestEnv, task_id: &str) -> Value {
     let res = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
@@ -226,15 +248,15 @@ async fn subscriptions_choose_the_events() {
     let (env, schedule) = webhook_env("1").await;
     let receiver = TestReceiver::always(204).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_completed"]))).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "p", "progress", Some(0.8), 2),
-        event(&task_id, "c", "completed", None, 3),
-    ])
-    .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(5)),
+        &schedule,
+        Duration::from_secs(5),
+        &[
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "p", "progress", Some(0.8), 2),
+            event(&task_id, "c", "completed", None, 3),
+        ],
         Duration::from_secs(10),
     )
     .await;
@@ -251,11 +273,11 @@ async fn fail_twice_then_succeed_keeps_the_webhook_id() {
     let (env, schedule) = webhook_env("1,1,1").await;
     let receiver = TestReceiver::start(vec![Reply::Status(500), Reply::Status(503)], Reply::Status(200)).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(5)),
+        &schedule,
+        Duration::from_secs(5),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(30),
     )
     .await;
@@ -287,14 +309,14 @@ async fn a_dead_receiver_gets_exactly_the_budget_then_the_dlq_and_the_task_is_un
     let (env, schedule) = webhook_env("1,1").await;
     let receiver = TestReceiver::always(500).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_completed"]))).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "c", "completed", None, 2),
-    ])
-    .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(5)),
+        &schedule,
+        Duration::from_secs(5),
+        &[
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "c", "completed", None, 2),
+        ],
         Duration::from_secs(30),
     )
     .await;
@@ -415,11 +437,11 @@ async fn permanent_refusals_are_not_retried() {
         let (env, schedule) = webhook_env("1,1").await;
         let receiver = TestReceiver::always(code).await;
         let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-        env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-            .await;
-        deliver_all(
+        deliver_events(
             &env,
-            &sender(&env, &schedule, Duration::from_secs(5)),
+            &schedule,
+            Duration::from_secs(5),
+            &[event(&task_id, "s", "started", None, 1)],
             Duration::from_secs(10),
         )
         .await;
@@ -439,11 +461,11 @@ async fn retry_after_is_honoured() {
     )
     .await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(5)),
+        &schedule,
+        Duration::from_secs(5),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(20),
     )
     .await;
@@ -461,11 +483,11 @@ async fn timeouts_and_refused_connections_are_retried() {
     let (env, schedule) = webhook_env("1").await;
     let slow = TestReceiver::start(vec![Reply::Slow(Duration::from_secs(3), 200)], Reply::Status(200)).await;
     let task_id = submit(&env, &slow.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(1)),
+        &schedule,
+        Duration::from_secs(1),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(20),
     )
     .await;
@@ -486,11 +508,11 @@ async fn timeouts_and_refused_connections_are_retried() {
         Some(json!(["task_started"])),
     )
     .await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(1)),
+        &schedule,
+        Duration::from_secs(1),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(20),
     )
     .await;
@@ -511,11 +533,11 @@ async fn names_resolving_to_private_addresses_are_refused_at_send_time() {
     let receiver = TestReceiver::always(200).await;
     let url = format!("http://private.test:{}/hook", receiver.addr.port());
     let task_id = submit(&env, &url, Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(10),
     )
     .await;
@@ -604,11 +626,11 @@ async fn a_rotation_over_the_api_signs_with_both() {
 
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(10),
     )
     .await;
@@ -678,14 +700,14 @@ async fn a_new_tenant_receives_verified_webhooks_with_no_extra_step() {
     let res = call(&env.ingest, url_request(&key, &body)).await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{:?}", res.body);
     let task_id = res.body["task_id"].as_str().unwrap().to_owned();
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "c", "completed", None, 2),
-    ])
-    .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "c", "completed", None, 2),
+        ],
         Duration::from_secs(15),
     )
     .await;
@@ -743,11 +765,11 @@ async fn redirects_are_not_followed() {
     let elsewhere = TestReceiver::always(200).await;
     let receiver = TestReceiver::always_with(302, vec![("location", elsewhere.url())]).await;
     let task_id = submit(&env, &receiver.url(), Some(json!(["task_started"]))).await;
-    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
-        .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[event(&task_id, "s", "started", None, 1)],
         Duration::from_secs(10),
     )
     .await;
@@ -1130,24 +1152,20 @@ async fn progress_overtaken_before_its_first_attempt_is_superseded_not_sent() {
     let (env, schedule) = webhook_env("1").await;
     let receiver = TestReceiver::always(200).await;
     let task_id = submit(&env, &receiver.url(), None).await;
-    env.send_status_events(&[
-        event(&task_id, "s", "started", None, 1),
-        event(&task_id, "p1", "progress", Some(0.3), 2),
-        event(&task_id, "p2", "progress", Some(0.6), 3),
-        event(&task_id, "c", "completed", None, 4),
-    ])
-    .await;
-    deliver_all(
+    deliver_events(
         &env,
-        &sender(&env, &schedule, Duration::from_secs(2)),
+        &schedule,
+        Duration::from_secs(2),
+        &[
+            event(&task_id, "s", "started", None, 1),
+            event(&task_id, "p1", "progress", Some(0.3), 2),
+            event(&task_id, "p2", "progress", Some(0.6), 3),
+            event(&task_id, "c", "completed", None, 4),
+        ],
         Duration::from_secs(15),
     )
     .await;
-    let kinds: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
-        .collect();
+    let kinds = kinds(&receiver);
     let mut sorted = kinds.clone();
     sorted.sort();
     assert_eq!(sorted, ["task_completed", "task_started"], "{kinds:?}");
@@ -1210,11 +1228,7 @@ async fn progress_overtaken_while_it_waits_for_a_retry_is_superseded() {
     env.send_status_events(&[event(&task_id, "c", "completed", None, 3)])
         .await;
     deliver_all(&env, &sender, Duration::from_secs(15)).await;
-    let kinds: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.json()["event_type"].as_str().unwrap().to_owned())
-        .collect();
+    let kinds = kinds(&receiver);
     assert_eq!(
         kinds.iter().filter(|k| *k == "task_progress").count(),
         1,
