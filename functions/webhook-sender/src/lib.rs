@@ -204,6 +204,7 @@ impl Sender {
                     budget,
                     "attempt budget spent without a final attempt: dead"
                 );
+                self.announce_exhausted(&delivery).await;
                 return self.park(record, delivery.attempts.len()).await;
             }
             // dead, and its message came back: the parking after the last
@@ -288,7 +289,15 @@ impl Sender {
                 tracing::info!(delay_s = delay.as_secs(), "will retry");
                 Ok(Outcome::Again)
             }
-            (DeliveryState::Dead, _) => self.park(record, delivery.attempts.len() + 1).await,
+            (DeliveryState::Dead, _) => {
+                let dead = Delivery {
+                    state: DeliveryState::Dead,
+                    attempts_total: delivery.attempts_total + 1,
+                    ..delivery.clone()
+                };
+                self.announce_exhausted(&dead).await;
+                self.park(record, delivery.attempts.len() + 1).await
+            }
             _ => Ok(Outcome::Done),
         }
     }
@@ -378,18 +387,45 @@ impl Sender {
         since: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        let others = self.ports.endpoints.list_endpoints(&endpoint.tenant).await?;
-        let expires_at = now + chrono::Duration::days(OPERATIONAL_TTL_DAYS);
-        let deliveries = fanout::endpoint_disabled(endpoint, since, now, &others);
+        self.announce(&endpoint.tenant, WebhookEvent::EndpointDisabled, |others| {
+            fanout::endpoint_disabled(endpoint, since, now, others)
+        })
+        .await
+    }
+
+    /// `delivery.exhausted` about a delivery that just went `dead`, to the
+    /// tenant's other subscribed endpoints; logged, never failing the record.
+    async fn announce_exhausted(&self, dead: &Delivery) {
+        let now = morag_shared::time::now();
+        let told = self
+            .announce(&dead.tenant, WebhookEvent::DeliveryExhausted, |others| {
+                fanout::delivery_exhausted(dead, now, others)
+            })
+            .await;
+        if let Err(e) = told {
+            tracing::error!(error = %e, "could not send delivery.exhausted");
+        }
+    }
+
+    /// Plans an operational webhook over the tenant's endpoints and sends
+    /// it: each delivery in the outbox first (the watchdog sends it if the
+    /// enqueue fails), then on the queue.
+    async fn announce(
+        &self,
+        tenant: &TenantId,
+        event_type: WebhookEvent,
+        plan: impl FnOnce(&[Endpoint]) -> Vec<Delivery>,
+    ) -> Result<(), StoreError> {
+        let endpoints = self.ports.endpoints.list_endpoints(tenant).await?;
+        let deliveries = plan(&endpoints);
+        let expires_at = morag_shared::time::now() + chrono::Duration::days(OPERATIONAL_TTL_DAYS);
         for d in &deliveries {
-            // in the outbox first: the watchdog sends it if the enqueue fails
             self.ports.deliveries.insert_delivery(d, expires_at).await?;
             outbox::enqueue_delivery(self.ports.webhooks.as_ref(), self.ports.deliveries.as_ref(), d).await?;
         }
-        tracing::info!(
-            told = deliveries.len(),
-            "endpoint.disabled sent to the tenant's subscribed endpoints"
-        );
+        if !deliveries.is_empty() {
+            tracing::info!(%event_type, told = deliveries.len(), "operational webhook sent to the tenant's subscribed endpoints");
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::delivery::{Delivery, DeliveryId, DeliveryState, WebhookEvent};
 use super::endpoint::{Endpoint, EndpointId};
 use super::event::{EventStatus, StatusEvent};
-use super::ids::TaskId;
+use super::ids::{TaskId, TenantId};
 use super::task::{Task, TaskStatus};
 
 /// Progress milestones, in percent: each fires at most once per task.
@@ -106,8 +106,8 @@ fn payload(
             data["result"] = after.result.clone().unwrap_or(Value::Null);
         }
         WebhookEvent::TaskFailed => data["error"] = json!(after.error),
-        // never planned for a task (see `endpoint_disabled`)
-        WebhookEvent::EndpointDisabled => {}
+        // never planned for a task (see `operational`)
+        WebhookEvent::EndpointDisabled | WebhookEvent::DeliveryExhausted => {}
     }
     json!({
         "event_type": event_type.as_str(),
@@ -187,40 +187,31 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'
     out
 }
 
-/// The `endpoint.disabled` webhook about `disabled` (disabled at `at`), one
-/// delivery to each of the tenant's other enabled endpoints that subscribe
-/// to it. Its deliveries belong to no task: their partition is a task id
-/// derived from the endpoint and the failure streak, so planning the same
-/// disable again gives the same deliveries.
-pub fn endpoint_disabled(
-    disabled: &Endpoint,
-    since: DateTime<Utc>,
+/// An operational webhook (about the tenant's endpoints, not a task): one
+/// delivery to each of the tenant's enabled endpoints that subscribe to
+/// `event_type`, but `about` (the endpoint it is about). Its deliveries
+/// belong to no task: their partition is a task id derived from
+/// `occurrence`, so planning the same occurrence again gives the same
+/// deliveries.
+fn operational(
+    tenant: &TenantId,
+    event_type: WebhookEvent,
+    occurrence: &str,
+    data: Value,
     at: DateTime<Utc>,
+    about: Option<&EndpointId>,
     endpoints: &[Endpoint],
 ) -> Vec<Delivery> {
-    let event_type = WebhookEvent::EndpointDisabled;
-    let partition = TaskId::derived(&format!(
-        "{}|{}|{}",
-        event_type.as_str(),
-        disabled.endpoint_id,
-        crate::time::sort_ts(since)
-    ));
+    let partition = TaskId::derived(&format!("{}|{occurrence}", event_type.as_str()));
     let payload = json!({
         "event_type": event_type.as_str(),
         "timestamp": crate::time::sort_ts(at),
-        "data": {
-            "endpoint_id": disabled.endpoint_id,
-            "url": disabled.url,
-            "description": disabled.description,
-            "reason": "failing",
-            "failing_since": crate::time::sort_ts(since),
-            "disabled_at": crate::time::sort_ts(at),
-        },
+        "data": data,
     })
     .to_string();
     endpoints
         .iter()
-        .filter(|e| e.tenant == disabled.tenant && e.endpoint_id != disabled.endpoint_id && e.wants(event_type))
+        .filter(|e| &e.tenant == tenant && Some(&e.endpoint_id) != about && e.wants(event_type))
         .map(|e| Delivery {
             task_id: partition,
             tenant: e.tenant.clone(),
@@ -238,6 +229,65 @@ pub fn endpoint_disabled(
             attempts_total: 0,
         })
         .collect()
+}
+
+/// `endpoint.disabled`: `disabled` failed every attempt since `since` and
+/// was disabled at `at` (one occurrence per failure streak).
+pub fn endpoint_disabled(
+    disabled: &Endpoint,
+    since: DateTime<Utc>,
+    at: DateTime<Utc>,
+    endpoints: &[Endpoint],
+) -> Vec<Delivery> {
+    let data = json!({
+        "endpoint_id": disabled.endpoint_id,
+        "url": disabled.url,
+        "description": disabled.description,
+        "reason": "failing",
+        "failing_since": crate::time::sort_ts(since),
+        "disabled_at": crate::time::sort_ts(at),
+    });
+    let occurrence = format!("{}|{}", disabled.endpoint_id, crate::time::sort_ts(since));
+    operational(
+        &disabled.tenant,
+        WebhookEvent::EndpointDisabled,
+        &occurrence,
+        data,
+        at,
+        Some(&disabled.endpoint_id),
+        endpoints,
+    )
+}
+
+/// `delivery.exhausted`: `dead` spent its attempts (the attempt budget of
+/// its cycle) without a success; the tenant's other subscribed endpoints
+/// hear of it (one occurrence per delivery and cycle). Never planned for
+/// an operational delivery: no webhooks about webhooks about webhooks.
+pub fn delivery_exhausted(dead: &Delivery, at: DateTime<Utc>, endpoints: &[Endpoint]) -> Vec<Delivery> {
+    if WebhookEvent::OPERATIONAL.contains(&dead.event_type) {
+        return Vec::new();
+    }
+    let mut data = json!({
+        "delivery_id": dead.delivery_id,
+        "task_id": dead.task_id.to_string(),
+        "event_type": dead.event_type.as_str(),
+        "url": dead.url,
+        "attempts": dead.attempts_total,
+        "cycle": dead.cycle,
+    });
+    if let Some(id) = &dead.endpoint_id {
+        data["endpoint_id"] = json!(id);
+    }
+    let occurrence = format!("{}|{}", dead.delivery_id, dead.cycle);
+    operational(
+        &dead.tenant,
+        WebhookEvent::DeliveryExhausted,
+        &occurrence,
+        data,
+        at,
+        dead.endpoint_id.as_ref(),
+        endpoints,
+    )
 }
 
 #[cfg(test)]

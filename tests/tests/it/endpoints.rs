@@ -843,3 +843,44 @@ async fn recover_replays_what_the_endpoint_missed_coalesced_paced_with_original_
     let e = endpoint(&env, &ep).await;
     assert!(e.get("failing_since").is_none() && e["disabled"] == false, "{e}");
 }
+
+/// A delivery that spends its attempts without a success tells the
+/// tenant's endpoints that subscribe to `delivery.exhausted` (once, as the
+/// schema says), whether it was for the task's own URL or an endpoint.
+#[tokio::test]
+async fn an_exhausted_delivery_is_announced_to_the_subscribed_endpoints() {
+    let (env, schedule) = webhook_env("1").await;
+    let broken = TestReceiver::always(503).await;
+    let ops = TestReceiver::always(200).await;
+    let ops_id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": ops.url(), "event_types": ["delivery.exhausted"]}),
+    )
+    .await;
+    let task_id = submit(&env, &broken.url(), Some(json!(["task_started"]))).await;
+    // a long window: nothing is disabled here
+    let sender = sender_with_window(&env, &schedule, Duration::from_secs(3600));
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(20)).await;
+    assert_eq!(broken.received().len(), 2, "the schedule's two attempts");
+    let deliveries = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    let dead = &deliveries.body["deliveries"][0];
+    assert_eq!(dead["state"], "dead");
+    let told = ops.received();
+    assert_eq!(told.len(), 1, "{:?}", kinds(&ops));
+    let body = told[0].json();
+    assert_eq!(body["event_type"], "delivery.exhausted");
+    assert_eq!(body["data"]["delivery_id"], dead["delivery_id"]);
+    assert_eq!(body["data"]["task_id"], task_id.as_str());
+    assert_eq!(body["data"]["event_type"], "task_started");
+    assert_eq!(body["data"]["attempts"], 2);
+    assert!(body["data"].get("endpoint_id").is_none(), "the task's own URL");
+    let problems = morag_tests::schema::webhook_body_problems(&[body]);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let log = env
+        .get(&env.key_a, &format!("/api/v1/webhooks/endpoints/{ops_id}/deliveries"))
+        .await;
+    assert_eq!(log.body["deliveries"][0]["event_type"], "delivery.exhausted");
+}

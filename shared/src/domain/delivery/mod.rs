@@ -32,6 +32,9 @@ pub enum WebhookEvent {
     /// subscribe to it).
     #[serde(rename = "endpoint.disabled")]
     EndpointDisabled,
+    /// Operational: a delivery spent its attempts without a success.
+    #[serde(rename = "delivery.exhausted")]
+    DeliveryExhausted,
 }
 
 impl WebhookEvent {
@@ -52,11 +55,12 @@ impl WebhookEvent {
             WebhookEvent::TaskCompleted => "task_completed",
             WebhookEvent::TaskFailed => "task_failed",
             WebhookEvent::EndpointDisabled => "endpoint.disabled",
+            WebhookEvent::DeliveryExhausted => "delivery.exhausted",
         }
     }
 
     /// Operational events: about the tenant's endpoints, not a task.
-    pub const OPERATIONAL: [WebhookEvent; 1] = [WebhookEvent::EndpointDisabled];
+    pub const OPERATIONAL: [WebhookEvent; 2] = [WebhookEvent::EndpointDisabled, WebhookEvent::DeliveryExhausted];
 
     /// A task event or an operational one (what an endpoint may subscribe to).
     pub fn parse_any(s: &str) -> Result<Self, String> {
@@ -67,7 +71,7 @@ impl WebhookEvent {
             .ok_or_else(|| {
                 format!(
                     "event_types may contain task_started, task_progress, task_stalled, task_completed, task_failed, \
-                     endpoint.disabled; not {s:?}"
+                     endpoint.disabled, delivery.exhausted; not {s:?}"
                 )
             })
     }
