@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use morag_shared::domain::endpoint::{DisabledReason, MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT};
-use morag_shared::domain::{DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
+use morag_shared::domain::{fanout, DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
 use morag_shared::http::body::{json_body, parse_json};
 use morag_shared::http::query::{bounded, invalid_parameter};
 use morag_shared::http::{ApiError, Authenticated, Params};
@@ -369,6 +369,7 @@ pub async fn recover(
         return Err(invalid_parameter("since is in the future"));
     }
     let mut endpoint = owned_endpoint(&st, &tenant, &raw_id).await?;
+    let was_disabled = endpoint.disabled;
     if endpoint.disabled {
         endpoint.disabled = false;
         endpoint.disabled_reason = None;
@@ -420,6 +421,22 @@ pub async fn recover(
         more = next_since.is_some(),
         "endpoint recovered: missed deliveries replayed"
     );
+    // the call that enabled it tells the tenant's other subscribed
+    // endpoints (after the replay was queued: a failure here is logged, the
+    // recovery stands)
+    if was_disabled {
+        let told = morag_shared::outbox::announce(
+            st.endpoints.as_ref(),
+            st.deliveries.as_ref(),
+            st.webhooks.as_ref(),
+            &tenant,
+            |all| fanout::endpoint_recovered(&endpoint, since, replayed, now, all),
+        )
+        .await;
+        if let Err(e) = told {
+            tracing::error!(error = %e, "could not send endpoint.recovered");
+        }
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(RecoverView {

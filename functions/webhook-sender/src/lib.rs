@@ -53,8 +53,6 @@ fn visibility_left(received_at: Instant) -> Duration {
 const BODY_CAP: usize = 4096;
 /// Characters of the response kept on the attempt.
 const EXCERPT_CHARS: usize = 256;
-/// How long an operational webhook's delivery is kept (as task history).
-const OPERATIONAL_TTL_DAYS: i64 = 7;
 /// How long signing secrets are trusted in a warm function.
 const SECRET_CACHE: Duration = Duration::from_secs(60);
 
@@ -407,24 +405,24 @@ impl Sender {
         }
     }
 
-    /// Plans an operational webhook over the tenant's endpoints and sends
-    /// it: each delivery in the outbox first (the watchdog sends it if the
-    /// enqueue fails), then on the queue.
+    /// Sends an operational webhook through the shared outbox.
     async fn announce(
         &self,
         tenant: &TenantId,
         event_type: WebhookEvent,
         plan: impl FnOnce(&[Endpoint]) -> Vec<Delivery>,
     ) -> Result<(), StoreError> {
-        let endpoints = self.ports.endpoints.list_endpoints(tenant).await?;
-        let deliveries = plan(&endpoints);
-        let expires_at = morag_shared::time::now() + chrono::Duration::days(OPERATIONAL_TTL_DAYS);
-        for d in &deliveries {
-            self.ports.deliveries.insert_delivery(d, expires_at).await?;
-            outbox::enqueue_delivery(self.ports.webhooks.as_ref(), self.ports.deliveries.as_ref(), d).await?;
-        }
-        if !deliveries.is_empty() {
-            tracing::info!(%event_type, told = deliveries.len(), "operational webhook sent to the tenant's subscribed endpoints");
+        let p = &self.ports;
+        let told = outbox::announce(
+            p.endpoints.as_ref(),
+            p.deliveries.as_ref(),
+            p.webhooks.as_ref(),
+            tenant,
+            plan,
+        )
+        .await?;
+        if told > 0 {
+            tracing::info!(%event_type, told, "operational webhook sent to the tenant's subscribed endpoints");
         }
         Ok(())
     }

@@ -107,7 +107,7 @@ fn payload(
         }
         WebhookEvent::TaskFailed => data["error"] = json!(after.error),
         // never planned for a task (see `operational`)
-        WebhookEvent::EndpointDisabled | WebhookEvent::DeliveryExhausted => {}
+        WebhookEvent::EndpointDisabled | WebhookEvent::EndpointRecovered | WebhookEvent::DeliveryExhausted => {}
     }
     json!({
         "event_type": event_type.as_str(),
@@ -255,6 +255,35 @@ pub fn endpoint_disabled(
         data,
         at,
         Some(&disabled.endpoint_id),
+        endpoints,
+    )
+}
+
+/// `endpoint.recovered`: `recovered`, disabled, was enabled at `at` by a
+/// recovery whose first call replayed `replayed` deliveries since `since`.
+pub fn endpoint_recovered(
+    recovered: &Endpoint,
+    since: DateTime<Utc>,
+    replayed: usize,
+    at: DateTime<Utc>,
+    endpoints: &[Endpoint],
+) -> Vec<Delivery> {
+    let data = json!({
+        "endpoint_id": recovered.endpoint_id,
+        "url": recovered.url,
+        "description": recovered.description,
+        "since": crate::time::sort_ts(since),
+        "replayed": replayed,
+        "recovered_at": crate::time::sort_ts(at),
+    });
+    let occurrence = format!("{}|{}", recovered.endpoint_id, crate::time::sort_ts(at));
+    operational(
+        &recovered.tenant,
+        WebhookEvent::EndpointRecovered,
+        &occurrence,
+        data,
+        at,
+        Some(&recovered.endpoint_id),
         endpoints,
     )
 }

@@ -709,6 +709,13 @@ async fn recover_replays_what_the_endpoint_missed_coalesced_paced_with_original_
     let receiver = TestReceiver::always(503).await;
     let sink = TestReceiver::always(200).await;
     let ep = create_ok(&env, &env.key_a, json!({"url": receiver.url()})).await;
+    let ops = TestReceiver::always(200).await;
+    create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": ops.url(), "event_types": ["endpoint.disabled", "endpoint.recovered"]}),
+    )
+    .await;
     let sender = sender_with_window(&env, &schedule, Duration::from_secs(1));
     let since = morag_shared::time::now() - chrono::Duration::seconds(5);
     let mut tasks = Vec::new();
@@ -842,6 +849,15 @@ async fn recover_replays_what_the_endpoint_missed_coalesced_paced_with_original_
     );
     let e = endpoint(&env, &ep).await;
     assert!(e.get("failing_since").is_none() && e["disabled"] == false, "{e}");
+    // the operations endpoint heard of both: disabled once, recovered once
+    // (by the call that enabled it, however many calls the replay took)
+    assert_eq!(kinds(&ops), ["endpoint.disabled", "endpoint.recovered"]);
+    let recovered = ops.received()[1].json();
+    assert_eq!(recovered["data"]["endpoint_id"], ep.as_str());
+    assert_eq!(recovered["data"]["replayed"], 200);
+    let bodies: Vec<Value> = ops.received().iter().map(|r| r.json()).collect();
+    let problems = morag_tests::schema::webhook_body_problems(&bodies);
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// A delivery that spends its attempts without a success tells the

@@ -200,7 +200,7 @@ fn expected() -> BTreeMap<&'static str, BTreeSet<String>> {
                 "dynamodb:GetItem Table.Arn APIKEY#*,TASK#*,WHSECRET#*",
                 "dynamodb:PutItem Table.Arn WHSECRET#*",
                 "kms:Encrypt,kms:Decrypt SigningSecretsKey.Arn",
-                "dynamodb:BatchGetItem,dynamodb:Query,dynamodb:UpdateItem Table.Arn TASK#*",
+                "dynamodb:BatchGetItem,dynamodb:Query,dynamodb:UpdateItem,dynamodb:PutItem Table.Arn TASK#*",
                 "dynamodb:Query ${Table.Arn}/index/GSI1",
                 "dynamodb:Query ${Table.Arn}/index/GSI2",
                 "dynamodb:Query ${Table.Arn}/index/GSI3",

@@ -35,6 +35,10 @@ pub enum WebhookEvent {
     /// Operational: a delivery spent its attempts without a success.
     #[serde(rename = "delivery.exhausted")]
     DeliveryExhausted,
+    /// Operational: an endpoint was recovered (enabled, its missed
+    /// deliveries replayed).
+    #[serde(rename = "endpoint.recovered")]
+    EndpointRecovered,
 }
 
 impl WebhookEvent {
@@ -56,11 +60,16 @@ impl WebhookEvent {
             WebhookEvent::TaskFailed => "task_failed",
             WebhookEvent::EndpointDisabled => "endpoint.disabled",
             WebhookEvent::DeliveryExhausted => "delivery.exhausted",
+            WebhookEvent::EndpointRecovered => "endpoint.recovered",
         }
     }
 
     /// Operational events: about the tenant's endpoints, not a task.
-    pub const OPERATIONAL: [WebhookEvent; 2] = [WebhookEvent::EndpointDisabled, WebhookEvent::DeliveryExhausted];
+    pub const OPERATIONAL: [WebhookEvent; 3] = [
+        WebhookEvent::EndpointDisabled,
+        WebhookEvent::EndpointRecovered,
+        WebhookEvent::DeliveryExhausted,
+    ];
 
     /// A task event or an operational one (what an endpoint may subscribe to).
     pub fn parse_any(s: &str) -> Result<Self, String> {
@@ -71,7 +80,7 @@ impl WebhookEvent {
             .ok_or_else(|| {
                 format!(
                     "event_types may contain task_started, task_progress, task_stalled, task_completed, task_failed, \
-                     endpoint.disabled, delivery.exhausted; not {s:?}"
+                     endpoint.disabled, endpoint.recovered, delivery.exhausted; not {s:?}"
                 )
             })
     }
