@@ -1,8 +1,10 @@
 //! The domain model. Nothing here knows about AWS or HTTP.
 //!
 //! Imports point one way: `ids` ← `delivery` ← `task` ← `event` ← `fanout`
-//! ← `lifecycle`; `watch` (← `task`, `event`) holds the watchdog's rules;
-//! `keys`, `idempotency`, `page` and `upload` (← `ids`) stand alone.
+//! ← `lifecycle`; `endpoint` (← `delivery`) is what `fanout` plans tenant
+//! endpoints' webhooks from; `watch` (← `task`, `event`) holds the
+//! watchdog's rules; `keys` (← `delivery`, for signing), `idempotency`,
+//! `page` and `upload` (← `ids`) stand alone.
 
 pub mod delivery;
 pub mod endpoint;
