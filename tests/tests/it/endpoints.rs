@@ -900,3 +900,46 @@ async fn an_exhausted_delivery_is_announced_to_the_subscribed_endpoints() {
         .await;
     assert_eq!(log.body["deliveries"][0]["event_type"], "delivery.exhausted");
 }
+
+/// The health conditions compare times as the item stores them, whoever
+/// wrote it last: a streak that began on a whole second, then a PATCH (a
+/// whole-item put) during it, still lets the disable through, once.
+#[tokio::test]
+async fn a_patch_during_a_failure_streak_does_not_keep_it_from_being_disabled() {
+    use morag_shared::domain::endpoint::HealthChange;
+    use morag_shared::ports::EndpointStore;
+    let (env, _) = webhook_env("1").await;
+    let id = create_ok(&env, &env.key_a, json!({"url": "https://hooks.example.com/h"})).await;
+    let (tenant, id): (morag_shared::domain::TenantId, morag_shared::domain::EndpointId) =
+        ("acme".parse().unwrap(), id.parse().unwrap());
+    let since = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let now = morag_shared::time::now();
+    assert!(env
+        .store
+        .update_health(&tenant, &id, HealthChange::StartFailing(since), now)
+        .await
+        .unwrap());
+    // what PATCH does: read, change, put the whole item back
+    let path = format!("/api/v1/webhooks/endpoints/{id}");
+    let patched = send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path,
+        Some(json!({"description": "edited"})),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let read = env.store.get_endpoint(&tenant, &id).await.unwrap().unwrap();
+    assert_eq!(read.failing_since, Some(since));
+    let disable = HealthChange::Disable { since };
+    assert!(
+        env.store.update_health(&tenant, &id, disable, now).await.unwrap(),
+        "disabled"
+    );
+    assert!(
+        !env.store.update_health(&tenant, &id, disable, now).await.unwrap(),
+        "once"
+    );
+    assert_eq!(endpoint(&env, &id.to_string()).await["disabled_reason"], "failing");
+}

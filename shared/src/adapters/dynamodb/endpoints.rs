@@ -16,6 +16,15 @@ use crate::error::StoreError;
 use crate::ports::EndpointStore;
 use crate::time::sort_ts;
 
+/// A time as the endpoint item stores it (serde's format, which a PATCH's
+/// whole-item put writes too): the health conditions compare with it.
+fn stored(t: DateTime<Utc>) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(t).map_err(|e| StoreError::Corrupt {
+        what: "endpoint time",
+        detail: e.to_string(),
+    })
+}
+
 fn endpoints_pk(tenant: &TenantId) -> String {
     format!("WHEP#{tenant}")
 }
@@ -138,7 +147,7 @@ impl EndpointStore for DynamoStore {
             HealthChange::StartFailing(at) => (
                 "SET failing_since = :at",
                 Condition::new("attribute_exists(pk) AND attribute_not_exists(failing_since)")
-                    .value(":at", s(sort_ts(at))),
+                    .value(":at", stored(at)?),
             ),
             HealthChange::Healthy => (
                 "REMOVE failing_since",
@@ -150,8 +159,8 @@ impl EndpointStore for DynamoStore {
                     .value(":yes", AttributeValue::Bool(true))
                     .value(":no", AttributeValue::Bool(false))
                     .value(":failing", s("failing"))
-                    .value(":now", s(sort_ts(now)))
-                    .value(":since", s(sort_ts(since))),
+                    .value(":now", stored(now)?)
+                    .value(":since", stored(since)?),
             ),
         };
         let sent = self
