@@ -55,7 +55,7 @@ impl Applier<'_> {
                     None => return Ok(Applied::UnknownTask),
                 },
             };
-            let endpoints = self.endpoints.enabled(&task.tenant).await?;
+            let endpoints = self.endpoints.of_tenant(&task.tenant).await?;
             let links = Links {
                 api_base: self.api_base,
                 endpoints: &endpoints,

@@ -36,7 +36,7 @@ impl EndpointCache {
     /// paused, for a recovery), oldest first, at most
     /// [`MAX_ENDPOINTS_PER_TENANT`] (should a race have stored more, the
     /// newest wait: an event's transaction holds every delivery).
-    pub async fn enabled(&self, tenant: &TenantId) -> Result<Arc<Vec<Endpoint>>, StoreError> {
+    pub async fn of_tenant(&self, tenant: &TenantId) -> Result<Arc<Vec<Endpoint>>, StoreError> {
         if let Some((endpoints, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             if at.elapsed() < self.ttl {
                 return Ok(endpoints.clone());

@@ -43,10 +43,10 @@ pub const MAX_OVERLAP_S: u32 = 7 * 86_400;
 /// Largest body `PUT /api/v1/webhooks/signing` reads.
 pub const MAX_SIGNING_BODY: usize = 1024;
 
+/// Where a listed secret or key stands in its rotation.
 #[derive(Debug, Serialize)]
-pub struct SecretView {
-    pub secret: String,
-    /// `true` for the secret that signs first (the newest).
+pub struct Validity {
+    /// `true` for the one that signs first (the newest).
     pub current: bool,
     /// When it became current (the current one only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +54,13 @@ pub struct SecretView {
     /// Until when it still signs (the previous one only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signs_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SecretView {
+    pub secret: String,
+    #[serde(flatten)]
+    pub validity: Validity,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,11 +78,8 @@ pub struct PublicKeyView {
     /// `whpk_` + base64 of the 32-byte ed25519 public key.
     pub public_key: String,
     pub algorithm: &'static str,
-    pub current: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signs_until: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub validity: Validity,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,43 +89,31 @@ pub struct PublicKeysView {
     pub schemes: Schemes,
 }
 
-/// One value of a rotating credential that signs now.
-struct Listed<'a> {
-    value: &'a str,
-    current: bool,
-    since: Option<DateTime<Utc>>,
-    signs_until: Option<DateTime<Utc>>,
-}
-
-/// Each value of `r` that signs at `now`, newest first, with its `since`
-/// (current) or `signs_until` (previous).
-fn listed(r: &Rotating, now: DateTime<Utc>) -> Vec<Listed<'_>> {
-    let mut v = vec![Listed {
-        value: &r.current,
+/// Each value of `r` that signs at `now`, newest first, with where it stands.
+fn listed(r: &Rotating, now: DateTime<Utc>) -> Vec<(&str, Validity)> {
+    let current = Validity {
         current: true,
         since: Some(r.since),
         signs_until: None,
-    }];
-    if let Some((previous, until)) = r.previous_at(now) {
-        v.push(Listed {
-            value: previous,
+    };
+    let previous = r.previous_at(now).map(|(previous, until)| {
+        let validity = Validity {
             current: false,
             since: None,
             signs_until: Some(until),
-        });
-    }
-    v
+        };
+        (previous, validity)
+    });
+    std::iter::once((r.current.as_str(), current)).chain(previous).collect()
 }
 
 fn secrets_view(s: &TenantSecrets, now: DateTime<Utc>) -> SecretsView {
     SecretsView {
         secrets: listed(&s.secret, now)
             .into_iter()
-            .map(|l| SecretView {
-                secret: l.value.to_owned(),
-                current: l.current,
-                since: l.since,
-                signs_until: l.signs_until,
+            .map(|(secret, validity)| SecretView {
+                secret: secret.to_owned(),
+                validity,
             })
             .collect(),
         schemes: s.schemes,
@@ -137,8 +129,8 @@ fn keys_view(s: &TenantSecrets, now: DateTime<Utc>) -> Result<PublicKeysView, Ap
     })?;
     let keys = listed(key, now)
         .into_iter()
-        .map(|l| {
-            let key = AsymmetricKey::parse(l.value).map_err(|detail| {
+        .map(|(text, validity)| {
+            let key = AsymmetricKey::parse(text).map_err(|detail| {
                 ApiError::internal(&StoreError::Corrupt {
                     what: "tenant signing key",
                     detail,
@@ -148,9 +140,7 @@ fn keys_view(s: &TenantSecrets, now: DateTime<Utc>) -> Result<PublicKeysView, Ap
                 key_id: key.key_id(),
                 public_key: key.public_key(),
                 algorithm: "ed25519",
-                current: l.current,
-                since: l.since,
-                signs_until: l.signs_until,
+                validity,
             })
         })
         .collect::<Result<_, ApiError>>()?;

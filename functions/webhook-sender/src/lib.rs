@@ -218,20 +218,18 @@ impl Sender {
             return Ok(Outcome::Done);
         }
         // a tenant endpoint's delivery goes where the endpoint points now
-        let endpoint = match &delivery.endpoint_id {
-            None => None,
+        // (`None`: the endpoint was deleted)
+        let (url, endpoint) = match &delivery.endpoint_id {
+            None => (Some(delivery.url.clone()), None),
             Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
                 Some(e) if e.disabled => {
                     let ended = self.end_unattempted(&delivery, DeliveryState::Paused).await?;
                     tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
                     return Ok(Outcome::Done);
                 }
-                found => Some(found),
+                Some(e) => (Some(e.url.clone()), Some(e)),
+                None => (None, None),
             },
-        };
-        let url = match &endpoint {
-            None => Some(delivery.url.clone()),
-            Some(found) => found.as_ref().map(|e| e.url.clone()),
         };
         let started = Instant::now();
         let outcome = match &url {
@@ -276,7 +274,7 @@ impl Sender {
             latency_ms = attempt.latency_ms,
             "attempt recorded"
         );
-        if let Some(Some(endpoint)) = &endpoint {
+        if let Some(endpoint) = &endpoint {
             self.track_health(endpoint, verdict == Verdict::Success).await;
         }
         match (state, next_delay) {

@@ -113,13 +113,9 @@ impl Rotating {
     /// The values that sign at `now`: the current one first, then the
     /// previous one while its overlap lasts.
     pub fn signing(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut v = vec![self.current.as_str()];
-        if let Some((previous, until)) = &self.previous {
-            if *until > now {
-                v.push(previous.as_str());
-            }
-        }
-        v
+        std::iter::once(self.current.as_str())
+            .chain(self.previous_at(now).map(|(previous, _)| previous))
+            .collect()
     }
 
     /// The previous value while it still signs at `now`.

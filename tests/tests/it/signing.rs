@@ -8,14 +8,13 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use base64::Engine;
 use http::StatusCode;
 use serde_json::{json, Value};
 
 use morag_tests::receiver::TestReceiver;
 use morag_tests::{call, TestEnv, TestResponse};
 
-use crate::webhooks::{deliver_events, doc_block, event, run_snippet, submit, webhook_env};
+use crate::webhooks::{deliver_events, doc_block, event, run_snippet, snippet_request, submit, tampered, webhook_env};
 
 async fn send(
     env: &TestEnv,
@@ -224,7 +223,6 @@ fn verify_in_docs_receivers(requests: &[Value], key_sets: &[Value]) -> Value {
 /// alone, no `v1` signature is sent and the public key still verifies.
 #[tokio::test]
 async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let (env, schedule) = webhook_env("1").await;
     assert_eq!(
         set_schemes(&env, &env.key_a, json!(["v1", "v1a"])).await.status,
@@ -251,14 +249,6 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
     .await;
     let got = receiver.received();
     assert_eq!(got.len(), 2, "started and completed");
-    let request = |r: &morag_tests::receiver::Received, body: &[u8]| {
-        json!({"headers": {
-            "webhook-id": r.header("webhook-id"),
-            "webhook-timestamp": r.header("webhook-timestamp"),
-            "webhook-signature": r.header("webhook-signature"),
-            "webhook-key-ids": r.header("webhook-key-ids"),
-        }, "body": b64(body)})
-    };
     for r in &got {
         let schemes: Vec<&str> = r
             .header("webhook-signature")
@@ -268,11 +258,8 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
         assert_eq!(schemes, ["v1", "v1a", "v1a"], "{}", r.header("webhook-signature"));
         assert_eq!(r.header("webhook-key-ids"), format!("{} {}", keys[0].0, keys[1].0));
     }
-    let mut requests: Vec<Value> = got.iter().map(|r| request(r, &r.body)).collect();
-    let mut tampered = got[1].body.to_vec();
-    let at = tampered.len() - 2;
-    tampered[at] ^= 1;
-    requests.push(request(&got[1], &tampered));
+    let mut requests: Vec<Value> = got.iter().map(|r| snippet_request(r, &r.body)).collect();
+    requests.push(snippet_request(&got[1], &tampered(&got[1].body)));
 
     let set = |ks: &[(String, String)]| Value::Object(ks.iter().map(|(id, pk)| (id.clone(), json!(pk))).collect());
     let others = keys_of(&env.get(&env.key_b, "/api/v1/webhooks/public-keys").await);
@@ -322,7 +309,7 @@ async fn v1a_webhooks_verify_with_the_public_keys_from_the_api() {
         got[0].header("webhook-signature")
     );
     assert_eq!(
-        verify_in_docs_receivers(&[request(&got[0], &got[0].body)], &[set(&keys)]),
+        verify_in_docs_receivers(&[snippet_request(&got[0], &got[0].body)], &[set(&keys)]),
         json!([[true]])
     );
 }

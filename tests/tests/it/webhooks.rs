@@ -961,6 +961,26 @@ async fn signing_secrets_are_sealed_at_rest_and_bound_to_their_tenant() {
     assert!(!format!("{item:?}").contains("whs"), "plaintext at rest: {item:?}");
 }
 
+/// A received webhook as the docs' receiver snippets take it: its signing
+/// headers and `body` (base64, so a tampered one travels as is).
+pub(crate) fn snippet_request(r: &morag_tests::receiver::Received, body: &[u8]) -> Value {
+    use base64::Engine;
+    json!({"headers": {
+        "webhook-id": r.header("webhook-id"),
+        "webhook-timestamp": r.header("webhook-timestamp"),
+        "webhook-signature": r.header("webhook-signature"),
+        "webhook-key-ids": r.header("webhook-key-ids"),
+    }, "body": base64::engine::general_purpose::STANDARD.encode(body)})
+}
+
+/// `body` with one byte near its end flipped.
+pub(crate) fn tampered(body: &[u8]) -> Vec<u8> {
+    let mut t = body.to_vec();
+    let at = t.len() - 2;
+    t[at] ^= 1;
+    t
+}
+
 /// The code block of `docs/WEBHOOKS.md` that starts with ```` ```{lang} ````
 /// and contains `needle`, as printed.
 pub(crate) fn doc_block(lang: &str, needle: &str) -> String {
@@ -1026,18 +1046,8 @@ async fn the_receivers_in_the_docs_verify_and_order_real_webhooks() {
     let mut got = receiver.received();
     assert_eq!(got.len(), 3);
     got.sort_by_key(|r| r.json()["data"]["sequence"].as_u64());
-    let request = |r: &morag_tests::receiver::Received, body: &[u8]| {
-        json!({"headers": {
-            "webhook-id": r.header("webhook-id"),
-            "webhook-timestamp": r.header("webhook-timestamp"),
-            "webhook-signature": r.header("webhook-signature"),
-        }, "body": b64(body)})
-    };
-    let mut requests: Vec<Value> = got.iter().map(|r| request(r, &r.body)).collect();
-    let mut tampered = got[2].body.to_vec();
-    let at = tampered.len() - 2;
-    tampered[at] ^= 1;
-    requests.push(request(&got[2], &tampered));
+    let mut requests: Vec<Value> = got.iter().map(|r| snippet_request(r, &r.body)).collect();
+    requests.push(snippet_request(&got[2], &tampered(&got[2].body)));
     // newest last, then the oldest again (a late retry)
     let mut order: Vec<String> = got.iter().map(|r| b64(&r.body)).collect();
     order.push(b64(&got[0].body));

@@ -4,6 +4,7 @@
 //! delivery id; keys only, the page's deliveries read by key).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,15 @@ impl EndpointItem {
 }
 
 impl DynamoStore {
+    /// A query of the endpoint's delivery log (`GSI4`, its partition as `:pk`).
+    fn endpoint_log(&self, id: &EndpointId) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI4")
+            .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)))
+    }
+
     /// The deliveries of a page of index keys, in the page's order.
     async fn deliveries_by_key(&self, keys: Page<super::Item>) -> Result<Page<Delivery>, StoreError> {
         let mut deliveries = Vec::with_capacity(keys.items.len());
@@ -183,13 +193,7 @@ impl EndpointStore for DynamoStore {
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<Delivery>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("GSI4")
-            .key_condition_expression("ep_pk = :pk")
-            .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)));
+        let query = self.endpoint_log(id).key_condition_expression("ep_pk = :pk");
         let keys = self.newest_first(query, limit, start, Ok).await?;
         self.deliveries_by_key(keys).await
     }
@@ -202,12 +206,8 @@ impl EndpointStore for DynamoStore {
         start: Option<PageKey>,
     ) -> Result<Page<Delivery>, StoreError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("GSI4")
+            .endpoint_log(id)
             .key_condition_expression("ep_pk = :pk AND ep_sk >= :since")
-            .expression_attribute_values(":pk", s(endpoint_deliveries_pk(id)))
             .expression_attribute_values(":since", s(sort_ts(since)));
         let keys = self.query_page(query, limit, start, Ok).await?;
         self.deliveries_by_key(keys).await

@@ -88,6 +88,29 @@ struct SecretItem {
     version: Option<u64>,
 }
 
+impl SecretItem {
+    /// A tenant's item with nothing in it yet, as of `now`.
+    fn empty(tenant: &TenantId, now: DateTime<Utc>) -> Self {
+        Self {
+            pk: secret_pk(tenant),
+            sk: SECRET_SK.to_owned(),
+            tenant: tenant.clone(),
+            current_sealed: None,
+            previous_sealed: None,
+            current: None,
+            previous: None,
+            previous_until: None,
+            updated_at: now,
+            key_current_sealed: None,
+            key_previous_sealed: None,
+            key_previous_until: None,
+            key_since: None,
+            schemes: None,
+            version: None,
+        }
+    }
+}
+
 #[async_trait]
 impl KeyStore for DynamoStore {
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -306,41 +329,19 @@ impl SecretStore for DynamoStore {
         let seen = stored.as_ref().map(|i| i.version);
         let mut item = match (stored, which) {
             (Some(item), _) => item,
-            (None, Credential::Secret) => SecretItem {
-                pk: secret_pk(tenant),
-                sk: SECRET_SK.to_owned(),
-                tenant: tenant.clone(),
-                current_sealed: None,
-                previous_sealed: None,
-                current: None,
-                previous: None,
-                previous_until: None,
-                updated_at: now,
-                key_current_sealed: None,
-                key_previous_sealed: None,
-                key_previous_until: None,
-                key_since: None,
-                schemes: None,
-                version: None,
-            },
+            (None, Credential::Secret) => SecretItem::empty(tenant, now),
             (None, Credential::SigningKey) => return Err(raced(tenant, "rotate")),
         };
         self.seal_legacy(tenant, &mut item).await?;
         match which {
             Credential::Secret => {
                 let old = item.current_sealed.replace(sealed_new);
-                (item.previous_sealed, item.previous_until) = match old.zip(overlap_until) {
-                    Some((old, until)) => (Some(old), Some(until)),
-                    None => (None, None),
-                };
+                (item.previous_sealed, item.previous_until) = old.zip(overlap_until).unzip();
                 item.updated_at = now;
             }
             Credential::SigningKey => {
                 let old = item.key_current_sealed.replace(sealed_new);
-                (item.key_previous_sealed, item.key_previous_until) = match old.zip(overlap_until) {
-                    Some((old, until)) => (Some(old), Some(until)),
-                    None => (None, None),
-                };
+                (item.key_previous_sealed, item.key_previous_until) = old.zip(overlap_until).unzip();
                 item.key_since = Some(now);
             }
         }
@@ -355,21 +356,10 @@ impl SecretStore for DynamoStore {
         let cipher = self.cipher()?;
         let now = crate::time::now();
         let item = SecretItem {
-            pk: secret_pk(tenant),
-            sk: SECRET_SK.to_owned(),
-            tenant: tenant.clone(),
             current_sealed: Some(cipher.seal(tenant, secret).await?),
-            previous_sealed: None,
-            current: None,
-            previous: None,
-            previous_until: None,
-            updated_at: now,
             key_current_sealed: Some(cipher.seal(tenant, signing_key).await?),
-            key_previous_sealed: None,
-            key_previous_until: None,
             key_since: Some(now),
-            schemes: None,
-            version: None,
+            ..SecretItem::empty(tenant, now)
         };
         self.put_secret_item(item, None).await
     }
@@ -390,7 +380,7 @@ impl SecretStore for DynamoStore {
             if item.key_current_sealed.is_none() {
                 item.key_current_sealed = Some(self.cipher()?.seal(tenant, new_key).await?);
                 item.key_since = Some(crate::time::now());
-            } else if schemes.is_none_or(|s| Some(s) == item.schemes.or(Some(Schemes::default()))) {
+            } else if schemes.is_none_or(|s| s == item.schemes.unwrap_or_default()) {
                 // nothing to change
                 return self.open_item(tenant, &item).await;
             }

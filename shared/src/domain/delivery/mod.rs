@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use policy::{classify, parse_retry_after, RetrySchedule, Verdict, MAX_GAPS, MAX_SQS_DELAY, WEBHOOK_MAX_RECEIVES};
-pub use signing::{signature_header, AsymmetricKey, Scheme, Schemes, Signed, Signer, SigningSecret, USER_AGENT};
+pub use signing::{AsymmetricKey, Scheme, Schemes, Signed, Signer, SigningSecret, USER_AGENT};
 
 use super::ids::{EndpointId, InvalidId, TaskId, TenantId};
 

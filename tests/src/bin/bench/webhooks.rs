@@ -11,7 +11,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use futures_util::future::join_all;
 
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemorySecretStore, MemoryTaskStore, MemoryVisibility};
-use morag_shared::domain::delivery::{signature_header, SigningSecret, WebhookEvent, USER_AGENT};
+use morag_shared::domain::delivery::{Signer, SigningSecret, WebhookEvent, USER_AGENT};
 use morag_shared::domain::{Delivery, DeliveryMessage, DeliveryState, Retention};
 use morag_shared::domain::{HistoryEntry, TaskId, TaskStatus};
 use morag_shared::outbound::TargetPolicy;
@@ -139,7 +139,10 @@ async fn bare_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()?;
-    let secret = [SigningSecret::parse(SECRET).map_err(anyhow::Error::msg)?];
+    let signer = Signer::new(
+        vec![SigningSecret::parse(SECRET).map_err(anyhow::Error::msg)?],
+        Vec::new(),
+    );
     let mut times = Vec::new();
     let started = Instant::now();
     for b in 0..BATCHES {
@@ -153,10 +156,7 @@ async fn bare_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
                 .header("user-agent", USER_AGENT)
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", ts.to_string())
-                .header(
-                    "webhook-signature",
-                    signature_header(&secret, &id, ts, PAYLOAD.as_bytes()),
-                )
+                .header("webhook-signature", signer.sign(&id, ts, PAYLOAD.as_bytes()).signature)
                 .body(PAYLOAD)
                 .send()
         });
