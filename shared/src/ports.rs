@@ -261,6 +261,17 @@ pub trait DeliveryStore: Send + Sync {
         cycle: u32,
         state: DeliveryState,
     ) -> Result<bool, StoreError>;
+    /// A `pending` delivery of `cycle` that waits (its endpoint's breaker
+    /// or rate limit) until `until`: its due-index entry, if it has one,
+    /// moves after it, so the watchdog does not take the wait for a lost
+    /// message.
+    async fn postpone(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Starts a fresh attempt cycle: state `pending`, cycle + 1, not enqueued
     /// (in the outbox, for the watchdog if the enqueue that follows fails).
     async fn restart_delivery(
@@ -284,8 +295,8 @@ pub trait EndpointStore: Send + Sync {
     async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<bool, StoreError>;
     /// Writes an attempt's `change` to the endpoint's health, if the
     /// endpoint is still as the change assumed (`StartFailing`: not failing
-    /// yet; `Healthy`: failing; `Disable`: enabled and failing since the
-    /// same moment). `true` when written.
+    /// yet; `ProbeFailed`, `Healthy`: failing; `Disable`: enabled and
+    /// failing since the same moment). `true` when written.
     async fn update_health(
         &self,
         tenant: &TenantId,
@@ -293,6 +304,28 @@ pub trait EndpointStore: Send + Sync {
         change: HealthChange,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Claims the failing endpoint's due probe for one delivery: its
+    /// `probe_at` becomes `until` if it is still `expected` (and the
+    /// endpoint failing and enabled); `false` when another delivery
+    /// claimed it first or the streak ended.
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        expected: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Reserves the endpoint's next send slot under its rate limit (one
+    /// attempt per `interval`, no burst): `now` if the last slot is at
+    /// least `interval` old, else `interval` after the last reserved one.
+    /// Atomic across every sender.
+    async fn reserve_send(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        interval: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError>;
     /// One page of the endpoint's deliveries, newest first.
     async fn endpoint_deliveries(
         &self,

@@ -1,6 +1,6 @@
 //! The tenant's webhook endpoints, with its API key:
 //!
-//! - `POST /api/v1/webhooks/endpoints` `{url, event_types?, description?, disabled?}`: 201;
+//! - `POST /api/v1/webhooks/endpoints` `{url, event_types?, description?, disabled?, rate_limit_per_s?}`: 201;
 //! - `GET /api/v1/webhooks/endpoints`: every endpoint, oldest first;
 //! - `GET|PATCH|DELETE /api/v1/webhooks/endpoints/{endpoint_id}`;
 //! - `GET /api/v1/webhooks/endpoints/{endpoint_id}/deliveries?state=&limit=&cursor=`:
@@ -19,7 +19,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use morag_shared::domain::endpoint::{DisabledReason, MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT};
+use morag_shared::domain::endpoint::{
+    DisabledReason, MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT, MAX_RATE_LIMIT_PER_S,
+};
 use morag_shared::domain::{fanout, DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
 use morag_shared::http::body::{json_body, parse_json};
 use morag_shared::http::query::{bounded, invalid_parameter};
@@ -32,7 +34,8 @@ use crate::Status;
 /// Largest endpoint body read.
 pub const MAX_ENDPOINT_BODY: usize = 8 * 1024;
 
-/// The fields a create or a patch may set; `null` or absent: not given.
+/// The fields a create or a patch may set; `null` or absent: not given
+/// (but `"rate_limit_per_s": null` removes the limit).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
@@ -40,6 +43,26 @@ pub struct EndpointBody {
     event_types: Option<Vec<String>>,
     description: Option<String>,
     disabled: Option<bool>,
+    #[serde(default, deserialize_with = "given")]
+    rate_limit_per_s: Option<Option<Value>>,
+}
+
+/// A field that is present (`Some`, perhaps `null`) or absent (`None`).
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(d).map(Some)
+}
+
+fn check_rate_limit(raw: Option<Value>) -> Result<Option<u32>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    raw.as_u64()
+        .filter(|r| (1..=u64::from(MAX_RATE_LIMIT_PER_S)).contains(r))
+        .map(|r| Some(r as u32))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_rate_limit",
+                format!("rate_limit_per_s is a whole number from 1 to {MAX_RATE_LIMIT_PER_S}, or null for none"),
+            )
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +80,13 @@ pub struct EndpointView {
     /// When its current streak of failed attempts began (absent: healthy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// While failing, the circuit breaker: queued deliveries wait until
+    /// this probe (one of them) goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_probe_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most attempts started per second (absent: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_s: Option<u32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -71,7 +101,9 @@ impl From<Endpoint> for EndpointView {
             disabled: e.disabled,
             disabled_reason: e.disabled_reason,
             disabled_at: e.disabled_at,
+            next_probe_at: e.failing_since.and(e.probe_at),
             failing_since: e.failing_since,
+            rate_limit_per_s: e.rate_limit_per_s,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -140,6 +172,7 @@ pub async fn create(
         None => WebhookEvent::ALL.to_vec(),
     };
     let description = check_description(body.description.unwrap_or_default())?;
+    let rate_limit_per_s = check_rate_limit(body.rate_limit_per_s.flatten())?;
     if st.endpoints.list_endpoints(&tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -161,6 +194,9 @@ pub async fn create(
         failing_since: None,
         disabled_reason: disabled.then_some(DisabledReason::Manual),
         disabled_at: disabled.then_some(now),
+        rate_limit_per_s,
+        probes_failed: 0,
+        probe_at: None,
     };
     st.endpoints.create_endpoint(&endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.endpoint_id, "endpoint created");
@@ -207,6 +243,9 @@ pub async fn patch(
     if let Some(d) = body.description {
         endpoint.description = check_description(d)?;
     }
+    if let Some(r) = body.rate_limit_per_s {
+        endpoint.rate_limit_per_s = check_rate_limit(r)?;
+    }
     let now = morag_shared::time::now();
     match body.disabled {
         Some(true) if !endpoint.disabled => {
@@ -219,7 +258,7 @@ pub async fn patch(
             endpoint.disabled = false;
             endpoint.disabled_reason = None;
             endpoint.disabled_at = None;
-            endpoint.failing_since = None;
+            endpoint.reset_health();
         }
         _ => {}
     }
@@ -321,8 +360,11 @@ pub async fn deliveries(
 /// Deliveries one recover call replays at most (it answers `next_since`
 /// to go on from): each is two writes and a send, within API Gateway's 30 s.
 pub const MAX_REPLAY_PER_CALL: usize = 200;
-/// A replay's pace: deliveries per second reaching the queue (each message
-/// is delayed by its place in the replay; SQS delays up to 15 minutes).
+/// A replay's pace for an endpoint without a rate limit: deliveries per
+/// second reaching the queue (each message is delayed by its place in the
+/// replay; SQS delays up to 15 minutes). An endpoint's own
+/// `rate_limit_per_s` sets the pace when it has one (and the sender holds
+/// every attempt to it, replayed or not).
 pub const REPLAY_PER_S: u64 = 10;
 
 #[derive(Debug, Deserialize)]
@@ -345,7 +387,7 @@ pub struct RecoverView {
 /// `POST /api/v1/webhooks/endpoints/{id}/recover?since=`: enables the
 /// endpoint (a fresh failure streak) and sends again every delivery to it
 /// created since `since` that did not succeed (`paused`, `dead`, `failed`),
-/// oldest first, paced at [`REPLAY_PER_S`], each with its original
+/// oldest first, paced at its rate limit or [`REPLAY_PER_S`], each with its original
 /// `webhook-id`. Progress that a newer delivery of its task overtook is
 /// superseded by the sender, so the endpoint gets each task's latest state.
 pub async fn recover(
@@ -374,13 +416,14 @@ pub async fn recover(
         endpoint.disabled = false;
         endpoint.disabled_reason = None;
         endpoint.disabled_at = None;
-        endpoint.failing_since = None;
+        endpoint.reset_health();
         endpoint.updated_at = now;
         if !st.endpoints.update_endpoint(&endpoint).await? {
             return Err(endpoint_not_found());
         }
         tracing::info!("endpoint enabled for its recovery");
     }
+    let pace = endpoint.rate_limit_per_s.map_or(REPLAY_PER_S, u64::from);
     let mut replayed = 0usize;
     let mut next_since = None;
     let mut start = None;
@@ -404,7 +447,7 @@ pub async fn recover(
             let Some(again) = st.deliveries.restart_delivery(&d.task_id, &d.delivery_id).await? else {
                 continue;
             };
-            let delay = std::time::Duration::from_millis(replayed as u64 * 1000 / REPLAY_PER_S);
+            let delay = std::time::Duration::from_millis(replayed as u64 * 1000 / pace);
             st.webhooks.enqueue_after(&again.message(), delay).await?;
             st.deliveries
                 .mark_enqueued(&again.task_id, &again.delivery_id, again.cycle)

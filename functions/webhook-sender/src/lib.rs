@@ -8,12 +8,22 @@
 //!   visibility is set to the next gap of the retry schedule (±20 % jitter,
 //!   `Retry-After` honoured, within SQS's 12 h from the receive) and the
 //!   record is reported failed, so SQS delivers it again then.
-//! - The budget is the schedule's attempts, counted in receives (a receive
-//!   that recorded no attempt still counts). After the last attempt, or on a
-//!   receive past the budget, the delivery is `dead` and the sender parks the
-//!   message in the webhook DLQ itself (`attempts_exhausted`). The queue's
+//! - The budget is the schedule's attempts per cycle: an attempt's place in
+//!   the schedule is the cycle's recorded attempts plus one, or the
+//!   message's receive count if that is more (a receive that recorded no
+//!   attempt still counts). After the last attempt, or on a receive past the
+//!   budget, the delivery is `dead` and the sender parks the message in the
+//!   webhook DLQ itself (`attempts_exhausted`). The queue's
 //!   `maxReceiveCount` (25, above any schedule's 21 attempts) only parks
 //!   messages whose sender dies on every receive.
+//! - A tenant endpoint's circuit breaker: while the endpoint is failing,
+//!   one delivery at a time probes it, at the schedule's pace (the first gap
+//!   after the streak began, the next after each failed probe); the others
+//!   wait, unattempted and unspent, and a success closes it. Its rate limit:
+//!   each attempt takes a send slot (`interval` apart, no burst). A delivery
+//!   that waits (for the breaker or a slot more than a second away) goes
+//!   back on the queue as a new message delayed up to 15 minutes (with its
+//!   slot, if it has one), so waiting spends neither attempts nor receives.
 //! - Targets are checked again at send time: the name is resolved, every
 //!   address must be public, and the connection goes to the checked address.
 //! - A receiver's failure never touches the task: only the delivery item.
@@ -27,10 +37,10 @@ use tracing::Instrument;
 
 use morag_shared::batch::{self, Handled, Received};
 use morag_shared::domain::delivery::{overtaken_by, parse_retry_after, RetrySchedule, Signer, Verdict, MAX_SQS_DELAY};
-use morag_shared::domain::endpoint::HealthChange;
+use morag_shared::domain::endpoint::{Breaker, HealthChange};
 use morag_shared::domain::{fanout, Endpoint};
 use morag_shared::domain::{
-    AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, TenantId, WebhookEvent,
+    AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, SendSlot, TenantId, WebhookEvent,
 };
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
@@ -42,6 +52,18 @@ pub mod wiring;
 /// How long before the function got a record SQS may have received it: the
 /// event source's batching window (1 s in the template) and its hand-over.
 const RECEIVE_SLACK: Duration = Duration::from_secs(60);
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// How long after a breaker's probe time its waiting deliveries come back:
+/// a tenth of their wait, at most a minute (at random, so a backlog does not
+/// return at once), and at least a second (the probe's answer first).
+fn settle(wait: chrono::Duration) -> chrono::Duration {
+    let most = (wait.num_milliseconds() / 10).clamp(1000, 60_000);
+    chrono::Duration::milliseconds(rand::Rng::gen_range(&mut rand::thread_rng(), 1000..=most))
+}
 
 /// The longest visibility SQS accepts for a message received at about
 /// `received_at`: 12 h from its receive, not from now.
@@ -55,6 +77,15 @@ const BODY_CAP: usize = 4096;
 const EXCERPT_CHARS: usize = 256;
 /// How long signing secrets are trusted in a warm function.
 const SECRET_CACHE: Duration = Duration::from_secs(60);
+/// A send slot at most this far ahead is waited for in the function; a
+/// later one sends the message back to the queue until then.
+const MAX_SLOT_SLEEP: Duration = Duration::from_secs(1);
+/// The longest a waiting delivery's message is delayed at once (SQS's
+/// `DelaySeconds` limit): a longer wait is several such hops.
+const MAX_WAIT_HOP: Duration = Duration::from_secs(900);
+/// A message's reserved slot is used only this long after its time (a
+/// message redriven from the DLQ days later reserves anew).
+const SLOT_VALID_FOR: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What the sender talks to.
 pub struct SenderPorts {
@@ -77,6 +108,9 @@ pub struct SenderSettings {
     pub policy: TargetPolicy,
     /// How long an endpoint may fail every attempt before it is disabled.
     pub endpoint_failure_window: Duration,
+    /// How long a probe holds a failing endpoint's breaker (longer than an
+    /// attempt takes): a sender that dies mid-probe releases it by then.
+    pub probe_lease: Duration,
 }
 
 pub struct Sender {
@@ -178,7 +212,9 @@ impl Sender {
             return Ok(Outcome::Done);
         };
         let budget = self.settings.schedule.attempts();
-        let spent = record.receive_count > budget;
+        // this attempt's place in the cycle's schedule
+        let attempt_no = (delivery.attempts_in_cycle() + 1).max(record.receive_count);
+        let spent = attempt_no > budget;
         match delivery.state {
             _ if delivery.cycle != message.cycle => {
                 tracing::info!(cycle = delivery.cycle, "message of an older cycle; nothing to do");
@@ -227,7 +263,13 @@ impl Sender {
                     tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
                     return Ok(Outcome::Done);
                 }
-                Some(e) => (Some(e.url.clone()), Some(e)),
+                Some(e) => {
+                    if let Some(until) = self.hold(record, &delivery, &e, attempt_no).await? {
+                        self.wait(record, &delivery, until.0, until.1).await?;
+                        return Ok(Outcome::Done);
+                    }
+                    (Some(e.url.clone()), Some(e))
+                }
                 None => (None, None),
             },
         };
@@ -242,9 +284,9 @@ impl Sender {
         let next_delay = self
             .settings
             .schedule
-            .delay_after(record.receive_count, outcome.retry_after(), &mut rand::thread_rng())
+            .delay_after(attempt_no, outcome.retry_after(), &mut rand::thread_rng())
             .map(|d| d.min(visibility_left(record.received_at)));
-        let attempt = outcome.into_attempt(morag_shared::time::now(), started.elapsed());
+        let attempt = outcome.into_attempt(morag_shared::time::now(), started.elapsed(), delivery.cycle);
         let (state, next_attempt) = match (verdict, next_delay) {
             (Verdict::Success, _) => (DeliveryState::Succeeded, None),
             (Verdict::Permanent, _) => (DeliveryState::Failed, None),
@@ -298,6 +340,97 @@ impl Sender {
         }
     }
 
+    /// Whether an endpoint's delivery must wait before its attempt: until
+    /// when, and with which send slot. `None`: go now (a probe the breaker
+    /// let through, or a slot reached, perhaps after a short sleep).
+    async fn hold(
+        &self,
+        record: &Received<DeliveryMessage>,
+        delivery: &Delivery,
+        endpoint: &Endpoint,
+        attempt_no: u32,
+    ) -> Result<Option<(chrono::DateTime<chrono::Utc>, Option<SendSlot>)>, StoreError> {
+        let now = morag_shared::time::now();
+        let ep = &endpoint.endpoint_id;
+        match endpoint.breaker(now) {
+            Breaker::Closed => {}
+            Breaker::Open { until } => {
+                tracing::info!(endpoint_id = %ep, probe_at = %until, "endpoint failing: waits for the breaker's next probe");
+                return Ok(Some((until + settle(until - now), None)));
+            }
+            Breaker::ProbeDue { expected } => {
+                let lease = now + to_chrono(self.settings.probe_lease);
+                let claimed = self
+                    .ports
+                    .endpoints
+                    .claim_probe(&delivery.tenant, ep, expected, lease)
+                    .await?;
+                if !claimed {
+                    // back shortly to see the probe's answer (or its lease)
+                    tracing::info!(endpoint_id = %ep, "another delivery probes the failing endpoint: waits");
+                    return Ok(Some((now + settle(lease - now), None)));
+                }
+                tracing::info!(endpoint_id = %ep, "probing the failing endpoint with this delivery");
+            }
+        }
+        let Some(interval) = endpoint.send_interval() else {
+            return Ok(None);
+        };
+        let slot = match record.message.slot {
+            // reserved for this attempt when the message was sent back
+            Some(slot) if slot.attempt == attempt_no && slot.at + SLOT_VALID_FOR > now => slot.at,
+            _ => {
+                self.ports
+                    .endpoints
+                    .reserve_send(&delivery.tenant, ep, interval, now)
+                    .await?
+            }
+        };
+        let ahead = (slot - now).to_std().unwrap_or_default();
+        if ahead > MAX_SLOT_SLEEP {
+            tracing::info!(endpoint_id = %ep, wait_ms = ahead.as_millis() as u64, "rate limit: waits for its send slot");
+            let slot = SendSlot {
+                at: slot,
+                attempt: attempt_no,
+            };
+            return Ok(Some((slot.at, Some(slot))));
+        }
+        tokio::time::sleep(ahead).await;
+        Ok(None)
+    }
+
+    /// Puts a waiting delivery back on the queue until `until` (a new
+    /// message, at most [`MAX_WAIT_HOP`] ahead, carrying its send slot),
+    /// and moves its due-index entry past the wait; the received message
+    /// is then deleted.
+    async fn wait(
+        &self,
+        record: &Received<DeliveryMessage>,
+        delivery: &Delivery,
+        until: chrono::DateTime<chrono::Utc>,
+        slot: Option<SendSlot>,
+    ) -> Result<(), StoreError> {
+        let now = morag_shared::time::now();
+        let wait = (until - now).to_std().unwrap_or_default();
+        // SQS delays in whole seconds: round up, never early
+        let hop =
+            Duration::from_secs(wait.as_millis().div_ceil(1000) as u64).clamp(Duration::from_secs(1), MAX_WAIT_HOP);
+        self.ports
+            .deliveries
+            .postpone(&delivery.task_id, &delivery.delivery_id, delivery.cycle, until)
+            .await?;
+        let message = DeliveryMessage {
+            slot,
+            ..record.message.clone()
+        };
+        self.ports.webhooks.enqueue_after(&message, hop).await?;
+        tracing::info!(
+            hop_s = hop.as_secs(),
+            "back on the queue until its turn (not attempted, not spent)"
+        );
+        Ok(())
+    }
+
     /// Ends the delivery's current cycle in `state` without an attempt;
     /// `false` if it moved on meanwhile.
     async fn end_unattempted(&self, delivery: &Delivery, state: DeliveryState) -> Result<bool, StoreError> {
@@ -342,7 +475,12 @@ impl Sender {
     /// here is logged, and the next attempt looks again.
     async fn track_health(&self, endpoint: &Endpoint, succeeded: bool) {
         let now = morag_shared::time::now();
-        let change = endpoint.health_after(succeeded, now, self.settings.endpoint_failure_window);
+        let change = endpoint.health_after(
+            succeeded,
+            now,
+            self.settings.endpoint_failure_window,
+            &self.settings.schedule,
+        );
         if change == HealthChange::Unchanged {
             return;
         }

@@ -16,6 +16,8 @@ struct Fixture {
     secrets: Arc<MemorySecretStore>,
     visibility: Arc<MemoryVisibility>,
     parked: Arc<MemoryDeadLetters>,
+    /// What the sender put back on the webhook queue.
+    sender_queue: Arc<morag_shared::adapters::memory::MemoryWebhookQueue>,
     sender: Sender,
 }
 
@@ -28,6 +30,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         .unwrap();
     let visibility = Arc::new(MemoryVisibility::default());
     let parked = Arc::new(MemoryDeadLetters::default());
+    let sender_queue = Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default());
     let lookup = outbound::static_lookup(HashMap::from([
         ("internal.example.com".to_owned(), vec!["10.1.1.1".parse().unwrap()]),
         (
@@ -40,7 +43,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         SenderPorts {
             deliveries: store.clone(),
             endpoints: store.clone(),
-            webhooks: Arc::new(morag_shared::adapters::memory::MemoryWebhookQueue::default()),
+            webhooks: sender_queue.clone(),
             secrets: secrets.clone(),
             visibility: visibility.clone(),
             dead_letters: parked.clone(),
@@ -57,6 +60,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
             schedule: "1,1".parse().unwrap(),
             policy,
             endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
+            probe_lease: Duration::from_secs(5),
         },
     );
     Fixture {
@@ -64,6 +68,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
         secrets: secrets.clone(),
         visibility,
         parked,
+        sender_queue,
         sender,
     }
 }
@@ -321,6 +326,179 @@ async fn messages_of_old_cycles_or_finished_deliveries_do_nothing() {
         task_id: d.task_id,
         delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskFailed, "gone"),
         cycle: 0,
+        slot: None,
     };
     assert_eq!(f.sender.deliver(&received(missing, 1)).await.unwrap(), Outcome::Done);
+}
+
+/// A tenant endpoint of acme's at `url`, stored, and a delivery to it.
+fn endpoint_delivery(f: &Fixture, url: &str, shape: impl FnOnce(&mut Endpoint)) -> (Endpoint, Delivery) {
+    let now = morag_shared::time::now();
+    let mut e = Endpoint {
+        tenant: "acme".parse().unwrap(),
+        endpoint_id: morag_shared::domain::EndpointId::generate(),
+        url: url.to_owned(),
+        event_types: WebhookEvent::ALL.to_vec(),
+        description: String::new(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+        disabled_reason: None,
+        disabled_at: None,
+        rate_limit_per_s: None,
+        probes_failed: 0,
+        probe_at: None,
+    };
+    shape(&mut e);
+    f.store.endpoints.lock().unwrap().push(e.clone());
+    let mut d = delivery("https://unused.example.com/h");
+    d.endpoint_id = Some(e.endpoint_id.clone());
+    d.delivery_id = DeliveryId::derive(&d.task_id, WebhookEvent::TaskStarted, e.endpoint_id.as_str());
+    (e, d)
+}
+
+fn stored_endpoint(f: &Fixture, e: &Endpoint) -> Endpoint {
+    f.store
+        .endpoints
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|x| x.endpoint_id == e.endpoint_id)
+        .unwrap()
+        .clone()
+}
+
+fn requeued(f: &Fixture) -> Vec<DeliveryMessage> {
+    f.sender_queue.messages.lock().unwrap().clone()
+}
+
+/// While a failing endpoint's breaker is open, its deliveries are not
+/// attempted: each goes back on the queue (a new message), unspent. When
+/// the probe is due, one delivery claims it and is sent; its failure opens
+/// the breaker for the schedule's next gap; a success closes it.
+#[tokio::test]
+async fn an_open_breaker_holds_deliveries_and_one_probe_goes_when_due() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 503 Service Unavailable").await;
+    let now = morag_shared::time::now();
+    let (e, d) = endpoint_delivery(&f, &url, |e| {
+        e.failing_since = Some(now - chrono::Duration::seconds(30));
+        e.probe_at = Some(now + chrono::Duration::seconds(60));
+    });
+    let (outcome, after) = f.deliver(d.clone(), 1).await;
+    assert_eq!(
+        (outcome, after.state, after.attempts.len()),
+        (Outcome::Done, DeliveryState::Pending, 0)
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "not sent");
+    assert_eq!(requeued(&f), vec![d.message()], "back on the queue, as it was");
+
+    // the probe is due: this delivery claims it and is sent
+    f.store.endpoints.lock().unwrap()[0].probe_at = Some(now - chrono::Duration::seconds(1));
+    let (outcome, after) = f.deliver(d.clone(), 1).await;
+    assert_eq!((outcome, after.attempts.len()), (Outcome::Again, 1));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let probed = stored_endpoint(&f, &e);
+    assert_eq!(probed.probes_failed, 1);
+    let wait = probed.probe_at.unwrap() - morag_shared::time::now();
+    // the schedule "1,1": the next probe a second after the failure
+    assert!(
+        wait <= chrono::Duration::seconds(1) && wait > chrono::Duration::zero(),
+        "{wait:?}"
+    );
+
+    // a probe claimed by another delivery (its lease) holds this one
+    let mut other = delivery(&url);
+    other.endpoint_id = Some(e.endpoint_id.clone());
+    f.store.endpoints.lock().unwrap()[0].probe_at = Some(morag_shared::time::now() + chrono::Duration::seconds(30));
+    let (outcome, after) = f.deliver(other, 1).await;
+    assert_eq!((outcome, after.attempts.len()), (Outcome::Done, 0));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A success closes the breaker: the streak ends, and the next delivery
+/// goes straight out.
+#[tokio::test]
+async fn a_successful_probe_closes_the_breaker() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 204 No Content").await;
+    let since = morag_shared::time::now() - chrono::Duration::seconds(30);
+    let (e, d) = endpoint_delivery(&f, &url, |e| {
+        e.failing_since = Some(since);
+        e.probe_at = Some(since);
+        e.probes_failed = 3;
+    });
+    let (outcome, after) = f.deliver(d, 1).await;
+    assert_eq!((outcome, after.state), (Outcome::Done, DeliveryState::Succeeded));
+    let closed = stored_endpoint(&f, &e);
+    assert_eq!(
+        (closed.failing_since, closed.probe_at, closed.probes_failed),
+        (None, None, 0)
+    );
+    let mut next = delivery(&url);
+    next.endpoint_id = Some(e.endpoint_id.clone());
+    let (_, after) = f.deliver(next, 1).await;
+    assert_eq!(after.state, DeliveryState::Succeeded);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A rate-limited endpoint: each attempt takes a slot; one more than a
+/// second away sends the message back with its slot, and the returned
+/// message waits for that slot (no second reservation), so two attempts
+/// are never closer than the interval.
+#[tokio::test]
+async fn a_rate_limited_endpoint_spaces_its_attempts() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 204 No Content").await;
+    let (e, first) = endpoint_delivery(&f, &url, |e| e.rate_limit_per_s = Some(1));
+    let started = Instant::now();
+    assert_eq!(f.deliver(first, 1).await.1.state, DeliveryState::Succeeded);
+    // the next two: one waits in the function (its slot a second away), the
+    // third's slot is two seconds away: back on the queue with it
+    let mut second = delivery(&url);
+    second.endpoint_id = Some(e.endpoint_id.clone());
+    let mut third = delivery(&url);
+    third.endpoint_id = Some(e.endpoint_id.clone());
+    let (second, third) = tokio::join!(f.deliver(second, 1), async {
+        // the second has its slot by now
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        f.deliver(third.clone(), 1).await
+    });
+    assert_eq!(second.1.state, DeliveryState::Succeeded);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    let (outcome, after) = third;
+    assert_eq!(
+        (outcome, after.state, after.attempts.len()),
+        (Outcome::Done, DeliveryState::Pending, 0)
+    );
+    let back = requeued(&f);
+    assert_eq!(back.len(), 1);
+    let slot = back[0].slot.expect("its slot");
+    assert_eq!(slot.attempt, 1);
+    let ahead = slot.at - morag_shared::time::now();
+    assert!(
+        ahead > chrono::Duration::milliseconds(500) && ahead <= chrono::Duration::seconds(2),
+        "{ahead:?}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // the returned message, at its slot: sent, without a new reservation
+    tokio::time::sleep((slot.at - morag_shared::time::now()).to_std().unwrap_or_default()).await;
+    let returned = received(back[0].clone(), 1);
+    assert_eq!(f.sender.deliver(&returned).await.unwrap(), Outcome::Done);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1950),
+        "{:?}",
+        started.elapsed()
+    );
+    let slots = f.store.send_slots.lock().unwrap()[&e.endpoint_id];
+    assert!(
+        slots - slot.at <= chrono::Duration::seconds(1),
+        "no slot reserved after its own"
+    );
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::delivery::WebhookEvent;
+use super::delivery::{RetrySchedule, WebhookEvent};
 pub use super::ids::EndpointId;
 use super::ids::TenantId;
 
@@ -42,6 +42,36 @@ pub struct Endpoint {
     pub disabled_reason: Option<DisabledReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Most attempts started per second (`None`: no limit of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_s: Option<u32>,
+    /// While failing, the circuit breaker: failed probes of the streak so
+    /// far (the place in the retry schedule of the next wait).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probes_failed: u32,
+    /// While failing: when the next probe may go (queued deliveries wait
+    /// until then), or until when the probe under way holds the breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_at: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The highest `rate_limit_per_s` an endpoint may have.
+pub const MAX_RATE_LIMIT_PER_S: u32 = 1000;
+
+/// What the circuit breaker lets a delivery to the endpoint do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaker {
+    /// Healthy: send.
+    Closed,
+    /// Failing and the next probe is not due: wait until then.
+    Open { until: DateTime<Utc> },
+    /// Failing and a probe is due: the delivery that claims it (the
+    /// breaker's `probe_at` is still `expected`) is the probe; the others wait.
+    ProbeDue { expected: Option<DateTime<Utc>> },
 }
 
 /// Why an endpoint is disabled.
@@ -62,9 +92,17 @@ pub const DEFAULT_FAILURE_WINDOW: std::time::Duration = std::time::Duration::fro
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthChange {
     Unchanged,
-    /// The first failure after a success (or ever): the streak starts.
-    StartFailing(DateTime<Utc>),
-    /// A success ends the streak.
+    /// The first failure after a success (or ever): the streak starts, and
+    /// the breaker opens until the first probe.
+    StartFailing {
+        at: DateTime<Utc>,
+        probe_at: DateTime<Utc>,
+    },
+    /// A probe failed: the breaker stays open until the next one.
+    ProbeFailed {
+        probe_at: DateTime<Utc>,
+    },
+    /// A success ends the streak (and closes the breaker).
     Healthy,
     /// Failing since `since`, longer than the window: disable it.
     Disable {
@@ -84,21 +122,67 @@ impl Endpoint {
     }
 
     /// The health change an attempt at `now` makes: only a success ends a
-    /// streak of failures, and a streak older than `window` disables it.
-    pub fn health_after(&self, succeeded: bool, now: DateTime<Utc>, window: std::time::Duration) -> HealthChange {
+    /// streak of failures, a streak older than `window` disables it, and
+    /// each failure opens the breaker for the schedule's next gap (the
+    /// first gap after the streak starts, the `n + 1`-th after `n` failed
+    /// probes, the last gap repeating).
+    pub fn health_after(
+        &self,
+        succeeded: bool,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+        schedule: &RetrySchedule,
+    ) -> HealthChange {
+        let after = |n: u32| now + chrono::Duration::from_std(schedule.gap(n)).unwrap_or(chrono::Duration::MAX);
         match (succeeded, self.failing_since) {
             (true, Some(_)) => HealthChange::Healthy,
             (true, None) => HealthChange::Unchanged,
-            (false, None) => HealthChange::StartFailing(now),
+            (false, None) => HealthChange::StartFailing {
+                at: now,
+                probe_at: after(1),
+            },
             (false, Some(since)) => {
                 let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-                if !self.disabled && now - since >= window {
+                if self.disabled {
+                    HealthChange::Unchanged
+                } else if now - since >= window {
                     HealthChange::Disable { since }
                 } else {
-                    HealthChange::Unchanged
+                    HealthChange::ProbeFailed {
+                        probe_at: after(self.probes_failed + 2),
+                    }
                 }
             }
         }
+    }
+
+    /// The circuit breaker at `now`: closed while healthy; while failing,
+    /// open until `probe_at` (the streak's start if none was set), then
+    /// one delivery's turn to probe.
+    pub fn breaker(&self, now: DateTime<Utc>) -> Breaker {
+        let Some(since) = self.failing_since else {
+            return Breaker::Closed;
+        };
+        match self.probe_at.unwrap_or(since) {
+            until if now < until => Breaker::Open { until },
+            _ => Breaker::ProbeDue {
+                expected: self.probe_at,
+            },
+        }
+    }
+
+    /// The least time between two attempts it accepts (its rate limit).
+    pub fn send_interval(&self) -> Option<std::time::Duration> {
+        self.rate_limit_per_s
+            .filter(|r| *r > 0)
+            .map(|r| std::time::Duration::from_nanos(1_000_000_000 / u64::from(r)))
+    }
+
+    /// Its failure streak and breaker forgotten (enabled again, recovered).
+    pub fn reset_health(&mut self) {
+        self.failing_since = None;
+        self.probe_at = None;
+        self.probes_failed = 0;
     }
 }
 
@@ -139,6 +223,9 @@ mod tests {
             failing_since: None,
             disabled_reason: None,
             disabled_at: None,
+            rate_limit_per_s: None,
+            probes_failed: 0,
+            probe_at: None,
         };
         assert!(e.wants(WebhookEvent::TaskCompleted));
         assert!(!e.wants(WebhookEvent::TaskProgress));
@@ -162,22 +249,91 @@ mod tests {
             failing_since: None,
             disabled_reason: None,
             disabled_at: None,
+            rate_limit_per_s: None,
+            probes_failed: 0,
+            probe_at: None,
         };
-        assert_eq!(e.health_after(true, t0, window), HealthChange::Unchanged);
-        assert_eq!(e.health_after(false, t0, window), HealthChange::StartFailing(t0));
-        e.failing_since = Some(t0);
+        let schedule: RetrySchedule = "5,300,1800".parse().unwrap();
         let later = |s: i64| t0 + chrono::Duration::seconds(s);
-        assert_eq!(e.health_after(false, later(3599), window), HealthChange::Unchanged);
+        assert_eq!(e.health_after(true, t0, window, &schedule), HealthChange::Unchanged);
         assert_eq!(
-            e.health_after(false, later(3600), window),
+            e.health_after(false, t0, window, &schedule),
+            HealthChange::StartFailing {
+                at: t0,
+                probe_at: later(5)
+            }
+        );
+        e.failing_since = Some(t0);
+        // each failed probe waits the schedule's next gap, the last repeating
+        assert_eq!(
+            e.health_after(false, later(10), window, &schedule),
+            HealthChange::ProbeFailed { probe_at: later(310) }
+        );
+        e.probes_failed = 1;
+        assert_eq!(
+            e.health_after(false, later(400), window, &schedule),
+            HealthChange::ProbeFailed { probe_at: later(2200) }
+        );
+        e.probes_failed = 7;
+        assert_eq!(
+            e.health_after(false, later(3599), window, &schedule),
+            HealthChange::ProbeFailed {
+                probe_at: later(3599 + 1800)
+            }
+        );
+        assert_eq!(
+            e.health_after(false, later(3600), window, &schedule),
             HealthChange::Disable { since: t0 }
         );
-        assert_eq!(e.health_after(true, later(3600), window), HealthChange::Healthy);
+        assert_eq!(
+            e.health_after(true, later(3600), window, &schedule),
+            HealthChange::Healthy
+        );
         e.disabled = true;
         assert_eq!(
-            e.health_after(false, later(9999), window),
+            e.health_after(false, later(9999), window, &schedule),
             HealthChange::Unchanged,
             "once"
         );
+    }
+
+    #[test]
+    fn the_breaker_is_open_until_the_probe_and_then_one_delivery_probes() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let later = |s: i64| t0 + chrono::Duration::seconds(s);
+        let mut e = Endpoint {
+            tenant: "acme".parse().unwrap(),
+            endpoint_id: EndpointId::generate(),
+            url: "https://hooks.example.com/h".to_owned(),
+            event_types: WebhookEvent::ALL.to_vec(),
+            description: String::new(),
+            disabled: false,
+            created_at: t0,
+            updated_at: t0,
+            failing_since: None,
+            disabled_reason: None,
+            disabled_at: None,
+            rate_limit_per_s: Some(4),
+            probes_failed: 0,
+            probe_at: None,
+        };
+        assert_eq!(e.breaker(later(1)), Breaker::Closed);
+        assert_eq!(e.send_interval(), Some(std::time::Duration::from_millis(250)));
+        e.failing_since = Some(t0);
+        e.probe_at = Some(later(5));
+        assert_eq!(e.breaker(later(4)), Breaker::Open { until: later(5) });
+        assert_eq!(
+            e.breaker(later(5)),
+            Breaker::ProbeDue {
+                expected: Some(later(5))
+            }
+        );
+        // a streak written before probes were kept: probe at once
+        e.probe_at = None;
+        assert_eq!(e.breaker(later(1)), Breaker::ProbeDue { expected: None });
+        e.reset_health();
+        assert_eq!((e.breaker(later(1)), e.probes_failed), (Breaker::Closed, 0));
+        e.rate_limit_per_s = None;
+        assert_eq!(e.send_interval(), None);
     }
 }

@@ -459,6 +459,9 @@ mod tests {
             failing_since: None,
             disabled_reason: None,
             disabled_at: None,
+            rate_limit_per_s: None,
+            probes_failed: 0,
+            probe_at: None,
         };
         let all = endpoint("acme", &WebhookEvent::ALL, false);
         let ends = endpoint("acme", &[WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed], false);

@@ -22,7 +22,7 @@ pub mod upload;
 pub mod watch;
 
 pub use delivery::{
-    Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, WebhookEvent,
+    Attempt, AttemptError, AttemptOutcome, Delivery, DeliveryId, DeliveryMessage, DeliveryState, SendSlot, WebhookEvent,
 };
 pub use endpoint::{Endpoint, EndpointId};
 pub use event::{EventStatus, MalformedEvent, StatusEvent};

@@ -916,7 +916,15 @@ async fn a_patch_during_a_failure_streak_does_not_keep_it_from_being_disabled() 
     let now = morag_shared::time::now();
     assert!(env
         .store
-        .update_health(&tenant, &id, HealthChange::StartFailing(since), now)
+        .update_health(
+            &tenant,
+            &id,
+            HealthChange::StartFailing {
+                at: since,
+                probe_at: since + chrono::Duration::seconds(5)
+            },
+            now
+        )
         .await
         .unwrap());
     // what PATCH does: read, change, put the whole item back
@@ -932,6 +940,14 @@ async fn a_patch_during_a_failure_streak_does_not_keep_it_from_being_disabled() 
     assert_eq!(patched.status, StatusCode::OK);
     let read = env.store.get_endpoint(&tenant, &id).await.unwrap().unwrap();
     assert_eq!(read.failing_since, Some(since));
+    // the breaker's probe time, as the put wrote it back, still claims
+    assert_eq!(read.probe_at, Some(since + chrono::Duration::seconds(5)));
+    let lease = now + chrono::Duration::seconds(30);
+    assert!(env.store.claim_probe(&tenant, &id, read.probe_at, lease).await.unwrap());
+    assert!(
+        !env.store.claim_probe(&tenant, &id, read.probe_at, lease).await.unwrap(),
+        "claimed once"
+    );
     let disable = HealthChange::Disable { since };
     assert!(
         env.store.update_health(&tenant, &id, disable, now).await.unwrap(),

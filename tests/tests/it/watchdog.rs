@@ -523,6 +523,7 @@ async fn a_run_walks_the_whole_webhook_dlq_and_releases_it() {
                 delivery_id: morag_shared::domain::DeliveryId::derive(&task_id, WebhookEvent::TaskCompleted, "once"),
                 task_id,
                 cycle: 0,
+                slot: None,
             };
             serde_json::to_string(&message).unwrap()
         })

@@ -391,6 +391,7 @@ async fn a_delivery_keeps_its_latest_attempts_and_counts_them_all() {
             error: None,
             latency_ms: i as u64,
             excerpt: Some("é".repeat(256)),
+            cycle: Some(0),
         };
         env.store
             .record_attempt(&d.task_id, &d.delivery_id, 0, &attempt, DeliveryState::Pending, None)

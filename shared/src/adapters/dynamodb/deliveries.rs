@@ -397,6 +397,25 @@ impl DeliveryStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         self.end_pending(task_id, delivery_id, cycle, state.as_str()).await
     }
+
+    async fn postpone(
+        &self,
+        task_id: &TaskId,
+        delivery_id: &DeliveryId,
+        cycle: u32,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let waiting = Condition::new("attribute_exists(due_pk) AND #cycle = :cycle AND #state = :pending")
+            .name("#cycle", "cycle")
+            .name("#state", "state")
+            .value(":cycle", n(cycle))
+            .value(":pending", s("pending"))
+            .value(":due_sk", s(due_sk(until + watch::ATTEMPT_GRACE, delivery_id)));
+        // no entry (never attempted: nothing watches it), or it moved on
+        self.delivery_updated(task_id, delivery_id, "SET due_sk = :due_sk", waiting)
+            .await?;
+        Ok(())
+    }
 }
 
 impl DynamoStore {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::deliveries::{delivery_from_item, endpoint_deliveries_pk};
-use super::{from_item, s, settle, to_item, unavailable, Condition, DynamoStore};
+use super::{from_item, n, s, settle, to_item, unavailable, Condition, DynamoStore};
 use crate::domain::endpoint::HealthChange;
 use crate::domain::{Delivery, Endpoint, EndpointId, Page, PageKey, TenantId};
 use crate::error::StoreError;
@@ -32,6 +32,12 @@ fn endpoints_pk(tenant: &TenantId) -> String {
 
 fn endpoint_sk(id: &EndpointId) -> String {
     format!("EP#{id}")
+}
+
+/// The endpoint's rate-limit item (`tat`: the end of its last reserved
+/// slot, epoch milliseconds), beside the endpoint in the tenant's partition.
+fn rate_sk(id: &EndpointId) -> String {
+    format!("RATE#{id}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,8 +101,9 @@ impl EndpointStore for DynamoStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ep)")
             .expression_attribute_values(":pk", s(endpoints_pk(tenant)))
+            .expression_attribute_values(":ep", s("EP#"))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -154,13 +161,22 @@ impl EndpointStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         let (update, condition) = match change {
             HealthChange::Unchanged => return Ok(false),
-            HealthChange::StartFailing(at) => (
-                "SET failing_since = :at",
+            HealthChange::StartFailing { at, probe_at } => (
+                "SET failing_since = :at, probe_at = :probe_at REMOVE probes_failed",
                 Condition::new("attribute_exists(pk) AND attribute_not_exists(failing_since)")
-                    .value(":at", stored(at)?),
+                    .value(":at", stored(at)?)
+                    .value(":probe_at", stored(probe_at)?),
+            ),
+            HealthChange::ProbeFailed { probe_at } => (
+                "SET probe_at = :probe_at, probes_failed = if_not_exists(probes_failed, :zero) + :one",
+                Condition::new("attribute_exists(failing_since) AND disabled = :no")
+                    .value(":probe_at", stored(probe_at)?)
+                    .value(":zero", n(0))
+                    .value(":one", n(1))
+                    .value(":no", AttributeValue::Bool(false)),
             ),
             HealthChange::Healthy => (
-                "REMOVE failing_since",
+                "REMOVE failing_since, probe_at, probes_failed",
                 Condition::new("attribute_exists(failing_since)"),
             ),
             HealthChange::Disable { since } => (
@@ -185,6 +201,88 @@ impl EndpointStore for DynamoStore {
             .send()
             .await;
         Ok(settle("UpdateItem", sent)?.is_some())
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        expected: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let condition = Condition::new("attribute_exists(failing_since) AND disabled = :no")
+            .value(":no", AttributeValue::Bool(false))
+            .value(":until", stored(until)?);
+        let condition = match expected {
+            Some(at) => condition.and("probe_at = :expected").value(":expected", stored(at)?),
+            None => condition.and("attribute_not_exists(probe_at)"),
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(endpoints_pk(tenant)))
+            .key("sk", s(endpoint_sk(id)))
+            .update_expression("SET probe_at = :until")
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
+    }
+
+    async fn reserve_send(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        interval: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
+        // the item outlives its last slot by a day, then TTL removes it
+        let expires_at = now.timestamp() + 86_400;
+        let update = |expression: &str, condition: Condition| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(endpoints_pk(tenant)))
+                .key("sk", s(rate_sk(id)))
+                .update_expression(expression)
+                .set_condition_expression(condition.expression())
+                .set_expression_attribute_values(condition.values())
+        };
+        // idle (its last slot is an interval old): the slot is now
+        let idle = Condition::new("attribute_not_exists(tat) OR tat <= :now")
+            .value(":now", n(now_ms))
+            .value(":next", n(now_ms + interval_ms))
+            .value(":exp", n(expires_at));
+        let sent = update("SET tat = :next, expires_at = :exp", idle).send().await;
+        if settle("UpdateItem", sent)?.is_some() {
+            return Ok(now);
+        }
+        // busy: the slot after the last one reserved (an atomic add, so
+        // concurrent senders get distinct slots)
+        let busy = Condition::new("")
+            .value(":interval", n(interval_ms))
+            .value(":exp", n(expires_at));
+        let out = update("SET tat = tat + :interval, expires_at = :exp", busy)
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable("UpdateItem"))?;
+        let tat = out
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("tat"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "endpoint rate item",
+                detail: "no tat in the update's answer".to_owned(),
+            })?;
+        let slot = DateTime::from_timestamp_millis(tat - interval_ms).unwrap_or(now);
+        Ok(slot.max(now))
     }
 
     async fn endpoint_deliveries(

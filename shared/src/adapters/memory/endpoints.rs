@@ -74,12 +74,19 @@ impl EndpointStore for MemoryTaskStore {
         };
         Ok(match change {
             HealthChange::Unchanged => false,
-            HealthChange::StartFailing(at) if e.failing_since.is_none() => {
+            HealthChange::StartFailing { at, probe_at } if e.failing_since.is_none() => {
                 e.failing_since = Some(at);
+                e.probe_at = Some(probe_at);
+                e.probes_failed = 0;
+                true
+            }
+            HealthChange::ProbeFailed { probe_at } if e.failing_since.is_some() && !e.disabled => {
+                e.probe_at = Some(probe_at);
+                e.probes_failed += 1;
                 true
             }
             HealthChange::Healthy if e.failing_since.is_some() => {
-                e.failing_since = None;
+                e.reset_health();
                 true
             }
             HealthChange::Disable { since } if !e.disabled && e.failing_since == Some(since) => {
@@ -90,6 +97,41 @@ impl EndpointStore for MemoryTaskStore {
             }
             _ => false,
         })
+    }
+
+    async fn claim_probe(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        expected: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        down(&self.fail, "memory", "claim_probe")?;
+        let mut all = lock(&self.endpoints);
+        let Some(e) = all.iter_mut().find(|e| &e.tenant == tenant && &e.endpoint_id == id) else {
+            return Ok(false);
+        };
+        if e.failing_since.is_none() || e.disabled || e.probe_at != expected {
+            return Ok(false);
+        }
+        e.probe_at = Some(until);
+        Ok(true)
+    }
+
+    async fn reserve_send(
+        &self,
+        _tenant: &TenantId,
+        id: &EndpointId,
+        interval: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        down(&self.fail, "memory", "reserve_send")?;
+        let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let mut slots = lock(&self.send_slots);
+        let end = slots.entry(id.clone()).or_insert(now);
+        let slot = (*end).max(now);
+        *end = slot + interval;
+        Ok(slot)
     }
 
     async fn endpoint_deliveries_since(

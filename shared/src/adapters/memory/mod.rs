@@ -40,6 +40,8 @@ pub struct MemoryTaskStore {
     pub uploads: Mutex<HashMap<UploadId, Upload>>,
     /// Tenants' webhook endpoints, oldest first.
     pub endpoints: Mutex<Vec<Endpoint>>,
+    /// Each rate-limited endpoint's last reserved slot end.
+    pub send_slots: Mutex<HashMap<crate::domain::EndpointId, chrono::DateTime<chrono::Utc>>>,
     /// Fail every call.
     pub fail: AtomicBool,
     /// Fail only `discard_task` (the compensation after a failed enqueue).
@@ -385,6 +387,17 @@ impl DeliveryStore for MemoryTaskStore {
     ) -> Result<bool, StoreError> {
         down(&self.fail, "memory", "end_unattempted")?;
         Ok(self.end_pending(delivery_id, cycle, state))
+    }
+
+    async fn postpone(
+        &self,
+        _task_id: &TaskId,
+        _delivery_id: &DeliveryId,
+        _cycle: u32,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        // no due index here
+        down(&self.fail, "memory", "postpone")
     }
 
     async fn restart_delivery(

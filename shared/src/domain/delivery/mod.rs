@@ -270,24 +270,20 @@ impl AttemptOutcome {
         }
     }
 
-    /// The attempt log entry for this outcome.
-    pub fn into_attempt(self, at: DateTime<Utc>, latency: Duration) -> Attempt {
+    /// The attempt log entry for this outcome, an attempt of `cycle`.
+    pub fn into_attempt(self, at: DateTime<Utc>, latency: Duration, cycle: u32) -> Attempt {
         let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        match self {
-            AttemptOutcome::Answered { status, excerpt, .. } => Attempt {
-                at,
-                status_code: Some(status),
-                error: None,
-                latency_ms,
-                excerpt,
-            },
-            AttemptOutcome::Refused(error) | AttemptOutcome::NoAnswer(error) => Attempt {
-                at,
-                status_code: None,
-                error: Some(error),
-                latency_ms,
-                excerpt: None,
-            },
+        let (status_code, error, excerpt) = match self {
+            AttemptOutcome::Answered { status, excerpt, .. } => (Some(status), None, excerpt),
+            AttemptOutcome::Refused(error) | AttemptOutcome::NoAnswer(error) => (None, Some(error), None),
+        };
+        Attempt {
+            at,
+            status_code,
+            error,
+            latency_ms,
+            excerpt,
+            cycle: Some(cycle),
         }
     }
 }
@@ -305,6 +301,10 @@ pub struct Attempt {
     /// The start of the response body (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excerpt: Option<String>,
+    /// The attempt cycle it belongs to (absent on attempts stored before
+    /// it was kept: taken as cycle 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<u32>,
 }
 
 /// A webhook delivery: one event to one URL, retried until it succeeds,
@@ -358,7 +358,18 @@ impl Delivery {
             task_id: self.task_id,
             delivery_id: self.delivery_id.clone(),
             cycle: self.cycle,
+            slot: None,
         }
+    }
+
+    /// Attempts made in the current cycle (the attempt budget is per
+    /// cycle). Exact while the cycle's attempts are all kept: a cycle has
+    /// at most 21, fewer than [`MAX_KEPT_ATTEMPTS`].
+    pub fn attempts_in_cycle(&self) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|a| a.cycle.unwrap_or(0) == self.cycle)
+            .count() as u32
     }
 }
 
@@ -390,6 +401,19 @@ pub struct DeliveryMessage {
     pub task_id: TaskId,
     pub delivery_id: DeliveryId,
     pub cycle: u32,
+    /// The send slot its endpoint's rate limit gave it, when the sender put
+    /// it back on the queue to wait for that slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SendSlot>,
+}
+
+/// A reserved moment to send one attempt to a rate-limited endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendSlot {
+    pub at: DateTime<Utc>,
+    /// The attempt (of the delivery's cycle, 1-based) it was reserved for:
+    /// a retry after it reserves anew.
+    pub attempt: u32,
 }
 
 #[cfg(test)]
@@ -422,6 +446,7 @@ mod tests {
                 error: None,
                 latency_ms: i,
                 excerpt: None,
+                cycle: Some(0),
             });
         }
         assert_eq!(
@@ -511,7 +536,7 @@ mod tests {
         };
         assert_eq!(answered.verdict(), Verdict::Retry);
         assert_eq!(answered.retry_after(), Some(Duration::from_secs(9)));
-        let a = answered.into_attempt(at, Duration::from_millis(12));
+        let a = answered.into_attempt(at, Duration::from_millis(12), 0);
         assert_eq!((a.status_code, a.error, a.latency_ms), (Some(503), None, 12));
         assert_eq!(
             AttemptOutcome::Refused(AttemptError::BlockedAddress).verdict(),
@@ -521,9 +546,10 @@ mod tests {
             AttemptOutcome::NoAnswer(AttemptError::Timeout).verdict(),
             Verdict::Retry
         );
-        let a = AttemptOutcome::NoAnswer(AttemptError::Timeout).into_attempt(at, Duration::ZERO);
+        let a = AttemptOutcome::NoAnswer(AttemptError::Timeout).into_attempt(at, Duration::ZERO, 2);
         // stored and shown as the same strings as before the enum existed
         assert_eq!(serde_json::to_value(&a).unwrap()["error"], "timeout");
+        assert_eq!(a.cycle, Some(2));
         let old: Attempt =
             serde_json::from_str(r#"{"at":"2023-11-14T22:13:20Z","error":"no_signing_secret","latency_ms":0}"#)
                 .unwrap();

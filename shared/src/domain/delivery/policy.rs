@@ -13,9 +13,12 @@ pub const MAX_GAPS: usize = 20;
 
 /// The webhook queue's `maxReceiveCount` in the template: not the attempt
 /// budget (the sender ends a delivery and parks its message itself once the
-/// schedule's attempts are spent, counted in receives) but a ceiling above
-/// any schedule's attempts, reached only by a message whose sender dies on
-/// every receive.
+/// schedule's attempts are spent: the cycle's recorded attempts, or the
+/// message's receives if more, so a receive that recorded nothing counts)
+/// but a ceiling above any schedule's attempts, reached only by a message
+/// whose sender dies on every receive. A delivery that waits (an open
+/// circuit breaker, a rate limit) goes back on the queue as a new message,
+/// so waiting never spends receives.
 pub const WEBHOOK_MAX_RECEIVES: u32 = 25;
 
 /// What an answer means for a delivery.
@@ -98,14 +101,21 @@ impl std::fmt::Display for RetrySchedule {
 }
 
 impl RetrySchedule {
-    /// Total attempts (the sender counts them in receives; always below
-    /// [`WEBHOOK_MAX_RECEIVES`]).
+    /// Total attempts of a cycle (always below [`WEBHOOK_MAX_RECEIVES`]).
     pub fn attempts(&self) -> u32 {
         self.0.len() as u32 + 1
     }
 
     pub fn gaps(&self) -> &[Duration] {
         &self.0
+    }
+
+    /// The `n`-th gap (1-based) without jitter, the last one repeating: an
+    /// open circuit breaker's wait before its `n`-th probe.
+    pub fn gap(&self, n: u32) -> Duration {
+        let last = self.0.len().saturating_sub(1);
+        let i = usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX).min(last);
+        self.0.get(i).copied().unwrap_or(Duration::from_secs(5))
     }
 
     /// The wait after failed attempt `attempt` (1-based), with ±20 % jitter,

@@ -63,6 +63,7 @@ fn batch(deliveries: &[Delivery]) -> SqsEvent {
                     task_id: d.task_id,
                     delivery_id: d.delivery_id.clone(),
                     cycle: 0,
+                    slot: None,
                 })
                 .expect("message"),
             );
@@ -107,6 +108,7 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
             schedule: Default::default(),
             policy: LOCAL,
             endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
+            probe_lease: Duration::from_secs(30),
         },
     );
     let mut times = Vec::new();
