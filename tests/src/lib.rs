@@ -286,6 +286,7 @@ impl TestEnv {
             .queue_url(queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .unwrap()
@@ -294,6 +295,8 @@ impl TestEnv {
         [
             QueueAttributeName::ApproximateNumberOfMessages,
             QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            // messages sent back to wait (a replay's pace, a breaker, a rate limit)
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
         ]
         .iter()
         .map(|k| attrs.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))

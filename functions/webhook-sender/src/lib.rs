@@ -21,7 +21,7 @@
 //!   after the streak began, the next after each failed probe); the others
 //!   wait, unattempted and unspent, and a success closes it. Its rate limit:
 //!   each attempt takes a send slot (`interval` apart, no burst). A delivery
-//!   that waits (for the breaker or a slot more than a second away) goes
+//!   that waits (for the breaker or a slot more than 3 s away) goes
 //!   back on the queue as a new message delayed up to 15 minutes (with its
 //!   slot, if it has one), so waiting spends neither attempts nor receives.
 //! - Targets are checked again at send time: the name is resolved, every
@@ -78,14 +78,25 @@ const EXCERPT_CHARS: usize = 256;
 /// How long signing secrets are trusted in a warm function.
 const SECRET_CACHE: Duration = Duration::from_secs(60);
 /// A send slot at most this far ahead is waited for in the function; a
-/// later one sends the message back to the queue until then.
-const MAX_SLOT_SLEEP: Duration = Duration::from_secs(1);
+/// later one sends the message back to the queue until [`SLOT_LEAD`]
+/// before it.
+const MAX_SLOT_SLEEP: Duration = Duration::from_secs(3);
+/// How early a message waiting for its slot comes back (the queue hands a
+/// delayed message over a little after its delay, never before): the rest
+/// is waited in the function, so the attempt goes at the slot.
+const SLOT_LEAD: Duration = Duration::from_secs(2);
 /// The longest a waiting delivery's message is delayed at once (SQS's
 /// `DelaySeconds` limit): a longer wait is several such hops.
 const MAX_WAIT_HOP: Duration = Duration::from_secs(900);
-/// A message's reserved slot is used only this long after its time (a
-/// message redriven from the DLQ days later reserves anew).
-const SLOT_VALID_FOR: chrono::Duration = chrono::Duration::seconds(60);
+/// A new slot starts at least this far ahead (the reservation's write and
+/// the request's preparation take place before it).
+const RESERVE_LEAD: chrono::Duration = chrono::Duration::milliseconds(100);
+/// A message's reserved slot is used only this long after its time: a
+/// message that came back later (a slow hand-over, a redrive from the DLQ)
+/// would send closer to the next slot than the interval, so it reserves
+/// anew (its slot goes unused: the endpoint gets less than its limit,
+/// never more).
+const SLOT_LATE: chrono::Duration = chrono::Duration::milliseconds(25);
 
 /// What the sender talks to.
 pub struct SenderPorts {
@@ -119,6 +130,13 @@ pub struct Sender {
     http: reqwest::Client,
     settings: SenderSettings,
     secret_cache: Mutex<HashMap<TenantId, (Signer, Instant)>>,
+}
+
+/// Whether an endpoint's delivery goes now (at its send slot, if its
+/// endpoint has a rate limit) or waits until a time (with its slot).
+enum Hold {
+    Go(Option<chrono::DateTime<chrono::Utc>>),
+    Wait(chrono::DateTime<chrono::Utc>, Option<SendSlot>),
 }
 
 /// What became of one record.
@@ -256,28 +274,27 @@ impl Sender {
         // a tenant endpoint's delivery goes where the endpoint points now
         // (`None`: the endpoint was deleted)
         let (url, endpoint) = match &delivery.endpoint_id {
-            None => (Some(delivery.url.clone()), None),
+            None => (Some((delivery.url.clone(), None)), None),
             Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
                 Some(e) if e.disabled => {
                     let ended = self.end_unattempted(&delivery, DeliveryState::Paused).await?;
                     tracing::info!(endpoint_id = %id, ended, "endpoint disabled: delivery paused, not spent");
                     return Ok(Outcome::Done);
                 }
-                Some(e) => {
-                    if let Some(until) = self.hold(record, &delivery, &e, attempt_no).await? {
-                        self.wait(record, &delivery, until.0, until.1).await?;
+                Some(e) => match self.hold(record, &delivery, &e, attempt_no).await? {
+                    Hold::Wait(until, slot) => {
+                        self.wait(record, &delivery, until, slot).await?;
                         return Ok(Outcome::Done);
                     }
-                    (Some(e.url.clone()), Some(e))
-                }
+                    Hold::Go(slot) => (Some((e.url.clone(), slot)), Some(e)),
+                },
                 None => (None, None),
             },
         };
-        let started = Instant::now();
-        let outcome = match &url {
+        let (outcome, latency) = match &url {
             // deleted: failed for good
-            None => AttemptOutcome::Refused(AttemptError::EndpointDeleted),
-            Some(url) => self.attempt(&delivery, url).await?,
+            None => (AttemptOutcome::Refused(AttemptError::EndpointDeleted), Duration::ZERO),
+            Some((url, slot)) => self.attempt(&delivery, url, *slot).await?,
         };
         let verdict = outcome.verdict();
         // (the RNG must not live across an await)
@@ -286,7 +303,7 @@ impl Sender {
             .schedule
             .delay_after(attempt_no, outcome.retry_after(), &mut rand::thread_rng())
             .map(|d| d.min(visibility_left(record.received_at)));
-        let attempt = outcome.into_attempt(morag_shared::time::now(), started.elapsed(), delivery.cycle);
+        let attempt = outcome.into_attempt(morag_shared::time::now(), latency, delivery.cycle);
         let (state, next_attempt) = match (verdict, next_delay) {
             (Verdict::Success, _) => (DeliveryState::Succeeded, None),
             (Verdict::Permanent, _) => (DeliveryState::Failed, None),
@@ -340,23 +357,22 @@ impl Sender {
         }
     }
 
-    /// Whether an endpoint's delivery must wait before its attempt: until
-    /// when, and with which send slot. `None`: go now (a probe the breaker
-    /// let through, or a slot reached, perhaps after a short sleep).
+    /// Whether an endpoint's delivery may be attempted now (a probe the
+    /// breaker let through, a send slot at most 3 s ahead) or must wait.
     async fn hold(
         &self,
         record: &Received<DeliveryMessage>,
         delivery: &Delivery,
         endpoint: &Endpoint,
         attempt_no: u32,
-    ) -> Result<Option<(chrono::DateTime<chrono::Utc>, Option<SendSlot>)>, StoreError> {
+    ) -> Result<Hold, StoreError> {
         let now = morag_shared::time::now();
         let ep = &endpoint.endpoint_id;
         match endpoint.breaker(now) {
             Breaker::Closed => {}
             Breaker::Open { until } => {
                 tracing::info!(endpoint_id = %ep, probe_at = %until, "endpoint failing: waits for the breaker's next probe");
-                return Ok(Some((until + settle(until - now), None)));
+                return Ok(Hold::Wait(until + settle(until - now), None));
             }
             Breaker::ProbeDue { expected } => {
                 let lease = now + to_chrono(self.settings.probe_lease);
@@ -368,35 +384,51 @@ impl Sender {
                 if !claimed {
                     // back shortly to see the probe's answer (or its lease)
                     tracing::info!(endpoint_id = %ep, "another delivery probes the failing endpoint: waits");
-                    return Ok(Some((now + settle(lease - now), None)));
+                    return Ok(Hold::Wait(now + settle(lease - now), None));
                 }
                 tracing::info!(endpoint_id = %ep, "probing the failing endpoint with this delivery");
             }
         }
         let Some(interval) = endpoint.send_interval() else {
-            return Ok(None);
+            return Ok(Hold::Go(None));
         };
-        let slot = match record.message.slot {
-            // reserved for this attempt when the message was sent back
-            Some(slot) if slot.attempt == attempt_no && slot.at + SLOT_VALID_FOR > now => slot.at,
-            _ => {
-                self.ports
-                    .endpoints
-                    .reserve_send(&delivery.tenant, ep, interval, now)
-                    .await?
-            }
-        };
-        let ahead = (slot - now).to_std().unwrap_or_default();
-        if ahead > MAX_SLOT_SLEEP {
-            tracing::info!(endpoint_id = %ep, wait_ms = ahead.as_millis() as u64, "rate limit: waits for its send slot");
-            let slot = SendSlot {
-                at: slot,
-                attempt: attempt_no,
+        // what the attempt needs before its slot, fetched now (cached), so
+        // that it leaves at its slot
+        self.signer_for(&delivery.tenant).await?;
+        // reserved for this attempt when the message was sent back
+        let mut kept = record.message.slot.filter(|s| s.attempt == attempt_no).map(|s| s.at);
+        for _ in 0..3 {
+            let slot = match kept.take() {
+                Some(at) => at,
+                None => {
+                    let ready = morag_shared::time::now() + RESERVE_LEAD;
+                    self.ports
+                        .endpoints
+                        .reserve_send(&delivery.tenant, ep, interval, ready)
+                        .await?
+                }
             };
-            return Ok(Some((slot.at, Some(slot))));
+            let now = morag_shared::time::now();
+            if now > slot + SLOT_LATE {
+                // too late for it (a slow hand-over or write): a new one
+                continue;
+            }
+            let ahead = (slot - now).to_std().unwrap_or_default();
+            if ahead > MAX_SLOT_SLEEP {
+                tracing::info!(endpoint_id = %ep, wait_ms = ahead.as_millis() as u64, "rate limit: waits for its send slot");
+                let slot = SendSlot {
+                    at: slot,
+                    attempt: attempt_no,
+                };
+                return Ok(Hold::Wait(slot.at, Some(slot)));
+            }
+            return Ok(Hold::Go(Some(slot)));
         }
-        tokio::time::sleep(ahead).await;
-        Ok(None)
+        tracing::warn!(endpoint_id = %ep, "no send slot in time in three tries: waits a second");
+        Ok(Hold::Wait(
+            morag_shared::time::now() + chrono::Duration::seconds(1),
+            None,
+        ))
     }
 
     /// Puts a waiting delivery back on the queue until `until` (a new
@@ -412,9 +444,13 @@ impl Sender {
     ) -> Result<(), StoreError> {
         let now = morag_shared::time::now();
         let wait = (until - now).to_std().unwrap_or_default();
-        // SQS delays in whole seconds: round up, never early
-        let hop =
-            Duration::from_secs(wait.as_millis().div_ceil(1000) as u64).clamp(Duration::from_secs(1), MAX_WAIT_HOP);
+        // SQS delays in whole seconds: for a slot, early by the lead (the
+        // function waits out the rest); for the breaker, never early
+        let secs = match slot {
+            Some(_) => wait.saturating_sub(SLOT_LEAD).as_secs(),
+            None => wait.as_millis().div_ceil(1000) as u64,
+        };
+        let hop = Duration::from_secs(secs).clamp(Duration::from_secs(1), MAX_WAIT_HOP);
         self.ports
             .deliveries
             .postpone(&delivery.task_id, &delivery.delivery_id, delivery.cycle, until)
@@ -583,14 +619,31 @@ impl Sender {
         Ok(Outcome::Done)
     }
 
-    /// Signs and sends one delivery; what came of it.
-    async fn attempt(&self, delivery: &Delivery, url: &str) -> Result<AttemptOutcome, StoreError> {
+    /// Signs and sends one delivery (at `slot`, its rate limit's send slot,
+    /// if it has one); what came of it, and how long the request took.
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        url: &str,
+        slot: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(AttemptOutcome, Duration), StoreError> {
         if check_target_url(url, self.settings.policy, true).is_err() {
-            return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress));
+            return Ok((AttemptOutcome::Refused(AttemptError::BlockedAddress), Duration::ZERO));
         }
         let Some(signer) = self.signer_for(&delivery.tenant).await? else {
-            return Ok(AttemptOutcome::Refused(AttemptError::NoSigningSecret));
+            return Ok((AttemptOutcome::Refused(AttemptError::NoSigningSecret), Duration::ZERO));
         };
+        // everything else is ready: the request leaves at its slot
+        if let Some(at) = slot {
+            tokio::time::sleep((at - morag_shared::time::now()).to_std().unwrap_or_default()).await;
+        }
+        let started = Instant::now();
+        let outcome = self.send_signed(delivery, url, &signer).await;
+        Ok((outcome, started.elapsed()))
+    }
+
+    /// The request itself.
+    async fn send_signed(&self, delivery: &Delivery, url: &str, signer: &Signer) -> AttemptOutcome {
         let id = delivery.delivery_id.as_str();
         let timestamp = morag_shared::time::now().timestamp();
         let signed = signer.sign(id, timestamp, delivery.payload.as_bytes());
@@ -612,11 +665,11 @@ impl Sender {
         let mut response = match sent {
             Ok(r) => r,
             Err(e) if outbound::blocked_by_policy(&e).is_some() => {
-                return Ok(AttemptOutcome::Refused(AttemptError::BlockedAddress))
+                return AttemptOutcome::Refused(AttemptError::BlockedAddress)
             }
-            Err(e) if e.is_timeout() => return Ok(AttemptOutcome::NoAnswer(AttemptError::Timeout)),
-            Err(e) if e.is_connect() => return Ok(AttemptOutcome::NoAnswer(AttemptError::Connect)),
-            Err(_) => return Ok(AttemptOutcome::NoAnswer(AttemptError::Request)),
+            Err(e) if e.is_timeout() => return AttemptOutcome::NoAnswer(AttemptError::Timeout),
+            Err(e) if e.is_connect() => return AttemptOutcome::NoAnswer(AttemptError::Connect),
+            Err(_) => return AttemptOutcome::NoAnswer(AttemptError::Request),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -636,11 +689,11 @@ impl Sender {
             .filter(|c| !c.is_control() || *c == ' ')
             .take(EXCERPT_CHARS)
             .collect();
-        Ok(AttemptOutcome::Answered {
+        AttemptOutcome::Answered {
             status,
             excerpt: (!excerpt.is_empty()).then_some(excerpt),
             retry_after,
-        })
+        }
     }
 }
 

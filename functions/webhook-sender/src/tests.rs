@@ -443,62 +443,76 @@ async fn a_successful_probe_closes_the_breaker() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
-/// A rate-limited endpoint: each attempt takes a slot; one more than a
-/// second away sends the message back with its slot, and the returned
-/// message waits for that slot (no second reservation), so two attempts
-/// are never closer than the interval.
+/// A rate-limited endpoint: each attempt takes a slot. A slot within 3 s
+/// is waited for in the function; a later one sends the message back with
+/// it, to return 2 s early and wait out the rest; a message back after its
+/// slot has passed reserves anew (sending late would crowd the next slot).
 #[tokio::test]
 async fn a_rate_limited_endpoint_spaces_its_attempts() {
+    use morag_shared::ports::EndpointStore;
     let f = fixture(LOCAL).await;
     let (url, hits) = answering("HTTP/1.1 204 No Content").await;
     let (e, first) = endpoint_delivery(&f, &url, |e| e.rate_limit_per_s = Some(1));
-    let started = Instant::now();
+    let hit_count = || hits.load(std::sync::atomic::Ordering::SeqCst);
+    let interval = e.send_interval().unwrap();
+    let step = chrono::Duration::from_std(interval).unwrap();
+    let to_endpoint = || {
+        let mut d = delivery(&url);
+        d.endpoint_id = Some(e.endpoint_id.clone());
+        d
+    };
+    let t0 = morag_shared::time::now();
     assert_eq!(f.deliver(first, 1).await.1.state, DeliveryState::Succeeded);
-    // the next two: one waits in the function (its slot a second away), the
-    // third's slot is two seconds away: back on the queue with it
-    let mut second = delivery(&url);
-    second.endpoint_id = Some(e.endpoint_id.clone());
-    let mut third = delivery(&url);
-    third.endpoint_id = Some(e.endpoint_id.clone());
-    let (second, third) = tokio::join!(f.deliver(second, 1), async {
-        // the second has its slot by now
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        f.deliver(third.clone(), 1).await
-    });
-    assert_eq!(second.1.state, DeliveryState::Succeeded);
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
-    let (outcome, after) = third;
+    // others took the next three slots
+    for _ in 0..3 {
+        f.store
+            .reserve_send(&e.tenant, &e.endpoint_id, interval, t0)
+            .await
+            .unwrap();
+    }
+    let (outcome, after) = f.deliver(to_endpoint(), 1).await;
     assert_eq!(
         (outcome, after.state, after.attempts.len()),
         (Outcome::Done, DeliveryState::Pending, 0)
     );
     let back = requeued(&f);
-    assert_eq!(back.len(), 1);
-    let slot = back[0].slot.expect("its slot");
+    let slot = back[0].slot.expect("sent back with its slot");
     assert_eq!(slot.attempt, 1);
-    let ahead = slot.at - morag_shared::time::now();
-    assert!(
-        ahead > chrono::Duration::milliseconds(500) && ahead <= chrono::Duration::seconds(2),
-        "{ahead:?}"
-    );
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
-    // the returned message, at its slot: sent, without a new reservation
-    tokio::time::sleep((slot.at - morag_shared::time::now()).to_std().unwrap_or_default()).await;
-    let returned = received(back[0].clone(), 1);
-    assert_eq!(f.sender.deliver(&returned).await.unwrap(), Outcome::Done);
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
-    assert!(
-        started.elapsed() >= Duration::from_millis(1950),
-        "{:?}",
-        started.elapsed()
-    );
-    let slots = f.store.send_slots.lock().unwrap()[&e.endpoint_id];
-    assert!(
-        slots - slot.at <= chrono::Duration::seconds(1),
-        "no slot reserved after its own"
-    );
+    let ahead = (slot.at - t0).num_milliseconds();
+    assert!((3900..=4250).contains(&ahead), "{ahead} ms");
+    assert_eq!(hit_count(), 1);
+
+    // back too early (more than 3 s ahead): sent back again, same slot
+    f.sender.deliver(&received(back[0].clone(), 1)).await.unwrap();
+    let again = requeued(&f);
+    assert_eq!((again.len(), again[1].slot), (2, Some(slot)));
+    // back 2 s early, as meant: waits in the function, sends at its slot
+    tokio::time::sleep(
+        (slot.at - morag_shared::time::now() - chrono::Duration::seconds(2))
+            .to_std()
+            .unwrap(),
+    )
+    .await;
+    f.sender.deliver(&received(again[1].clone(), 1)).await.unwrap();
+    assert!(morag_shared::time::now() >= slot.at);
+    assert_eq!(hit_count(), 2);
+    let tat = f.store.send_slots.lock().unwrap()[&e.endpoint_id];
+    assert_eq!(tat, slot.at + step, "no new slot for it");
+
+    // back after its slot passed: a new slot, not the stale one
+    let late = DeliveryMessage {
+        slot: Some(SendSlot {
+            at: morag_shared::time::now() - chrono::Duration::milliseconds(500),
+            attempt: 1,
+        }),
+        ..to_endpoint().message()
+    };
+    let mut d = to_endpoint();
+    d.delivery_id = late.delivery_id.clone();
+    d.task_id = late.task_id;
+    f.store.deliveries.lock().unwrap().insert(d.delivery_id.clone(), d);
+    f.sender.deliver(&received(late, 1)).await.unwrap();
+    assert_eq!(hit_count(), 3);
+    assert!(morag_shared::time::now() >= tat, "it waited for the next free slot");
+    assert_eq!(f.store.send_slots.lock().unwrap()[&e.endpoint_id], tat + step);
 }

@@ -959,3 +959,216 @@ async fn a_patch_during_a_failure_streak_does_not_keep_it_from_being_disabled() 
     );
     assert_eq!(endpoint(&env, &id.to_string()).await["disabled_reason"], "failing");
 }
+
+/// Arrival times, sorted.
+fn arrival_times(rx: &TestReceiver) -> Vec<std::time::Instant> {
+    let mut at: Vec<_> = rx.received().iter().map(|r| r.at).collect();
+    at.sort();
+    at
+}
+
+/// An endpoint's `rate_limit_per_s` holds at the receiver: 30 webhooks
+/// queued at once reach it paced, every one of them, none attempted twice
+/// (waiting for a slot spends nothing); bad limits are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_rate_limit_holds_at_the_receiver() {
+    let (env, schedule) = webhook_env("1").await;
+    for bad in [json!(0), json!(1001), json!(2.5), json!("5"), json!(-1)] {
+        let res = create(
+            &env,
+            &env.key_a,
+            json!({"url": "https://hooks.example.com/r", "rate_limit_per_s": bad}),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {:?}", res.body);
+        assert_eq!(res.body["error"]["code"], "invalid_rate_limit", "{:?}", res.body);
+    }
+    let listed = env.get(&env.key_a, "/api/v1/webhooks/endpoints").await;
+    assert!(ids(&listed).is_empty(), "nothing written");
+
+    const LIMIT: usize = 4;
+    let rx = TestReceiver::always(204).await;
+    let own = TestReceiver::always(204).await;
+    let id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": rx.url(), "event_types": ["task_started", "task_completed"], "rate_limit_per_s": LIMIT}),
+    )
+    .await;
+    assert_eq!(endpoint(&env, &id).await["rate_limit_per_s"], LIMIT);
+    let sender = sender(&env, &schedule, Duration::from_secs(5));
+    let mut events = Vec::new();
+    for _ in 0..15 {
+        let task = submit(&env, &own.url(), Some(json!(["task_failed"]))).await;
+        events.push(event(&task, "s", "started", None, 1));
+        events.push(event(&task, "c", "completed", None, 2));
+    }
+    env.send_status_events(&events).await;
+    deliver_all(&env, &sender, Duration::from_secs(90)).await;
+    let at = arrival_times(&rx);
+    assert_eq!(at.len(), 30, "every webhook arrived");
+    let span = at[at.len() - 1] - at[0];
+    // any LIMIT + 1 arrivals in a row span at least a second (less a
+    // little network jitter): never more than LIMIT in a second
+    let tightest = at.windows(LIMIT + 1).map(|w| w[LIMIT] - w[0]).min().unwrap();
+    let most_in_a_second = (0..at.len())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| **t - at[i] < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    println!(
+        "rate limit {LIMIT}/s: 30 arrivals over {:.2} s ({:.2}/s); tightest {} in a row: {:?}; most within any 1 s: {most_in_a_second}",
+        span.as_secs_f64(),
+        29.0 / span.as_secs_f64(),
+        LIMIT + 1,
+        tightest
+    );
+    let gaps: Vec<u128> = at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    println!("arrival gaps (ms): {gaps:?}");
+    assert!(29.0 / span.as_secs_f64() <= LIMIT as f64 * 1.05);
+    // waiting spent no attempt
+    let log = env
+        .get(
+            &env.key_a,
+            &format!("/api/v1/webhooks/endpoints/{id}/deliveries?limit=100"),
+        )
+        .await;
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    let mut starts: Vec<i64> = deliveries
+        .iter()
+        .map(|d| {
+            let a = &d["attempts"][0];
+            chrono::DateTime::parse_from_rfc3339(a["at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+                - a["latency_ms"].as_i64().unwrap()
+        })
+        .collect();
+    starts.sort();
+    let start_gaps: Vec<i64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("attempt starts' gaps (ms): {start_gaps:?}");
+    assert_eq!(deliveries.len(), 30);
+    for d in deliveries {
+        assert_eq!(
+            (d["state"].clone(), d["attempts_total"].clone()),
+            (json!("succeeded"), json!(1)),
+            "{d}"
+        );
+    }
+    assert!(
+        most_in_a_second <= LIMIT && tightest >= Duration::from_secs(1),
+        "{most_in_a_second} in a second, {tightest:?} for {}: gaps (ms) {gaps:?}",
+        LIMIT + 1
+    );
+    // and the limit can be removed
+    let path = format!("/api/v1/webhooks/endpoints/{id}");
+    let off = send(
+        &env,
+        Some(&env.key_a),
+        "PATCH",
+        &path,
+        Some(json!({"rate_limit_per_s": null})),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::OK);
+    assert!(off.body.get("rate_limit_per_s").is_none(), "{}", off.body);
+}
+
+/// The circuit breaker: while an endpoint fails, one delivery at a time
+/// probes it at the schedule's pace (here a second) and the others wait
+/// unattempted, instead of every queued delivery retrying on its own
+/// schedule; the first success closes it and everything waiting goes out.
+#[tokio::test]
+async fn a_failing_endpoint_is_probed_at_the_schedules_pace_not_hammered() {
+    let (env, schedule) = webhook_env("1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1").await;
+    let rx = TestReceiver::always(503).await;
+    let own = TestReceiver::always(204).await;
+    let id = create_ok(
+        &env,
+        &env.key_a,
+        json!({"url": rx.url(), "event_types": ["task_started"]}),
+    )
+    .await;
+    let sender = sender(&env, &schedule, Duration::from_secs(5));
+    // the first failure starts the streak and opens the breaker
+    let first = submit(&env, &own.url(), Some(json!(["task_failed"]))).await;
+    env.send_status_events(&[event(&first, "s", "started", None, 1)]).await;
+    while rx.received().is_empty() {
+        deliver_all(&env, &sender, Duration::from_secs(1)).await;
+    }
+    assert!(endpoint(&env, &id).await["next_probe_at"].is_string());
+    // 20 more while it is down
+    let mut events = Vec::new();
+    for _ in 0..20 {
+        let task = submit(&env, &own.url(), Some(json!(["task_failed"]))).await;
+        events.push(event(&task, "s", "started", None, 1));
+    }
+    env.send_status_events(&events).await;
+    let outage = std::time::Instant::now();
+    deliver_all(&env, &sender, Duration::from_secs(8)).await;
+    let down_for = outage.elapsed();
+    let during = rx.received().len();
+    // back up: the next probe succeeds and closes the breaker
+    rx.set_default(morag_tests::receiver::Reply::Status(204));
+    deliver_all(&env, &sender, Duration::from_secs(90)).await;
+    let log = env
+        .get(
+            &env.key_a,
+            &format!("/api/v1/webhooks/endpoints/{id}/deliveries?limit=100"),
+        )
+        .await;
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    let attempts: u64 = deliveries.iter().map(|d| d["attempts_total"].as_u64().unwrap()).sum();
+    let total = rx.received().len();
+    println!(
+        "breaker: {during} attempts in {:.1} s of outage for 21 queued deliveries (gap 1 s), \
+         {total} in all, {attempts} recorded",
+        down_for.as_secs_f64()
+    );
+    // without the breaker each of the 21 retries about once a second
+    assert!(
+        during as f64 <= down_for.as_secs_f64() + 3.0,
+        "{during} attempts in {down_for:?}: hammered"
+    );
+    assert_eq!(deliveries.len(), 21);
+    for d in deliveries {
+        assert_eq!(d["state"], "succeeded", "{d}");
+    }
+    assert_eq!(attempts as usize, total, "every attempt recorded");
+    // after the outage: one success each (and at most the one probe that
+    // may have been under way when the receiver came back)
+    assert!((21..=22).contains(&(total - during)), "{total} - {during}");
+    assert!(endpoint(&env, &id).await.get("failing_since").is_none(), "closed");
+}
+
+/// Send slots against the real table: concurrent reservations get
+/// distinct slots an interval apart, and an idle endpoint's next slot is now.
+#[tokio::test]
+async fn send_slots_are_reserved_an_interval_apart() {
+    use morag_shared::ports::EndpointStore;
+    let (env, _) = webhook_env("1").await;
+    let (tenant, id): (morag_shared::domain::TenantId, morag_shared::domain::EndpointId) =
+        ("acme".parse().unwrap(), morag_shared::domain::EndpointId::generate());
+    let now = morag_shared::time::now();
+    let interval = Duration::from_millis(250);
+    let reservations = (0..8).map(|_| env.store.reserve_send(&tenant, &id, interval, now));
+    let mut slots: Vec<i64> = futures_util::future::join_all(reservations)
+        .await
+        .into_iter()
+        .map(|s| (s.unwrap() - now).num_milliseconds())
+        .collect();
+    slots.sort();
+    assert_eq!(slots, vec![0, 250, 500, 750, 1000, 1250, 1500, 1750]);
+    // idle again after the last slot's interval: now
+    let later = now + chrono::Duration::seconds(3);
+    assert_eq!(
+        env.store.reserve_send(&tenant, &id, interval, later).await.unwrap(),
+        later
+    );
+    // the rate item is not an endpoint
+    assert!(env.store.list_endpoints(&tenant).await.unwrap().is_empty());
+}
