@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use morag_shared::adapters::memory::{MemoryDeadLetters, MemorySecretStore, MemoryTaskStore, MemoryVisibility};
 use morag_shared::domain::delivery::USER_AGENT;
-use morag_shared::domain::{DeliveryId, TaskId, WebhookEvent};
+use morag_shared::domain::{Attempt, DeliveryId, TaskId, WebhookEvent};
 
 use super::*;
 
@@ -515,4 +515,54 @@ async fn a_rate_limited_endpoint_spaces_its_attempts() {
     assert_eq!(hit_count(), 3);
     assert!(morag_shared::time::now() >= tat, "it waited for the next free slot");
     assert_eq!(f.store.send_slots.lock().unwrap()[&e.endpoint_id], tat + step);
+}
+
+/// The budget is per cycle and counts recorded attempts, not only
+/// receives: a delivery whose cycle already made every attempt is spent on
+/// a fresh message's first receive (a message a wait put back), and a new
+/// cycle starts a fresh budget whatever the earlier cycles made.
+#[tokio::test]
+async fn the_budget_counts_the_cycles_recorded_attempts() {
+    let f = fixture(LOCAL).await;
+    let (url, hits) = answering("HTTP/1.1 503 Service Unavailable").await;
+    let failed = |cycle: u32| Attempt {
+        at: morag_shared::time::now(),
+        status_code: Some(503),
+        error: None,
+        latency_ms: 1,
+        excerpt: None,
+        cycle: Some(cycle),
+    };
+    // schedule "1,1": three attempts a cycle, all made in cycle 0
+    let mut spent = delivery(&url);
+    spent.attempts = vec![failed(0), failed(0), failed(0)];
+    spent.attempts_total = 3;
+    let (outcome, after) = f.deliver(spent, 1).await;
+    assert_eq!(
+        (outcome, after.state, after.attempts.len()),
+        (Outcome::Done, DeliveryState::Dead, 3)
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no fourth attempt");
+
+    // redelivered: cycle 1 has its own three
+    let mut again = delivery(&url);
+    again.cycle = 1;
+    again.attempts = vec![failed(0), failed(0), failed(0)];
+    again.attempts_total = 3;
+    let (outcome, after) = f.deliver(again, 1).await;
+    assert_eq!(
+        (outcome, after.state, after.attempts_in_cycle()),
+        (Outcome::Again, DeliveryState::Pending, 1)
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // its second attempt waits the schedule's second gap, however few
+    // receives its message had
+    let mut second = after.clone();
+    second.attempts.push(failed(1));
+    let (_, after) = f.deliver(second, 1).await;
+    assert_eq!(
+        (after.state, after.attempts_in_cycle()),
+        (DeliveryState::Dead, 3),
+        "third attempt of the cycle was its last"
+    );
 }

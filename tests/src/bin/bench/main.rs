@@ -80,6 +80,9 @@ async fn main() -> Result<()> {
     if section == "all" || section == "latency" {
         report.extend(latency::run(&endpoint).await?);
     }
+    if section == "all" || section == "endpoints" {
+        report.extend(endpoints::run(&endpoint).await?);
+    }
     if section == "all" || section == "documents" {
         report.extend(documents::run(&endpoint).await?);
     }
@@ -276,6 +279,7 @@ async fn intake(endpoint: &str) -> Result<Vec<String>> {
 }
 
 mod documents;
+mod endpoints;
 mod latency;
 mod lifecycle;
 mod webhooks;

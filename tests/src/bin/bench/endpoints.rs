@@ -1,0 +1,166 @@
+//! Endpoint fan-out: what one status event costs when its tenant has 1, 10
+//! and 40 endpoints (the per-tenant cap), and how fast the sender delivers
+//! the deliveries it plans. The recorder and the sender run in process over
+//! moto (its meter counts requests and DynamoDB units when the section runs
+//! with `MORAG_METER=1`, as `make bench` starts it); every endpoint points
+//! at one receiver on 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use morag_cli::stack;
+use morag_shared::config::{RecorderConfig, SenderConfig};
+use morag_shared::domain::{Endpoint, EndpointId, TaskId, WebhookEvent};
+use morag_shared::ports::{EndpointStore, TaskStore};
+use morag_tests::receiver::TestReceiver;
+use morag_tests::soak::cost::{self, prices, Metered};
+
+/// Tasks per run; each reports started, one progress and completed.
+const TASKS: usize = 10;
+const EVENTS_PER_TASK: usize = 3;
+
+/// Polls `queue_url` through `handler` until it is empty; how long it took.
+async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, queue_url: &str, handler: F) -> Result<Duration>
+where
+    F: Fn(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
+    let started = Instant::now();
+    let mut idle = 0;
+    while idle < 2 {
+        let polled = morag_cli::esm::poll_once(sqs, queue_url, 10, Duration::from_millis(200), &handler).await?;
+        if polled.failed > 0 {
+            bail!("{} records failed their batch", polled.failed);
+        }
+        idle = if polled.received == 0 { idle + 1 } else { 0 };
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain in 10 minutes");
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn sum(m: &std::collections::BTreeMap<String, f64>) -> f64 {
+    m.values().sum()
+}
+
+fn requests_of(m: &Metered, service: &str) -> f64 {
+    m.requests
+        .iter()
+        .filter(|(op, _)| op.starts_with(service) && !op.contains("(empty)") && !op.contains("GetQueueAttributes"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+pub async fn run(endpoint: &str) -> Result<Vec<String>> {
+    let metering = cost::reset(endpoint).await?;
+    let deployed = morag_tests::deploy(endpoint).await?;
+    let overrides = stack::local_overrides(endpoint, true);
+    let recorder_cfg: RecorderConfig = deployed.stack.config(stack::RECORDER, &overrides)?;
+    let recorder = morag_recorder::wiring::build(&deployed.sdk, &recorder_cfg);
+    let sender_cfg: SenderConfig = deployed.stack.config(stack::WEBHOOK_SENDER, &overrides)?;
+    let sender = morag_webhook_sender::wiring::build(&deployed.sdk, &sender_cfg)?;
+    let sqs = morag_shared::adapters::aws::sqs(&deployed.sdk);
+    let queues = &deployed.resources;
+    let receiver = TestReceiver::always(204).await;
+    let store = deployed.store.clone();
+
+    let mut report = vec![
+        "## Endpoint fan-out".to_owned(),
+        String::new(),
+        format!(
+            "{TASKS} tasks per row, each reporting started, one progress and completed ({} events); every \
+             endpoint subscribes to every task event. Recorder and sender in process over moto, one poller \
+             each (batches of 10; on AWS the event source runs several); the figures are per status event. \
+             DynamoDB units and SQS requests from the emulator's meter{}.",
+            TASKS * EVENTS_PER_TASK,
+            if metering { "" } else { " (not running: start moto with MORAG_METER=1)" }
+        ),
+        String::new(),
+        "| endpoints | deliveries planned | recorder (ms/event) | DynamoDB write units/event | SQS requests/event (recorder) | sent | superseded | sender (deliveries/s) | sender DynamoDB units/delivery (read + write) | USD per million events (recorder's DynamoDB + SQS) |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|---|".to_owned(),
+    ];
+    for n in [1usize, 10, 40] {
+        let tenant: morag_shared::domain::TenantId = format!("fan{n}").parse()?;
+        let now = morag_shared::time::now();
+        for _ in 0..n {
+            store
+                .create_endpoint(&Endpoint {
+                    tenant: tenant.clone(),
+                    endpoint_id: EndpointId::generate(),
+                    url: receiver.url(),
+                    event_types: WebhookEvent::ALL.to_vec(),
+                    description: String::new(),
+                    disabled: false,
+                    created_at: now,
+                    updated_at: now,
+                    failing_since: None,
+                    disabled_reason: None,
+                    disabled_at: None,
+                    rate_limit_per_s: None,
+                    probes_failed: 0,
+                    probe_at: None,
+                })
+                .await?;
+        }
+        let mut bodies = Vec::new();
+        for _ in 0..TASKS {
+            let id = TaskId::new().to_string();
+            store
+                .create_task(&morag_tests::sample_task(&id, tenant.as_str()), None)
+                .await?;
+            let at = morag_shared::time::now() - chrono::Duration::seconds(60);
+            let ms = chrono::Duration::milliseconds;
+            bodies.push(morag_tests::status_event(&id, "s", "started", None, at));
+            bodies.push(morag_tests::status_event(&id, "p", "progress", Some(0.5), at + ms(1)));
+            bodies.push(morag_tests::status_event(&id, "c", "completed", None, at + ms(2)));
+        }
+        for body in &bodies {
+            sqs.send_message()
+                .queue_url(&queues.status_events_queue_url)
+                .message_body(body)
+                .send()
+                .await?;
+        }
+        let events = bodies.len() as f64;
+        cost::reset(endpoint).await?;
+        eprintln!("endpoints {n}: recording {} events", bodies.len());
+        let recording = drain(&sqs, &queues.status_events_queue_url, |e| recorder.handle(e)).await?;
+        eprintln!("endpoints {n}: recorded in {recording:?}; sending");
+        let recorded = cost::read(endpoint).await?.unwrap_or_default();
+        let before = receiver.received().len();
+        cost::reset(endpoint).await?;
+        let sending = drain(&sqs, &queues.webhook_queue_url, |e| sender.handle(e)).await?;
+        let sent_metered = cost::read(endpoint).await?.unwrap_or_default();
+        let sent = receiver.received().len() - before;
+        eprintln!("endpoints {n}: {sent} sent in {sending:?}");
+        let planned = TASKS * EVENTS_PER_TASK * n;
+        let write_units = sum(&recorded.write_units) / events;
+        let sqs_requests = requests_of(&recorded, "sqs.") / events;
+        let usd = (sum(&recorded.write_units) * prices::DYNAMODB_WRITE_UNIT
+            + sum(&recorded.read_units) * prices::DYNAMODB_READ_UNIT
+            + requests_of(&recorded, "sqs.") * prices::SQS_REQUEST)
+            / events
+            * 1e6;
+        let sender_units = (sum(&sent_metered.read_units) + sum(&sent_metered.write_units)) / planned as f64;
+        report.push(format!(
+            "| {n} | {planned} | {:.1} | {write_units:.1} | {sqs_requests:.1} | {sent} | {} | {:.0} | {sender_units:.1} | {usd:.2} |",
+            recording.as_secs_f64() * 1000.0 / events,
+            planned - sent,
+            planned as f64 / sending.as_secs_f64(),
+        ));
+        if sent < TASKS * 2 * n {
+            bail!("{n} endpoints: {sent} webhooks arrived, fewer than every started and completed");
+        }
+    }
+    report.push(String::new());
+    report.push(
+        "Superseded: progress that the task's completion overtook before it was sent (every event is \
+         recorded before the sender runs here). 100 endpoints per tenant are refused (409 endpoint_limit): \
+         one event's deliveries are written in its transaction (at most 100 items), so the cap is 40."
+            .to_owned(),
+    );
+    report.push(String::new());
+    Ok(report)
+}
