@@ -183,20 +183,12 @@ pub async fn create(
     let now = morag_shared::time::now();
     let disabled = body.disabled.unwrap_or(false);
     let endpoint = Endpoint {
-        tenant,
-        endpoint_id: EndpointId::generate(),
-        url,
-        event_types,
         description,
         disabled,
-        created_at: now,
-        updated_at: now,
-        failing_since: None,
         disabled_reason: disabled.then_some(DisabledReason::Manual),
         disabled_at: disabled.then_some(now),
         rate_limit_per_s,
-        probes_failed: 0,
-        probe_at: None,
+        ..Endpoint::new(tenant, url, event_types, now)
     };
     st.endpoints.create_endpoint(&endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.endpoint_id, "endpoint created");

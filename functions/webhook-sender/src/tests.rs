@@ -334,22 +334,7 @@ async fn messages_of_old_cycles_or_finished_deliveries_do_nothing() {
 /// A tenant endpoint of acme's at `url`, stored, and a delivery to it.
 fn endpoint_delivery(f: &Fixture, url: &str, shape: impl FnOnce(&mut Endpoint)) -> (Endpoint, Delivery) {
     let now = morag_shared::time::now();
-    let mut e = Endpoint {
-        tenant: "acme".parse().unwrap(),
-        endpoint_id: morag_shared::domain::EndpointId::generate(),
-        url: url.to_owned(),
-        event_types: WebhookEvent::ALL.to_vec(),
-        description: String::new(),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-        failing_since: None,
-        disabled_reason: None,
-        disabled_at: None,
-        rate_limit_per_s: None,
-        probes_failed: 0,
-        probe_at: None,
-    };
+    let mut e = Endpoint::new("acme".parse().unwrap(), url.to_owned(), WebhookEvent::ALL.to_vec(), now);
     shape(&mut e);
     f.store.endpoints.lock().unwrap().push(e.clone());
     let mut d = delivery("https://unused.example.com/h");

@@ -111,6 +111,27 @@ pub enum HealthChange {
 }
 
 impl Endpoint {
+    /// A new enabled, healthy endpoint of `tenant` at `url`, with a fresh
+    /// id, no description and no rate limit.
+    pub fn new(tenant: TenantId, url: String, event_types: Vec<WebhookEvent>, now: DateTime<Utc>) -> Self {
+        Self {
+            tenant,
+            endpoint_id: EndpointId::generate(),
+            url,
+            event_types,
+            description: String::new(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+            failing_since: None,
+            disabled_reason: None,
+            disabled_at: None,
+            rate_limit_per_s: None,
+            probes_failed: 0,
+            probe_at: None,
+        }
+    }
+
     /// Whether a webhook of `event_type` goes to this endpoint now.
     pub fn wants(&self, event_type: WebhookEvent) -> bool {
         !self.disabled && self.subscribes(event_type)
@@ -214,22 +235,12 @@ mod tests {
 
     #[test]
     fn a_disabled_endpoint_wants_nothing() {
-        let mut e = Endpoint {
-            tenant: "acme".parse().unwrap(),
-            endpoint_id: EndpointId::generate(),
-            url: "https://hooks.example.com/h".to_owned(),
-            event_types: vec![WebhookEvent::TaskCompleted],
-            description: String::new(),
-            disabled: false,
-            created_at: crate::time::now(),
-            updated_at: crate::time::now(),
-            failing_since: None,
-            disabled_reason: None,
-            disabled_at: None,
-            rate_limit_per_s: None,
-            probes_failed: 0,
-            probe_at: None,
-        };
+        let mut e = Endpoint::new(
+            "acme".parse().unwrap(),
+            "https://hooks.example.com/h".to_owned(),
+            vec![WebhookEvent::TaskCompleted],
+            crate::time::now(),
+        );
         assert!(e.wants(WebhookEvent::TaskCompleted));
         assert!(!e.wants(WebhookEvent::TaskProgress));
         e.disabled = true;
@@ -240,22 +251,12 @@ mod tests {
     fn only_a_success_ends_a_streak_and_a_streak_past_the_window_disables() {
         let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let window = std::time::Duration::from_secs(3600);
-        let mut e = Endpoint {
-            tenant: "acme".parse().unwrap(),
-            endpoint_id: EndpointId::generate(),
-            url: "https://hooks.example.com/h".to_owned(),
-            event_types: WebhookEvent::ALL.to_vec(),
-            description: String::new(),
-            disabled: false,
-            created_at: t0,
-            updated_at: t0,
-            failing_since: None,
-            disabled_reason: None,
-            disabled_at: None,
-            rate_limit_per_s: None,
-            probes_failed: 0,
-            probe_at: None,
-        };
+        let mut e = Endpoint::new(
+            "acme".parse().unwrap(),
+            "https://hooks.example.com/h".to_owned(),
+            WebhookEvent::ALL.to_vec(),
+            t0,
+        );
         let schedule: RetrySchedule = "5,300,1800".parse().unwrap();
         let later = |s: i64| t0 + chrono::Duration::seconds(s);
         assert_eq!(e.health_after(true, t0, window, &schedule), HealthChange::Unchanged);
@@ -305,20 +306,13 @@ mod tests {
         let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let later = |s: i64| t0 + chrono::Duration::seconds(s);
         let mut e = Endpoint {
-            tenant: "acme".parse().unwrap(),
-            endpoint_id: EndpointId::generate(),
-            url: "https://hooks.example.com/h".to_owned(),
-            event_types: WebhookEvent::ALL.to_vec(),
-            description: String::new(),
-            disabled: false,
-            created_at: t0,
-            updated_at: t0,
-            failing_since: None,
-            disabled_reason: None,
-            disabled_at: None,
             rate_limit_per_s: Some(4),
-            probes_failed: 0,
-            probe_at: None,
+            ..Endpoint::new(
+                "acme".parse().unwrap(),
+                "https://hooks.example.com/h".to_owned(),
+                WebhookEvent::ALL.to_vec(),
+                t0,
+            )
         };
         assert_eq!(e.breaker(later(1)), Breaker::Closed);
         assert_eq!(e.send_interval(), Some(std::time::Duration::from_micros(252_500)));

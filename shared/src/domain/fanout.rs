@@ -448,20 +448,13 @@ mod tests {
     fn every_enabled_endpoint_of_the_tenant_gets_what_its_filter_names_with_its_own_ids() {
         use crate::domain::endpoint::{Endpoint, EndpointId};
         let endpoint = |tenant: &str, events: &[WebhookEvent], disabled: bool| Endpoint {
-            tenant: tenant.parse().unwrap(),
-            endpoint_id: EndpointId::generate(),
-            url: format!("https://{}.example.com/h", tenant),
-            event_types: events.to_vec(),
-            description: String::new(),
             disabled,
-            created_at: crate::time::now(),
-            updated_at: crate::time::now(),
-            failing_since: None,
-            disabled_reason: None,
-            disabled_at: None,
-            rate_limit_per_s: None,
-            probes_failed: 0,
-            probe_at: None,
+            ..Endpoint::new(
+                tenant.parse().unwrap(),
+                format!("https://{}.example.com/h", tenant),
+                events.to_vec(),
+                crate::time::now(),
+            )
         };
         let all = endpoint("acme", &WebhookEvent::ALL, false);
         let ends = endpoint("acme", &[WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed], false);

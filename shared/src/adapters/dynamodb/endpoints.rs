@@ -80,6 +80,29 @@ impl DynamoStore {
         })
     }
 
+    /// A conditional update of an item in the tenant's endpoint partition
+    /// (`sk`); `false` when the condition did not hold.
+    async fn endpoint_updated(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+        update: &str,
+        condition: Condition,
+    ) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(endpoints_pk(tenant)))
+            .key("sk", s(sk))
+            .update_expression(update)
+            .set_condition_expression(condition.expression())
+            .set_expression_attribute_values(condition.values())
+            .send()
+            .await;
+        Ok(settle("UpdateItem", sent)?.is_some())
+    }
+
     async fn put_endpoint(&self, e: &Endpoint, condition: &str) -> Result<bool, StoreError> {
         let c = Condition::new(condition);
         let sent = self
@@ -189,18 +212,7 @@ impl EndpointStore for DynamoStore {
                     .value(":since", stored(since)?),
             ),
         };
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(endpoints_pk(tenant)))
-            .key("sk", s(endpoint_sk(id)))
-            .update_expression(update)
-            .set_condition_expression(condition.expression())
-            .set_expression_attribute_values(condition.values())
-            .send()
-            .await;
-        Ok(settle("UpdateItem", sent)?.is_some())
+        self.endpoint_updated(tenant, &endpoint_sk(id), update, condition).await
     }
 
     async fn claim_probe(
@@ -217,18 +229,8 @@ impl EndpointStore for DynamoStore {
             Some(at) => condition.and("probe_at = :expected").value(":expected", stored(at)?),
             None => condition.and("attribute_not_exists(probe_at)"),
         };
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(endpoints_pk(tenant)))
-            .key("sk", s(endpoint_sk(id)))
-            .update_expression("SET probe_at = :until")
-            .set_condition_expression(condition.expression())
-            .set_expression_attribute_values(condition.values())
-            .send()
-            .await;
-        Ok(settle("UpdateItem", sent)?.is_some())
+        self.endpoint_updated(tenant, &endpoint_sk(id), "SET probe_at = :until", condition)
+            .await
     }
 
     async fn reserve_send(
@@ -242,23 +244,15 @@ impl EndpointStore for DynamoStore {
         let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).max(1);
         // the item outlives its last slot by a day, then TTL removes it
         let expires_at = now.timestamp() + 86_400;
-        let update = |expression: &str, condition: Condition| {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(endpoints_pk(tenant)))
-                .key("sk", s(rate_sk(id)))
-                .update_expression(expression)
-                .set_condition_expression(condition.expression())
-                .set_expression_attribute_values(condition.values())
-        };
         // idle (its last slot is an interval old): the slot is now
         let idle = Condition::new("attribute_not_exists(tat) OR tat <= :now")
             .value(":now", n(now_ms))
             .value(":next", n(now_ms + interval_ms))
             .value(":exp", n(expires_at));
-        let sent = update("SET tat = :next, expires_at = :exp", idle).send().await;
-        if settle("UpdateItem", sent)?.is_some() {
+        if self
+            .endpoint_updated(tenant, &rate_sk(id), "SET tat = :next, expires_at = :exp", idle)
+            .await?
+        {
             return Ok(now);
         }
         // busy: the slot after the last one reserved (an atomic add, so
@@ -266,7 +260,14 @@ impl EndpointStore for DynamoStore {
         let busy = Condition::new("")
             .value(":interval", n(interval_ms))
             .value(":exp", n(expires_at));
-        let out = update("SET tat = tat + :interval, expires_at = :exp", busy)
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(endpoints_pk(tenant)))
+            .key("sk", s(rate_sk(id)))
+            .update_expression("SET tat = tat + :interval, expires_at = :exp")
+            .set_expression_attribute_values(busy.values())
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 
 use morag_cli::stack;
 use morag_shared::config::{RecorderConfig, SenderConfig};
-use morag_shared::domain::{Endpoint, EndpointId, TaskId, WebhookEvent};
+use morag_shared::domain::{Endpoint, TaskId, WebhookEvent};
 use morag_shared::ports::{EndpointStore, TaskStore};
 use morag_tests::receiver::TestReceiver;
 use morag_tests::soak::cost::{self, prices, Metered};
@@ -86,22 +86,12 @@ pub async fn run(endpoint: &str) -> Result<Vec<String>> {
         let now = morag_shared::time::now();
         for _ in 0..n {
             store
-                .create_endpoint(&Endpoint {
-                    tenant: tenant.clone(),
-                    endpoint_id: EndpointId::generate(),
-                    url: receiver.url(),
-                    event_types: WebhookEvent::ALL.to_vec(),
-                    description: String::new(),
-                    disabled: false,
-                    created_at: now,
-                    updated_at: now,
-                    failing_since: None,
-                    disabled_reason: None,
-                    disabled_at: None,
-                    rate_limit_per_s: None,
-                    probes_failed: 0,
-                    probe_at: None,
-                })
+                .create_endpoint(&Endpoint::new(
+                    tenant.clone(),
+                    receiver.url(),
+                    WebhookEvent::ALL.to_vec(),
+                    now,
+                ))
                 .await?;
         }
         let mut bodies = Vec::new();
