@@ -132,10 +132,10 @@ pub struct Sender {
     secret_cache: Mutex<HashMap<TenantId, (Signer, Instant)>>,
 }
 
-/// Whether an endpoint's delivery goes now (at its send slot, if its
+/// Whether an endpoint's delivery goes now (its send slot reached, if its
 /// endpoint has a rate limit) or waits until a time (with its slot).
 enum Hold {
-    Go(Option<chrono::DateTime<chrono::Utc>>),
+    Go,
     Wait(chrono::DateTime<chrono::Utc>, Option<SendSlot>),
 }
 
@@ -274,7 +274,7 @@ impl Sender {
         // a tenant endpoint's delivery goes where the endpoint points now
         // (`None`: the endpoint was deleted)
         let (url, endpoint) = match &delivery.endpoint_id {
-            None => (Some((delivery.url.clone(), None)), None),
+            None => (Some(delivery.url.clone()), None),
             Some(id) => match self.ports.endpoints.get_endpoint(&delivery.tenant, id).await? {
                 Some(e) if e.disabled => {
                     let ended = self.end_unattempted(&delivery, DeliveryState::Paused).await?;
@@ -286,7 +286,7 @@ impl Sender {
                         self.wait(record, &delivery, until, slot).await?;
                         return Ok(Outcome::Done);
                     }
-                    Hold::Go(slot) => (Some((e.url.clone(), slot)), Some(e)),
+                    Hold::Go => (Some(e.url.clone()), Some(e)),
                 },
                 None => (None, None),
             },
@@ -294,7 +294,7 @@ impl Sender {
         let (outcome, latency) = match &url {
             // deleted: failed for good
             None => (AttemptOutcome::Refused(AttemptError::EndpointDeleted), Duration::ZERO),
-            Some((url, slot)) => self.attempt(&delivery, url, *slot).await?,
+            Some(url) => self.attempt(&delivery, url).await?,
         };
         let verdict = outcome.verdict();
         // (the RNG must not live across an await)
@@ -390,10 +390,10 @@ impl Sender {
             }
         }
         let Some(interval) = endpoint.send_interval() else {
-            return Ok(Hold::Go(None));
+            return Ok(Hold::Go);
         };
-        // what the attempt needs before its slot, fetched now (cached), so
-        // that it leaves at its slot
+        // what the attempt needs, fetched before its slot (cached), so that
+        // it leaves at its slot
         self.signer_for(&delivery.tenant).await?;
         // reserved for this attempt when the message was sent back
         let mut kept = record.message.slot.filter(|s| s.attempt == attempt_no).map(|s| s.at);
@@ -422,7 +422,13 @@ impl Sender {
                 };
                 return Ok(Hold::Wait(slot.at, Some(slot)));
             }
-            return Ok(Hold::Go(Some(slot)));
+            tokio::time::sleep(ahead).await;
+            if morag_shared::time::now() > slot + SLOT_LATE {
+                // woken too late (a busy host): sending now would crowd
+                // the next slot, so this one goes unused
+                continue;
+            }
+            return Ok(Hold::Go);
         }
         tracing::warn!(endpoint_id = %ep, "no send slot in time in three tries: waits a second");
         Ok(Hold::Wait(
@@ -619,24 +625,15 @@ impl Sender {
         Ok(Outcome::Done)
     }
 
-    /// Signs and sends one delivery (at `slot`, its rate limit's send slot,
-    /// if it has one); what came of it, and how long the request took.
-    async fn attempt(
-        &self,
-        delivery: &Delivery,
-        url: &str,
-        slot: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<(AttemptOutcome, Duration), StoreError> {
+    /// Signs and sends one delivery; what came of it, and how long the
+    /// request took.
+    async fn attempt(&self, delivery: &Delivery, url: &str) -> Result<(AttemptOutcome, Duration), StoreError> {
         if check_target_url(url, self.settings.policy, true).is_err() {
             return Ok((AttemptOutcome::Refused(AttemptError::BlockedAddress), Duration::ZERO));
         }
         let Some(signer) = self.signer_for(&delivery.tenant).await? else {
             return Ok((AttemptOutcome::Refused(AttemptError::NoSigningSecret), Duration::ZERO));
         };
-        // everything else is ready: the request leaves at its slot
-        if let Some(at) = slot {
-            tokio::time::sleep((at - morag_shared::time::now()).to_std().unwrap_or_default()).await;
-        }
         let started = Instant::now();
         let outcome = self.send_signed(delivery, url, &signer).await;
         Ok((outcome, started.elapsed()))

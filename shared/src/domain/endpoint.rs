@@ -193,13 +193,14 @@ impl Endpoint {
     }
 
     /// The least time between the starts of two attempts to it: a second
-    /// over its rate limit, and 1 % more, so that a few milliseconds of
-    /// network jitter never put `rate_limit_per_s + 1` arrivals within one
-    /// second at the receiver.
+    /// over its rate limit, and 3 % more, so that an attempt starting up to
+    /// 25 ms after its slot (the sender's tolerance) and a few milliseconds
+    /// of network jitter never put `rate_limit_per_s + 1` arrivals within
+    /// one second at the receiver.
     pub fn send_interval(&self) -> Option<std::time::Duration> {
         self.rate_limit_per_s
             .filter(|r| *r > 0)
-            .map(|r| std::time::Duration::from_nanos(1_010_000_000 / u64::from(r)))
+            .map(|r| std::time::Duration::from_nanos(1_030_000_000 / u64::from(r)))
     }
 
     /// Its failure streak and breaker forgotten (enabled again, recovered).
@@ -315,7 +316,7 @@ mod tests {
             )
         };
         assert_eq!(e.breaker(later(1)), Breaker::Closed);
-        assert_eq!(e.send_interval(), Some(std::time::Duration::from_micros(252_500)));
+        assert_eq!(e.send_interval(), Some(std::time::Duration::from_micros(257_500)));
         e.failing_since = Some(t0);
         e.probe_at = Some(later(5));
         assert_eq!(e.breaker(later(4)), Breaker::Open { until: later(5) });
