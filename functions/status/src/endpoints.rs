@@ -101,7 +101,8 @@ impl From<Endpoint> for EndpointView {
             disabled: e.disabled,
             disabled_reason: e.disabled_reason,
             disabled_at: e.disabled_at,
-            next_probe_at: e.failing_since.and(e.probe_at),
+            // a disabled endpoint is not probed (its breaker's last lease is moot)
+            next_probe_at: e.failing_since.and(e.probe_at).filter(|_| !e.disabled),
             failing_since: e.failing_since,
             rate_limit_per_s: e.rate_limit_per_s,
             created_at: e.created_at,

@@ -621,6 +621,10 @@ async fn an_endpoint_failing_through_the_window_is_disabled_and_the_tenant_told(
         "{d}"
     );
     assert!(d["disabled_at"].is_string());
+    assert!(
+        d.get("next_probe_at").is_none(),
+        "a disabled endpoint is not probed: {d}"
+    );
     assert_eq!(endpoint(&env, &flaky_id).await["disabled"], false);
     let told = ops.received();
     assert_eq!(told.len(), 1, "told once");
@@ -687,7 +691,7 @@ async fn an_endpoint_failing_through_the_window_is_disabled_and_the_tenant_told(
     let path = format!("/api/v1/webhooks/endpoints/{down_id}");
     let on = send(&env, Some(&env.key_a), "PATCH", &path, Some(json!({"disabled": false}))).await;
     assert_eq!(on.status, StatusCode::OK);
-    for gone in ["disabled_reason", "disabled_at", "failing_since"] {
+    for gone in ["disabled_reason", "disabled_at", "failing_since", "next_probe_at"] {
         assert!(on.body.get(gone).is_none(), "{gone}: {}", on.body);
     }
 }
