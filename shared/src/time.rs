@@ -13,6 +13,12 @@ pub fn sort_ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// A `std` duration as a `chrono` one, saturating (a duration too long
+/// for `chrono` is its longest).
+pub fn span(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
 /// The hour bucket of a time, `yyyy-mm-ddThh`.
 pub fn hour_bucket(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H").to_string()

@@ -247,12 +247,7 @@ pub async fn patch(
             endpoint.disabled_at = Some(now);
         }
         // enabled again: a fresh start (its failure streak is forgotten)
-        Some(false) if endpoint.disabled => {
-            endpoint.disabled = false;
-            endpoint.disabled_reason = None;
-            endpoint.disabled_at = None;
-            endpoint.reset_health();
-        }
+        Some(false) if endpoint.disabled => endpoint.enable(),
         _ => {}
     }
     endpoint.updated_at = now;
@@ -406,10 +401,7 @@ pub async fn recover(
     let mut endpoint = owned_endpoint(&st, &tenant, &raw_id).await?;
     let was_disabled = endpoint.disabled;
     if endpoint.disabled {
-        endpoint.disabled = false;
-        endpoint.disabled_reason = None;
-        endpoint.disabled_at = None;
-        endpoint.reset_health();
+        endpoint.enable();
         endpoint.updated_at = now;
         if !st.endpoints.update_endpoint(&endpoint).await? {
             return Err(endpoint_not_found());

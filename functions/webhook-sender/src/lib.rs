@@ -53,10 +53,6 @@ pub mod wiring;
 /// event source's batching window (1 s in the template) and its hand-over.
 const RECEIVE_SLACK: Duration = Duration::from_secs(60);
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
 /// How long after a breaker's probe time its waiting deliveries come back:
 /// a tenth of their wait, at most a minute (at random, so a backlog does not
 /// return at once), and at least a second (the probe's answer first).
@@ -375,7 +371,7 @@ impl Sender {
                 return Ok(Hold::Wait(until + settle(until - now), None));
             }
             Breaker::ProbeDue { expected } => {
-                let lease = now + to_chrono(self.settings.probe_lease);
+                let lease = now + morag_shared::time::span(self.settings.probe_lease);
                 let claimed = self
                     .ports
                     .endpoints
@@ -408,12 +404,7 @@ impl Sender {
                         .await?
                 }
             };
-            let now = morag_shared::time::now();
-            if now > slot + SLOT_LATE {
-                // too late for it (a slow hand-over or write): a new one
-                continue;
-            }
-            let ahead = (slot - now).to_std().unwrap_or_default();
+            let ahead = (slot - morag_shared::time::now()).to_std().unwrap_or_default();
             if ahead > MAX_SLOT_SLEEP {
                 tracing::info!(endpoint_id = %ep, wait_ms = ahead.as_millis() as u64, "rate limit: waits for its send slot");
                 let slot = SendSlot {
@@ -424,8 +415,8 @@ impl Sender {
             }
             tokio::time::sleep(ahead).await;
             if morag_shared::time::now() > slot + SLOT_LATE {
-                // woken too late (a busy host): sending now would crowd
-                // the next slot, so this one goes unused
+                // too late for it (a slow hand-over or write, a busy host):
+                // sending now would crowd the next slot, so it goes unused
                 continue;
             }
             return Ok(Hold::Go);

@@ -154,7 +154,7 @@ impl Endpoint {
         window: std::time::Duration,
         schedule: &RetrySchedule,
     ) -> HealthChange {
-        let after = |n: u32| now + chrono::Duration::from_std(schedule.gap(n)).unwrap_or(chrono::Duration::MAX);
+        let after = |n: u32| now + crate::time::span(schedule.gap(n));
         match (succeeded, self.failing_since) {
             (true, Some(_)) => HealthChange::Healthy,
             (true, None) => HealthChange::Unchanged,
@@ -163,10 +163,9 @@ impl Endpoint {
                 probe_at: after(1),
             },
             (false, Some(since)) => {
-                let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
                 if self.disabled {
                     HealthChange::Unchanged
-                } else if now - since >= window {
+                } else if now - since >= crate::time::span(window) {
                     HealthChange::Disable { since }
                 } else {
                     HealthChange::ProbeFailed {
@@ -208,6 +207,15 @@ impl Endpoint {
         self.failing_since = None;
         self.probe_at = None;
         self.probes_failed = 0;
+    }
+
+    /// Enabled again (a PATCH, a recovery): a fresh start, its failure
+    /// streak forgotten.
+    pub fn enable(&mut self) {
+        self.disabled = false;
+        self.disabled_reason = None;
+        self.disabled_at = None;
+        self.reset_health();
     }
 }
 

@@ -989,6 +989,25 @@ async fn an_endpoints_rate_limit_holds_at_the_receiver() {
     }
     let listed = env.get(&env.key_a, "/api/v1/webhooks/endpoints").await;
     assert!(ids(&listed).is_empty(), "nothing written");
+    // the edges are accepted
+    for edge in [1, 1000] {
+        let res = create(
+            &env,
+            &env.key_a,
+            json!({"url": "https://hooks.example.com/r", "rate_limit_per_s": edge, "disabled": true}),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{edge}: {:?}", res.body);
+        assert_eq!(res.body["rate_limit_per_s"], edge);
+        let path = format!(
+            "/api/v1/webhooks/endpoints/{}",
+            res.body["endpoint_id"].as_str().unwrap()
+        );
+        assert_eq!(
+            send(&env, Some(&env.key_a), "DELETE", &path, None).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
 
     const LIMIT: usize = 4;
     let rx = TestReceiver::always(204).await;
@@ -1185,4 +1204,66 @@ async fn send_slots_are_reserved_an_interval_apart() {
     );
     // the rate item is not an endpoint
     assert!(env.store.list_endpoints(&tenant).await.unwrap().is_empty());
+}
+
+/// A delivery waiting for its endpoint's breaker or rate limit moves its
+/// due-index entry past the wait, so the watchdog does not take the wait for
+/// a lost message; a postpone for another cycle changes nothing.
+#[tokio::test]
+async fn a_waiting_delivery_moves_its_watchdog_entry_past_the_wait() {
+    use morag_shared::domain::watch::{self, Watched};
+    use morag_shared::domain::{Delivery, DeliveryId, DeliveryState, TaskId, WebhookEvent};
+    use morag_shared::ports::{DeliveryStore, WatchIndex};
+    let (env, _) = webhook_env("1").await;
+    let task_id = TaskId::new();
+    let d = Delivery {
+        task_id,
+        tenant: "acme".parse().unwrap(),
+        delivery_id: DeliveryId::derive(&task_id, WebhookEvent::TaskStarted, "once"),
+        event_type: WebhookEvent::TaskStarted,
+        url: "https://hooks.example.com/h".to_owned(),
+        payload: "{}".to_owned(),
+        sequence: 1,
+        endpoint_id: None,
+        state: DeliveryState::Pending,
+        created_at: morag_shared::time::now(),
+        enqueued: false,
+        cycle: 0,
+        attempts: Vec::new(),
+        attempts_total: 0,
+    };
+    let now = morag_shared::time::now();
+    assert!(env
+        .store
+        .insert_delivery(&d, now + chrono::Duration::days(1))
+        .await
+        .unwrap());
+    // on the queue: watched from an hour on (the attempt grace)
+    env.store.mark_enqueued(&task_id, &d.delivery_id, 0).await.unwrap();
+    let entry = Watched::Delivery(task_id, d.delivery_id.clone());
+    let watched = |at: chrono::DateTime<chrono::Utc>| {
+        let (store, entry) = (env.store.clone(), entry.clone());
+        async move {
+            store
+                .due(watch::shard(&task_id), at, 100, None)
+                .await
+                .unwrap()
+                .items
+                .contains(&entry)
+        }
+    };
+    let hours = |h: i64| now + chrono::Duration::hours(h) + chrono::Duration::minutes(5);
+    assert!(watched(hours(1)).await, "due an hour after its enqueue");
+    // waits three hours: due an hour after that
+    let until = now + chrono::Duration::hours(3);
+    env.store.postpone(&task_id, &d.delivery_id, 0, until).await.unwrap();
+    assert!(!watched(hours(1)).await, "not while it waits");
+    assert!(!watched(hours(3)).await);
+    assert!(watched(hours(4)).await, "an hour after the wait");
+    // another cycle's postpone: nothing moves
+    env.store
+        .postpone(&task_id, &d.delivery_id, 1, now + chrono::Duration::hours(30))
+        .await
+        .unwrap();
+    assert!(watched(hours(4)).await);
 }

@@ -384,12 +384,11 @@ impl TaskStore for DynamoStore {
         retention: &Retention,
     ) -> Result<ApplyOutcome, StoreError> {
         let now = crate::time::now();
-        let ttl = |d: std::time::Duration| Duration::from_std(d).unwrap_or(Duration::MAX);
         let task_expires = after
             .status
             .is_terminal()
-            .then(|| (after.completed_at.unwrap_or(now) + ttl(retention.ended_task)).timestamp());
-        let history_expires = (now + ttl(retention.history)).timestamp();
+            .then(|| (after.completed_at.unwrap_or(now) + crate::time::span(retention.ended_task)).timestamp());
+        let history_expires = (now + crate::time::span(retention.history)).timestamp();
         let not_there = || Some(Condition::new("attribute_not_exists(pk)"));
         let mut items = vec![
             self.tx_put(

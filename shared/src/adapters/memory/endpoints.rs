@@ -126,7 +126,7 @@ impl EndpointStore for MemoryTaskStore {
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
         down(&self.fail, "memory", "reserve_send")?;
-        let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let interval = crate::time::span(interval);
         let mut slots = lock(&self.send_slots);
         let end = slots.entry(id.clone()).or_insert(now);
         let slot = (*end).max(now);
