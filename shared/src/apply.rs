@@ -8,6 +8,8 @@ use crate::domain::{
     decide_linked, ApplyOutcome, Decision, Delivery, DeliveryState, Ignored, Links, Retention, StatusEvent, Task,
     TaskId, TaskStatus,
 };
+use futures_util::stream::{self, StreamExt};
+
 use crate::endpoints::EndpointCache;
 use crate::error::StoreError;
 use crate::outbox::enqueue_delivery;
@@ -15,6 +17,8 @@ use crate::ports::{DeliveryStore, TaskStore, WebhookQueue};
 
 /// Optimistic-concurrency retries before giving up.
 const MAX_CONFLICTS: usize = 5;
+/// Deliveries put on the webhook queue at once.
+const ENQUEUE_CONCURRENCY: usize = 16;
 
 /// What applying one event came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,22 +103,45 @@ impl Applier<'_> {
         })
     }
 
-    /// Puts deliveries on the webhook queue and marks them enqueued. A
-    /// failure is returned: the caller's retry (or the watchdog) sends them.
+    /// Puts deliveries on the webhook queue and marks them enqueued, up to
+    /// [`ENQUEUE_CONCURRENCY`] at a time (an event to 100 endpoints is 200
+    /// of them). A failure is returned once all were tried: the caller's
+    /// retry (or the watchdog) sends the rest.
     async fn enqueue(&self, deliveries: &[Delivery]) -> Result<u32, StoreError> {
         // a disabled endpoint's are stored paused, not sent
-        let deliveries: Vec<&Delivery> = deliveries
-            .iter()
-            .filter(|d| d.state == DeliveryState::Pending)
-            .collect();
-        for d in &deliveries {
-            enqueue_delivery(self.webhooks, self.deliveries, d).await?;
-            tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
+        // futures built in a loop, not by a closure: a closure over `&Delivery`
+        // would make the recorder's future not `Send` for every lifetime
+        let mut sends = Vec::new();
+        for d in deliveries {
+            if d.state != DeliveryState::Pending {
+                continue;
+            }
+            sends.push(async move {
+                enqueue_delivery(self.webhooks, self.deliveries, d).await?;
+                tracing::info!(delivery_id = %d.delivery_id, event_type = %d.event_type, "webhook enqueued");
+                Ok::<(), StoreError>(())
+            });
         }
-        Ok(deliveries.len() as u32)
+        let results: Vec<Result<(), StoreError>> = stream::iter(sends)
+            .buffer_unordered(ENQUEUE_CONCURRENCY)
+            .collect()
+            .await;
+        let sent = results.iter().filter(|r| r.is_ok()).count() as u32;
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
     }
 
     async fn flush_outbox(&self, task_id: &TaskId) -> Result<u32, StoreError> {
+        // the writer may have died before its second fan-out stage too
+        let expanded = self.deliveries.expand_fanout(task_id).await?;
+        if expanded > 0 {
+            tracing::warn!(
+                deliveries = expanded,
+                "wrote the fan-out a previous attempt left as markers"
+            );
+        }
         let unsent = self.deliveries.unsent_deliveries(task_id).await?;
         if !unsent.is_empty() {
             tracing::warn!(

@@ -34,8 +34,9 @@ impl EndpointCache {
 
     /// The tenant's endpoints (disabled ones too: their deliveries are kept,
     /// paused, for a recovery), oldest first, at most
-    /// [`MAX_ENDPOINTS_PER_TENANT`] (should a race have stored more, the
-    /// newest wait: an event's transaction holds every delivery).
+    /// [`MAX_ENDPOINTS_PER_TENANT`] (should two concurrent creations have
+    /// stored more, the newest get nothing until one is deleted: the
+    /// fan-out's writes are sized for the cap).
     pub async fn of_tenant(&self, tenant: &TenantId) -> Result<Arc<Vec<Endpoint>>, StoreError> {
         if let Some((endpoints, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(tenant) {
             if at.elapsed() < self.ttl {

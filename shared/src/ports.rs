@@ -46,7 +46,10 @@ pub trait TaskStore: Send + Sync {
     /// Stores an applied event atomically: the task as `after` (only if it is
     /// still as `before` was read), the history entry, the removal of the
     /// history entry that falls out of the newest 100, and the event's
-    /// webhook deliveries (not yet enqueued: the outbox).
+    /// webhook deliveries (not yet enqueued: the outbox). Deliveries too many
+    /// for one atomic write are stored as fan-out markers in it and written
+    /// out right after; a writer that dies in between leaves that to
+    /// `DeliveryStore::expand_fanout`.
     async fn apply_event(
         &self,
         before: &Task,
@@ -209,6 +212,11 @@ pub trait KeyStore: Send + Sync {
 /// Webhook deliveries, stored beside their task.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
+    /// Writes the deliveries an applied event left as fan-out markers (its
+    /// deliveries did not fit its transaction, and the writer died before
+    /// expanding them; see `TaskStore::apply_event`); answers how many were
+    /// written (0: none left). Safe to call concurrently and again.
+    async fn expand_fanout(&self, task_id: &TaskId) -> Result<u32, StoreError>;
     /// Deliveries whose message was not (known to be) sent yet: the outbox.
     async fn unsent_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
     async fn mark_enqueued(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<(), StoreError>;
@@ -233,6 +241,9 @@ pub trait DeliveryStore: Send + Sync {
     /// Stores a delivery planned outside an event's transaction (an
     /// operational webhook), in the outbox; `false` if it exists.
     async fn insert_delivery(&self, delivery: &Delivery, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Those of `ids` that exist among the task's deliveries (eventually
+    /// consistent), in no particular order.
+    async fn get_deliveries(&self, task_id: &TaskId, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError>;
     /// A task's deliveries, newest first.
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError>;
     /// `restart_delivery`, only for an enqueued `pending` delivery whose

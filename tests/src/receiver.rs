@@ -25,6 +25,8 @@ pub enum Reply {
 /// A request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The request's path (endpoints can share one receiver by path).
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -53,8 +55,9 @@ pub struct TestReceiver {
     server: tokio::task::JoinHandle<()>,
 }
 
-async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(s): State<Shared>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
     s.received.lock().unwrap().push(Received {
+        path: uri.path().to_owned(),
         headers,
         body,
         at: Instant::now(),

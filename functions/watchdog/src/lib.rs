@@ -103,6 +103,8 @@ pub struct Report {
     pub deliveries_restarted: u32,
     /// Deliveries still `pending` whose message was in the webhook DLQ: now `dead`.
     pub deliveries_dead_lettered: u32,
+    /// Deliveries written out from fan-out markers a writer left.
+    pub deliveries_expanded: u32,
     /// Due, but another writer (or run) moved it on first.
     pub already_handled: u32,
     pub dead_jobs_read: u32,
@@ -129,6 +131,7 @@ impl Report {
             ("WatchdogDeliveriesSent", self.deliveries_sent),
             ("WatchdogDeliveriesRestarted", self.deliveries_restarted),
             ("WatchdogDeliveriesDeadLettered", self.deliveries_dead_lettered),
+            ("WatchdogDeliveriesExpanded", self.deliveries_expanded),
             ("WatchdogErrors", self.errors),
         ];
         morag_shared::telemetry::emf("watchdog", &names)
@@ -142,6 +145,7 @@ enum Done {
     TimedOut,
     Sent,
     Restarted,
+    Expanded(u32),
     AlreadyHandled,
 }
 
@@ -170,6 +174,7 @@ impl Watchdog {
                     let span = match &entry {
                         Watched::Task(t) => tracing::info_span!("due", task_id = %t),
                         Watched::Delivery(t, d) => tracing::info_span!("due", task_id = %t, delivery_id = %d),
+                        Watched::Fanout(t) => tracing::info_span!("due", task_id = %t, fanout = true),
                     };
                     match self.check(&entry, now).instrument(span.clone()).await {
                         Ok(done) => report.count(done),
@@ -211,6 +216,19 @@ impl Watchdog {
         match entry {
             Watched::Task(task_id) => self.check_task(task_id, now).await,
             Watched::Delivery(task_id, delivery_id) => self.check_delivery(task_id, delivery_id, now).await,
+            Watched::Fanout(task_id) => self.expand_fanout(task_id).await,
+        }
+    }
+
+    /// An event's deliveries its writer left as fan-out markers: written
+    /// out now, in the outbox and already due (the next run sends them).
+    async fn expand_fanout(&self, task_id: &TaskId) -> Result<Done, StoreError> {
+        match self.deliveries.expand_fanout(task_id).await? {
+            0 => Ok(Done::AlreadyHandled),
+            n => {
+                tracing::warn!(deliveries = n, "fan-out a writer left as markers: written out");
+                Ok(Done::Expanded(n))
+            }
         }
     }
 
@@ -450,6 +468,7 @@ impl Report {
             Done::TimedOut => self.tasks_timed_out += 1,
             Done::Sent => self.deliveries_sent += 1,
             Done::Restarted => self.deliveries_restarted += 1,
+            Done::Expanded(n) => self.deliveries_expanded += n,
             Done::AlreadyHandled => self.already_handled += 1,
         }
     }

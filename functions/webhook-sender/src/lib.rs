@@ -476,13 +476,18 @@ impl Sender {
     /// Ends a `task_progress` delivery that a newer progress or the task's
     /// end to the same target overtook (`superseded`, no attempt): on its
     /// first receive or any retry, its receiver would only get a stale state
-    /// after a newer one. One Query of the task's deliveries, for progress
-    /// deliveries only.
+    /// after a newer one. One read of the few deliveries that could overtake
+    /// it (`fanout::could_overtake`), for progress deliveries only.
     async fn superseded(&self, delivery: &Delivery) -> Result<bool, StoreError> {
         if delivery.event_type != WebhookEvent::TaskProgress || delivery.sequence == 0 {
             return Ok(false);
         }
-        let same_task = self.ports.deliveries.list_deliveries(&delivery.task_id).await?;
+        let candidates = morag_shared::domain::fanout::could_overtake(delivery);
+        let same_task = self
+            .ports
+            .deliveries
+            .get_deliveries(&delivery.task_id, &candidates)
+            .await?;
         let Some(newer) = overtaken_by(delivery, &same_task) else {
             return Ok(false);
         };

@@ -187,6 +187,28 @@ pub fn plan(before: &Task, after: &mut Task, event: &StatusEvent, links: Links<'
     out
 }
 
+/// The deliveries that could overtake `d` (see `delivery::overtaken_by`):
+/// the same target's other progress milestones and its `task_completed` and
+/// `task_failed`, by their deterministic ids; none unless `d` is progress.
+/// Coalescing reads these few items, not all of the task's deliveries
+/// (which grow with the tenant's endpoints).
+pub fn could_overtake(d: &Delivery) -> Vec<DeliveryId> {
+    if d.event_type != WebhookEvent::TaskProgress {
+        return Vec::new();
+    }
+    let to_target = |disc: String| match &d.endpoint_id {
+        None => disc,
+        Some(id) => format!("{disc}@{id}"),
+    };
+    let milestones = MILESTONES.iter().map(|m| (WebhookEvent::TaskProgress, m.to_string()));
+    let ends = [WebhookEvent::TaskCompleted, WebhookEvent::TaskFailed].map(|e| (e, "once".to_owned()));
+    milestones
+        .chain(ends)
+        .map(|(event_type, disc)| DeliveryId::derive(&d.task_id, event_type, &to_target(disc)))
+        .filter(|id| id != &d.delivery_id)
+        .collect()
+}
+
 /// An operational webhook (about the tenant's endpoints, not a task): one
 /// delivery to each of the tenant's enabled endpoints that subscribe to
 /// `event_type`, but `about` (the endpoint it is about). Its deliveries
@@ -441,6 +463,57 @@ mod tests {
                 prop_assert_eq!(end, planned.len() - 1, "nothing after the terminal webhook");
             }
             prop_assert!(planned.iter().filter(|p| p.event_type == WebhookEvent::TaskStarted).count() <= 1);
+        }
+    }
+
+    proptest! {
+        /// Whatever overtakes a progress delivery (among all of the task's
+        /// deliveries, to its own URL and two endpoints) is one of the few
+        /// ids `could_overtake` names: coalescing reads only those.
+        #[test]
+        fn could_overtake_names_every_delivery_that_overtakes(
+            steps in proptest::collection::vec((0u8..=100, 0u8..4), 1..12),
+            end in 0u8..3,
+        ) {
+            let endpoints = [
+                crate::domain::Endpoint::new("acme".parse().unwrap(), "https://a.example.com/h".into(), WebhookEvent::ALL.to_vec(), crate::time::now()),
+                crate::domain::Endpoint::new("acme".parse().unwrap(), "https://b.example.com/h".into(), vec![WebhookEvent::TaskProgress, WebhookEvent::TaskFailed], crate::time::now()),
+            ];
+            let mut t = task(Some("https://hooks.example.com/h"));
+            let mut events = Vec::new();
+            for (i, (pct, kind)) in steps.iter().enumerate() {
+                let at = i as i64 + 1;
+                events.push(match kind {
+                    0 => ev(&t, &format!("s{i}"), EventStatus::Started, None, at),
+                    _ => ev(&t, &format!("p{i}"), EventStatus::Progress, Some(f64::from(*pct) / 100.0), at),
+                });
+            }
+            match end {
+                0 => events.push(ev(&t, "c", EventStatus::Completed, None, 100)),
+                1 => events.push(ev(&t, "f", EventStatus::Failed, None, 100)),
+                _ => {}
+            }
+            let mut all = Vec::new();
+            for e in &events {
+                let links = Links { api_base: None, endpoints: &endpoints };
+                if let Decision::Apply { task, webhooks, .. } = crate::domain::decide_linked(&t, e, links) {
+                    t = *task;
+                    all.extend(webhooks.into_iter().map(|p| p.into_delivery(&t, crate::time::now())));
+                }
+            }
+            for d in all.iter().filter(|d| d.event_type == WebhookEvent::TaskProgress) {
+                let candidates = could_overtake(d);
+                prop_assert!(!candidates.contains(&d.delivery_id));
+                if let Some(newer) = crate::domain::delivery::overtaken_by(d, &all) {
+                    prop_assert!(candidates.contains(&newer.delivery_id), "{:?} overtaken by {:?}", d.delivery_id, newer.delivery_id);
+                }
+                // and reading only the candidates decides the same
+                let read: Vec<Delivery> = all.iter().filter(|o| candidates.contains(&o.delivery_id)).cloned().collect();
+                prop_assert_eq!(
+                    crate::domain::delivery::overtaken_by(d, &read).is_some(),
+                    crate::domain::delivery::overtaken_by(d, &all).is_some()
+                );
+            }
         }
     }
 

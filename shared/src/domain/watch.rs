@@ -39,6 +39,9 @@ pub const ATTEMPT_GRACE: Duration = Duration::hours(1);
 pub enum Watched {
     Task(TaskId),
     Delivery(TaskId, DeliveryId),
+    /// An event's deliveries left as fan-out markers by a writer that died
+    /// before writing them out.
+    Fanout(TaskId),
 }
 
 /// The error of a task failed by its deadline.

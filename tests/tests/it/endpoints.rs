@@ -1267,3 +1267,206 @@ async fn a_waiting_delivery_moves_its_watchdog_entry_past_the_wait() {
         .unwrap();
     assert!(watched(hours(4)).await);
 }
+
+/// Registers the most endpoints a tenant may have, all on `receiver`, told
+/// apart by path (`/ep/{i}`).
+async fn most_endpoints(env: &TestEnv, receiver: &TestReceiver) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..MAX_ENDPOINTS_PER_TENANT {
+        ids.push(
+            create_ok(
+                &env,
+                &env.key_a,
+                json!({"url": format!("http://{}/ep/{i}", receiver.addr)}),
+            )
+            .await,
+        );
+    }
+    ids
+}
+
+/// What each path of a receiver got: its event types, sorted.
+fn kinds_by_path(receiver: &TestReceiver) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by_path = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for r in receiver.received() {
+        by_path
+            .entry(r.path.clone())
+            .or_default()
+            .push(r.json()["event_type"].as_str().unwrap_or_default().to_owned());
+    }
+    by_path.values_mut().for_each(|k| k.sort());
+    by_path
+}
+
+/// Asserts every endpoint path and the task's own URL got `expected` once
+/// each (sorted), each webhook with its own id and a valid signature.
+fn assert_each_got(endpoints: &TestReceiver, own: &TestReceiver, expected: &[&str]) {
+    let by_path = kinds_by_path(endpoints);
+    assert_eq!(
+        by_path.len(),
+        MAX_ENDPOINTS_PER_TENANT,
+        "{:?}",
+        by_path.keys().collect::<Vec<_>>()
+    );
+    for (path, got) in &by_path {
+        assert_eq!(got, expected, "{path}");
+    }
+    let mut own_kinds = kinds(own);
+    own_kinds.sort();
+    assert_eq!(own_kinds, expected);
+    let secret = SigningSecret::parse(SECRET).unwrap();
+    let all: Vec<_> = endpoints.received().into_iter().chain(own.received()).collect();
+    let mut ids: Vec<&str> = all.iter().map(|r| r.header("webhook-id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "one webhook-id per (event, endpoint)");
+    for r in &all {
+        let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            r.header("webhook-signature"),
+            secret.sign(r.header("webhook-id"), ts, &r.body)
+        );
+    }
+}
+
+/// A tenant with the most endpoints: an event of two webhook types plans
+/// 2 × (100 + 1) deliveries, more than one DynamoDB transaction holds; each
+/// endpoint still gets every event once, and the task lists every delivery.
+#[tokio::test]
+async fn a_tenant_with_the_most_endpoints_gets_every_event_at_each() {
+    use morag_shared::ports::DeliveryStore;
+    let (env, schedule) = webhook_env("1").await;
+    let (endpoints, own) = (TestReceiver::always(200).await, TestReceiver::always(200).await);
+    most_endpoints(&env, &endpoints).await;
+    let over = create(&env, &env.key_a, json!({"url": "https://hooks.example.com/over"})).await;
+    assert_eq!(over.error_code(), "endpoint_limit");
+
+    let task_id = submit(&env, &own.url(), None).await;
+    let sender = sender(&env, &schedule, Duration::from_secs(5));
+    // from pending straight to 30 %: task_started and task_progress at once
+    env.send_status_events(&[event(&task_id, "p", "progress", Some(0.3), 1)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(120)).await;
+    assert_each_got(&endpoints, &own, &["task_progress", "task_started"]);
+    env.send_status_events(&[event(&task_id, "c", "completed", None, 2)])
+        .await;
+    deliver_all(&env, &sender, Duration::from_secs(120)).await;
+    assert_each_got(&endpoints, &own, &["task_completed", "task_progress", "task_started"]);
+
+    let listed = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+    let states: Vec<&str> = listed.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 3 * (MAX_ENDPOINTS_PER_TENANT + 1));
+    assert!(states.iter().all(|s| *s == "succeeded"), "{states:?}");
+    let task_id = task_id.parse().unwrap();
+    assert_eq!(env.store.expand_fanout(&task_id).await.unwrap(), 0, "no marker left");
+}
+
+/// Applies `body` to its task as the recorder would, by a writer that dies
+/// right after the event's transaction (before the second fan-out stage).
+async fn apply_then_die(env: &TestEnv, body: &str) {
+    use morag_shared::domain::{decide_linked, ApplyOutcome, Decision, Links, StatusEvent};
+    use morag_shared::ports::{EndpointStore, TaskStore};
+    let now = morag_shared::time::now();
+    let event = StatusEvent::parse(body, now).unwrap();
+    let task = env.store.get_task(&event.task_id).await.unwrap().unwrap();
+    let endpoints = env.store.list_endpoints(&task.tenant).await.unwrap();
+    let links = Links {
+        api_base: None,
+        endpoints: &endpoints,
+    };
+    let Decision::Apply {
+        task: mut after,
+        entry,
+        webhooks,
+    } = decide_linked(&task, &event, links)
+    else {
+        panic!("not applied");
+    };
+    // a worker with a long heartbeat: only the fan-out is due for the watchdog
+    after.heartbeat_timeout_s = 86_400;
+    let deliveries: Vec<_> = webhooks.into_iter().map(|p| p.into_delivery(&after, now)).collect();
+    assert_eq!(deliveries.len(), 2 * (MAX_ENDPOINTS_PER_TENANT + 1));
+    let outcome = env
+        .store
+        .apply_event_then_die(&task, &after, &entry, &deliveries, &env.recorder().retention)
+        .await
+        .unwrap();
+    assert_eq!(outcome, ApplyOutcome::Applied);
+}
+
+/// A writer killed between an event's transaction and its second fan-out
+/// stage loses no webhook: the status event's redelivery (a duplicate)
+/// writes the deliveries out and sends them; if the event never comes back,
+/// the watchdog does (two runs at once: once), and its next run sends them.
+#[tokio::test]
+async fn a_writer_killed_between_the_fan_out_stages_loses_no_webhook() {
+    use morag_shared::ports::EndpointStore;
+    let (env, schedule) = webhook_env("1").await;
+    let (endpoints, own) = (TestReceiver::always(200).await, TestReceiver::always(200).await);
+    most_endpoints(&env, &endpoints).await;
+    let sender = sender(&env, &schedule, Duration::from_secs(5));
+    let listed = |task_id: String| {
+        let env = &env;
+        async move {
+            let res = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/webhooks")).await;
+            res.body["deliveries"].as_array().unwrap().len()
+        }
+    };
+
+    // redelivered: the recorder's duplicate finishes the job
+    let task_id = submit(&env, &own.url(), None).await;
+    let body = event(&task_id, "p", "progress", Some(0.3), 1);
+    apply_then_die(&env, &body).await;
+    let status = env.get(&env.key_a, &format!("/api/v1/status/{task_id}")).await;
+    assert_eq!(status.body["status"], "progress", "the event was applied");
+    assert_eq!(listed(task_id.clone()).await, 0, "its deliveries are still markers");
+    env.send_status_events(&[body]).await;
+    deliver_all(&env, &sender, Duration::from_secs(120)).await;
+    assert_each_got(&endpoints, &own, &["task_progress", "task_started"]);
+    assert_eq!(listed(task_id).await, 2 * (MAX_ENDPOINTS_PER_TENANT + 1));
+
+    // never redelivered: the watchdog
+    let (endpoints2, own2) = (TestReceiver::always(200).await, TestReceiver::always(200).await);
+    for ep in env.store.list_endpoints(&"acme".parse().unwrap()).await.unwrap() {
+        let path = ep.url.rsplit('/').next().unwrap().to_owned();
+        let res = send(
+            &env,
+            Some(&env.key_a),
+            "PATCH",
+            &format!("/api/v1/webhooks/endpoints/{}", ep.endpoint_id),
+            Some(json!({"url": format!("http://{}/ep/{path}", endpoints2.addr)})),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    }
+    let task_id = submit(&env, &own2.url(), None).await;
+    apply_then_die(&env, &event(&task_id, "p", "progress", Some(0.3), 1)).await;
+    let watchdog = env.watchdog();
+    let soon = |s: i64| morag_shared::time::now() + chrono::Duration::seconds(s);
+    assert_eq!(
+        watchdog.run(soon(30)).await.deliveries_expanded,
+        0,
+        "not before the outbox grace"
+    );
+    let (a, b) = tokio::join!(watchdog.run(soon(3 * 60)), watchdog.run(soon(3 * 60)));
+    assert_eq!(
+        a.deliveries_expanded + b.deliveries_expanded,
+        2 * (MAX_ENDPOINTS_PER_TENANT as u32 + 1),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(listed(task_id).await, 2 * (MAX_ENDPOINTS_PER_TENANT + 1));
+    // sent by the run that wrote them (its index pages read on) or the next
+    let c = watchdog.run(soon(3 * 60)).await;
+    assert_eq!(
+        a.deliveries_sent + b.deliveries_sent + c.deliveries_sent,
+        2 * (MAX_ENDPOINTS_PER_TENANT as u32 + 1),
+        "{a:?} {b:?} {c:?}"
+    );
+    deliver_all(&env, &sender, Duration::from_secs(120)).await;
+    assert_each_got(&endpoints2, &own2, &["task_progress", "task_started"]);
+}

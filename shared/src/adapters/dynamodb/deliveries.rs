@@ -1,6 +1,8 @@
 //! Webhook deliveries, beside their task: written with the event that plans
 //! them (`tasks::apply_event`), then updated by the sender and redelivery.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
@@ -197,6 +199,10 @@ impl DynamoStore {
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
+    async fn expand_fanout(&self, task_id: &TaskId) -> Result<u32, StoreError> {
+        self.expand_markers(task_id).await
+    }
+
     async fn insert_delivery(&self, delivery: &Delivery, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
         let sent = self
             .client
@@ -356,6 +362,23 @@ impl DeliveryStore for DynamoStore {
             op: "UpdateItem",
             detail: format!("attempts of {delivery_id} kept changing while trimmed"),
         })
+    }
+
+    async fn get_deliveries(&self, task_id: &TaskId, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {
+        let keys: Vec<Item> = ids
+            .iter()
+            .map(|id| {
+                HashMap::from([
+                    ("pk".to_owned(), s(task_pk(task_id))),
+                    ("sk".to_owned(), s(delivery_sk(id))),
+                ])
+            })
+            .collect();
+        self.get_many(&keys)
+            .await?
+            .into_iter()
+            .map(delivery_from_item)
+            .collect()
     }
 
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {

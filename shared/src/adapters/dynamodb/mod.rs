@@ -6,6 +6,7 @@
 //! | `tasks` | task `TASK#{id}` / `STATE`; history `TASK#{id}` / `EVENT#{seq:010}` (GSI1 recent events; GSI2/GSI3 task listing) |
 //! | `idempotency` | `IDEM#{tenant}#{sha256(key)}` / `IDEM` (written with its task) |
 //! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` (GSI4: an endpoint's deliveries) |
+//! | `fanout` | an event's deliveries beyond one transaction, until expanded: `TASK#{id}` / `FANOUT#{seq:010}#{chunk:03}` |
 //! | `endpoints` | tenant webhook endpoint `WHEP#{tenant}` / `EP#{endpoint_id}` |
 //! | `uploads` | `UPLOAD#{upload_id}` / `UPLOAD` (claimed in the task's transaction) |
 //! | `watch` | no items of its own: `DueIndex` over the `due_pk` / `due_sk` of live tasks and unfinished deliveries |
@@ -17,6 +18,7 @@
 
 mod deliveries;
 mod endpoints;
+mod fanout;
 mod idempotency;
 mod keys;
 #[cfg(feature = "test-support")]

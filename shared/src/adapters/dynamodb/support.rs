@@ -1,5 +1,5 @@
-//! Bulk loading for benchmarks and tests only (`test-support` feature): not
-//! in a release binary.
+//! Bulk loading and a writer's death, for benchmarks and tests only
+//! (`test-support` feature): not in a release binary.
 
 use std::collections::HashMap;
 
@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::tasks::HistoryItem;
 use super::{to_item, unavailable, DynamoStore};
-use crate::domain::{HistoryEntry, Task};
+use crate::domain::{ApplyOutcome, Delivery, HistoryEntry, Retention, Task};
 use crate::error::StoreError;
 
 impl DynamoStore {
@@ -37,5 +37,23 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+
+    /// `TaskStore::apply_event` by a writer that dies right after the
+    /// event's transaction: fan-out markers stay unexpanded.
+    pub async fn apply_event_then_die(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        deliveries: &[Delivery],
+        retention: &Retention,
+    ) -> Result<ApplyOutcome, StoreError> {
+        Ok(
+            match self.write_event(before, after, entry, deliveries, retention).await? {
+                Some(_) => ApplyOutcome::Applied,
+                None => ApplyOutcome::Conflict,
+            },
+        )
     }
 }

@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::fanout::{delivery_writes, item_size, DeliveryWrites};
 use super::watch::{due_pk, due_sk};
-use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, TASK_SK};
+use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item, TASK_SK};
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::task::{DEFAULT_HEARTBEAT_TIMEOUT_S, DEFAULT_TIMEOUT_S};
 use crate::domain::watch;
@@ -309,6 +310,58 @@ fn open_bucket_key(key: PageKey) -> Result<(DateTime<Utc>, Option<PageKey>), Sto
     Ok((bucket, (!fields.is_empty()).then_some(PageKey(fields))))
 }
 
+impl DynamoStore {
+    /// The event's transaction (`TaskStore::apply_event` without the second
+    /// fan-out stage): `None` if the task changed since `before` was read,
+    /// else the fan-out markers it wrote (none if its deliveries fit).
+    pub(super) async fn write_event(
+        &self,
+        before: &Task,
+        after: &Task,
+        entry: &HistoryEntry,
+        deliveries: &[Delivery],
+        retention: &Retention,
+    ) -> Result<Option<Vec<Item>>, StoreError> {
+        let now = crate::time::now();
+        let task_expires = after
+            .status
+            .is_terminal()
+            .then(|| (after.completed_at.unwrap_or(now) + crate::time::span(retention.ended_task)).timestamp());
+        let history_expires = (now + crate::time::span(retention.history)).timestamp();
+        let not_there = || Some(Condition::new("attribute_not_exists(pk)"));
+        let task_item = to_item(&TaskItem::from_task(after, task_expires), "task item")?;
+        let history_item = to_item(&HistoryItem::new(after, entry, history_expires), "history item")?;
+        let trim = entry.seq > HISTORY_LIMIT;
+        let fixed = 2 + usize::from(trim);
+        let writes = delivery_writes(
+            fixed,
+            item_size(&task_item) + item_size(&history_item),
+            deliveries,
+            history_expires,
+        )?;
+        let mut items = vec![
+            self.tx_put(
+                task_item,
+                Some(Condition::new("attribute_exists(pk) AND event_seq = :seq").value(":seq", n(before.event_seq))),
+            )?,
+            self.tx_put(history_item, not_there())?,
+        ];
+        for item in writes.items() {
+            items.push(self.tx_put(item.clone(), not_there())?);
+        }
+        if trim {
+            items.push(self.tx_delete(task_pk(&after.task_id), &history_sk(entry.seq - HISTORY_LIMIT), None)?);
+        }
+        if !self.transact(items).await? {
+            return Ok(None);
+        }
+        Ok(Some(match writes {
+            DeliveryWrites::Deferred(markers) => markers,
+            DeliveryWrites::Inline(_) => Vec::new(),
+        }))
+    }
+}
+
 #[async_trait]
 impl TaskStore for DynamoStore {
     async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError> {
@@ -383,34 +436,19 @@ impl TaskStore for DynamoStore {
         deliveries: &[Delivery],
         retention: &Retention,
     ) -> Result<ApplyOutcome, StoreError> {
-        let now = crate::time::now();
-        let task_expires = after
-            .status
-            .is_terminal()
-            .then(|| (after.completed_at.unwrap_or(now) + crate::time::span(retention.ended_task)).timestamp());
-        let history_expires = (now + crate::time::span(retention.history)).timestamp();
-        let not_there = || Some(Condition::new("attribute_not_exists(pk)"));
-        let mut items = vec![
-            self.tx_put(
-                to_item(&TaskItem::from_task(after, task_expires), "task item")?,
-                Some(Condition::new("attribute_exists(pk) AND event_seq = :seq").value(":seq", n(before.event_seq))),
-            )?,
-            self.tx_put(
-                to_item(&HistoryItem::new(after, entry, history_expires), "history item")?,
-                not_there(),
-            )?,
-        ];
-        for d in deliveries {
-            items.push(self.tx_put(super::deliveries::delivery_item(d, history_expires)?, not_there())?);
+        let Some(markers) = self.write_event(before, after, entry, deliveries, retention).await? else {
+            return Ok(ApplyOutcome::Conflict);
+        };
+        if !markers.is_empty() {
+            let count = markers.len();
+            let written = self.expand_items(markers).await?;
+            tracing::info!(
+                markers = count,
+                deliveries = written,
+                "event's fan-out written in a second stage"
+            );
         }
-        if entry.seq > HISTORY_LIMIT {
-            items.push(self.tx_delete(task_pk(&after.task_id), &history_sk(entry.seq - HISTORY_LIMIT), None)?);
-        }
-        Ok(if self.transact(items).await? {
-            ApplyOutcome::Applied
-        } else {
-            ApplyOutcome::Conflict
-        })
+        Ok(ApplyOutcome::Applied)
     }
 
     async fn mark_job_enqueued(&self, task: &Task) -> Result<bool, StoreError> {

@@ -1,6 +1,7 @@
 //! The due index (`DueIndex`, sparse, keys only): `due_pk` = `DUE#{shard}`,
-//! `due_sk` = `{when}#{id}`, present on live tasks (`tasks.rs`) and on
-//! deliveries not yet finished (`deliveries.rs`), removed when they end. The
+//! `due_sk` = `{when}#{id}`, present on live tasks (`tasks.rs`), on
+//! deliveries not yet finished (`deliveries.rs`) and on fan-out markers
+//! (`fanout.rs`), removed when they end. The
 //! watchdog reads only what is due, oldest first.
 
 use async_trait::async_trait;
@@ -44,6 +45,9 @@ fn watched(item: Item) -> Result<Watched, StoreError> {
         .ok_or_else(|| corrupt(format!("pk {pk}")))?;
     if sk == super::TASK_SK {
         return Ok(Watched::Task(task_id));
+    }
+    if sk.starts_with(super::fanout::FANOUT_PREFIX) {
+        return Ok(Watched::Fanout(task_id));
     }
     match sk.strip_prefix("DELIVERY#").map(str::parse::<DeliveryId>) {
         Some(Ok(delivery_id)) => Ok(Watched::Delivery(task_id, delivery_id)),

@@ -294,6 +294,12 @@ impl MemoryTaskStore {
 
 #[async_trait]
 impl DeliveryStore for MemoryTaskStore {
+    /// The memory store writes every delivery with its event: no markers.
+    async fn expand_fanout(&self, _task_id: &TaskId) -> Result<u32, StoreError> {
+        down(&self.fail, "memory", "expand_fanout")?;
+        Ok(0)
+    }
+
     async fn insert_delivery(&self, delivery: &Delivery, _expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
         down(&self.fail, "memory", "insert_delivery")?;
         let mut all = lock(&self.deliveries);
@@ -350,6 +356,15 @@ impl DeliveryStore for MemoryTaskStore {
             d.state = state;
         }
         Ok(())
+    }
+
+    async fn get_deliveries(&self, task_id: &TaskId, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {
+        down(&self.fail, "memory", "get_deliveries")?;
+        let all = lock(&self.deliveries);
+        Ok(ids
+            .iter()
+            .filter_map(|id| all.get(id).filter(|d| &d.task_id == task_id).cloned())
+            .collect())
     }
 
     async fn list_deliveries(&self, task_id: &TaskId) -> Result<Vec<Delivery>, StoreError> {
