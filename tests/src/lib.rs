@@ -433,16 +433,7 @@ impl TestEnv {
     /// suite's load; real DynamoDB reads only the keys asked for). What such
     /// a test measures is the items evaluated, not the time.
     pub fn patient_sdk(&self) -> SdkConfig {
-        self.sdk
-            .to_builder()
-            .timeout_config(
-                aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
-                    .operation_timeout(Duration::from_secs(120))
-                    .build(),
-            )
-            .build()
+        patient(&self.sdk)
     }
 
     /// The processor as the stack configures it, with an outbound policy,
@@ -707,6 +698,20 @@ pub async fn deploy_with(endpoint: &str, params: &[(&str, String)]) -> anyhow::R
         resources,
         store,
     })
+}
+
+/// `sdk` with minutes, not the functions' seconds, per call: for work that
+/// makes moto slow (its transactions copy the table once per item).
+pub fn patient(sdk: &SdkConfig) -> SdkConfig {
+    sdk.to_builder()
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build()
 }
 
 /// Receives and deletes everything on a queue (a dead-letter queue, at the

@@ -90,7 +90,13 @@ pub async fn history(
     Path(raw_id): Path<String>,
     Params(q): Params<HistoryQuery>,
 ) -> Result<Json<HistoryView>, ApiError> {
-    let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
+    // without a limit, everything kept (the newest 100), as the seed's
+    // endpoint answered; asked for one more than is ever kept, the store's
+    // page holds them all and no cursor follows
+    let limit = match q.limit {
+        None => HISTORY_LIMIT as usize + 1,
+        Some(_) => bounded(q.limit, "limit", HISTORY_LIMIT as u32, 1..=100)? as usize,
+    };
     let task = owned_task(&st, &tenant, &raw_id).await?;
     let start = match st.open_cursor::<HistoryCursor>("history", &tenant, q.cursor.as_deref())? {
         Some(c) if c.task != task.task_id => return Err(invalid_cursor()),

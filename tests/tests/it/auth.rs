@@ -15,10 +15,97 @@ fn assert_401(res: &TestResponse, context: &str) {
     assert_eq!(res.headers["www-authenticate"], "Bearer", "{context}");
 }
 
+/// Every route of the API: method, path (`{task}`, `{delivery}`,
+/// `{endpoint}` stand for ids) and which function serves it.
+pub(crate) const ROUTES: [(&str, &str, Function); 22] = [
+    ("POST", "/api/v1/ingest/file", Function::Ingest),
+    ("POST", "/api/v1/ingest/url", Function::Ingest),
+    ("POST", "/api/v1/ingest/upload", Function::Ingest),
+    ("POST", "/api/v1/uploads", Function::Ingest),
+    ("GET", "/api/v1/status/{task}", Function::Status),
+    ("GET", "/api/v1/status/{task}/history", Function::Status),
+    ("GET", "/api/v1/status/events/recent", Function::Status),
+    ("GET", "/api/v1/tasks", Function::Status),
+    ("GET", "/api/v1/status/{task}/webhooks", Function::Status),
+    (
+        "POST",
+        "/api/v1/status/{task}/webhooks/{delivery}/redeliver",
+        Function::Status,
+    ),
+    ("GET", "/api/v1/webhooks/secret", Function::Status),
+    ("POST", "/api/v1/webhooks/secret/rotate", Function::Status),
+    ("GET", "/api/v1/webhooks/public-keys", Function::Status),
+    ("POST", "/api/v1/webhooks/public-keys/rotate", Function::Status),
+    ("PUT", "/api/v1/webhooks/signing", Function::Status),
+    ("GET", "/api/v1/webhooks/endpoints", Function::Status),
+    ("POST", "/api/v1/webhooks/endpoints", Function::Status),
+    ("GET", "/api/v1/webhooks/endpoints/{endpoint}", Function::Status),
+    ("PATCH", "/api/v1/webhooks/endpoints/{endpoint}", Function::Status),
+    ("DELETE", "/api/v1/webhooks/endpoints/{endpoint}", Function::Status),
+    (
+        "GET",
+        "/api/v1/webhooks/endpoints/{endpoint}/deliveries",
+        Function::Status,
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/endpoints/{endpoint}/recover",
+        Function::Status,
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Function {
+    Ingest,
+    Status,
+}
+
+/// `ROUTES` names every route the routers declare: read from their source
+/// (`.route("path", get(..).post(..))`), so a new route without an entry
+/// fails here, and so without the auth and tenancy checks below.
+#[test]
+fn the_route_table_names_every_route_of_the_routers() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut declared = Vec::new();
+    for file in ["functions/ingest/src/lib.rs", "functions/status/src/lib.rs"] {
+        let source = std::fs::read_to_string(root.join(file)).unwrap();
+        for (_, rest) in source.match_indices(".route(").map(|(i, _)| ((), &source[i + 7..])) {
+            let call = &rest[..rest.find("\n        .").unwrap_or(rest.len())];
+            let path = call.split('"').nth(1).unwrap();
+            let path = path
+                .replace("{task_id}", "{task}")
+                .replace("{delivery_id}", "{delivery}")
+                .replace("{endpoint_id}", "{endpoint}");
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let at_start = call.contains(&format!(" {method}(")) || call.contains(&format!("\n{method}("));
+                if call.contains(&format!(".{method}(")) || call.contains(&format!("({method}(")) || at_start {
+                    declared.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    declared.sort();
+    let mut listed: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    listed.sort();
+    assert_eq!(declared, listed);
+}
+
+fn concrete(path: &str, task: &str, delivery: &str, endpoint: &str) -> String {
+    path.replace("{task}", task)
+        .replace("{delivery}", delivery)
+        .replace("{endpoint}", endpoint)
+}
+
+/// Every route answers 401 `unauthorized` (with `WWW-Authenticate: Bearer`)
+/// to a missing, wrong, malformed or non-Bearer key, and writes nothing.
 #[tokio::test]
 async fn every_route_requires_a_valid_bearer_key() {
     let env = spawn_env().await;
     let task = uuid::Uuid::new_v4().to_string();
+    let (delivery, endpoint) = ("msg_0123456789abcdef01234567", "ep_0123456789abcdef01234567");
     let url_body = json!({"source_type": "web", "url": "https://example.com/"});
     for header in [
         None,
@@ -27,36 +114,25 @@ async fn every_route_requires_a_valid_bearer_key() {
         Some("Bearer"),
         Some("test-api-key"),
     ] {
-        let with = |b: http::request::Builder| match header {
-            Some(h) => b.header("authorization", h),
-            None => b,
-        };
-        let reqs = [
-            (
-                &env.ingest,
-                with(Request::post("/api/v1/ingest/url").header("content-type", "application/json"))
+        for (method, path, function) in ROUTES {
+            let path = concrete(path, &task, delivery, endpoint);
+            let mut req = Request::builder().method(method).uri(&path);
+            if let Some(h) = header {
+                req = req.header("authorization", h);
+            }
+            let req = if path == "/api/v1/ingest/file" {
+                req.header("content-type", morag_tests::multipart::Form::content_type())
+                    .body(Body::from(doc_form().build()))
+            } else {
+                req.header("content-type", "application/json")
                     .body(Body::from(url_body.to_string()))
-                    .unwrap(),
-            ),
-            (
-                &env.ingest,
-                with(
-                    Request::post("/api/v1/ingest/file")
-                        .header("content-type", morag_tests::multipart::Form::content_type()),
-                )
-                .body(Body::from(doc_form().build()))
-                .unwrap(),
-            ),
-            (
-                &env.status,
-                with(Request::get(format!("/api/v1/status/{task}")))
-                    .body(Body::empty())
-                    .unwrap(),
-            ),
-        ];
-        for (router, req) in reqs {
-            let path = req.uri().path().to_owned();
-            assert_401(&call(router, req).await, &format!("{header:?} {path}"));
+            }
+            .unwrap();
+            let router = match function {
+                Function::Ingest => &env.ingest,
+                Function::Status => &env.status,
+            };
+            assert_401(&call(router, req).await, &format!("{header:?} {method} {path}"));
         }
     }
     env.assert_nothing_written("unauthenticated requests").await;
@@ -150,4 +226,122 @@ async fn created_keys_are_listed_by_id_only() {
     )
     .await;
     assert_eq!(res.status, StatusCode::ACCEPTED);
+}
+
+/// What tenant A sees of its own things, to compare before and after
+/// another tenant's sweep.
+async fn tenant_view(env: &morag_tests::TestEnv, key: &str, task: &str, endpoint: &str) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    for path in [
+        format!("/api/v1/status/{task}"),
+        format!("/api/v1/status/{task}/history"),
+        format!("/api/v1/status/{task}/webhooks"),
+        "/api/v1/tasks".to_owned(),
+        "/api/v1/status/events/recent".to_owned(),
+        "/api/v1/webhooks/secret".to_owned(),
+        "/api/v1/webhooks/public-keys".to_owned(),
+        "/api/v1/webhooks/endpoints".to_owned(),
+        format!("/api/v1/webhooks/endpoints/{endpoint}"),
+        format!("/api/v1/webhooks/endpoints/{endpoint}/deliveries"),
+    ] {
+        let res = env.get(key, &path).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {:?}", res.body);
+        seen.push(res.body);
+    }
+    seen
+}
+
+/// Another tenant's valid key reaches nothing of a tenant on any route: a
+/// task, delivery, endpoint or upload of the tenant is a 404 to it (as if it
+/// did not exist), its listings, secrets and keys are its own, and after it
+/// has called every route with the tenant's ids nothing of the tenant
+/// changed.
+#[tokio::test]
+async fn another_tenants_key_reaches_nothing_of_the_tenant_on_any_route() {
+    use crate::webhooks::{event, submit, webhook_env};
+    let (env, _) = webhook_env("1").await;
+    let (a, b) = (env.key_a.clone(), env.key_b.clone());
+    let task = submit(&env, "https://hooks.example.com/own", None).await;
+    env.send_status_events(&[event(&task, "s", "started", None, 1)]).await;
+    env.record_all().await;
+    let delivery = env.get(&a, &format!("/api/v1/status/{task}/webhooks")).await.body["deliveries"][0]["delivery_id"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    let created = call(
+        &env.status,
+        crate::json_post(
+            "/api/v1/webhooks/endpoints",
+            &a,
+            &json!({"url": "https://hooks.example.com/ep"}),
+        ),
+    )
+    .await;
+    let endpoint = created.body["endpoint_id"].as_str().unwrap().to_owned();
+    let granted = call(
+        &env.ingest,
+        crate::json_post(
+            "/api/v1/uploads",
+            &a,
+            &json!({"filename": "a.txt", "content_type": "text/plain", "size_bytes": 5}),
+        ),
+    )
+    .await;
+    let upload = granted.body["upload_id"].as_str().expect("an upload").to_owned();
+    let before = tenant_view(&env, &a, &task, &endpoint).await;
+
+    for (method, path, function) in ROUTES {
+        let mut path = concrete(path, &task, &delivery, &endpoint);
+        if path.ends_with("/recover") {
+            // a well-formed request, so that only the tenancy can refuse it
+            path.push_str("?since=2026-01-01T00:00:00Z");
+        }
+        let body = match path.as_str() {
+            "/api/v1/ingest/upload" => json!({"upload_id": upload, "source_type": "document"}),
+            "/api/v1/webhooks/signing" => json!({"schemes": ["v1", "v1a"]}),
+            "/api/v1/uploads" => json!({"filename": "b.txt", "content_type": "text/plain", "size_bytes": 5}),
+            p if p.contains("/webhooks/endpoints") => json!({"url": "https://hooks.example.com/b", "disabled": true}),
+            _ => json!({"source_type": "web", "url": "https://example.com/"}),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("authorization", format!("Bearer {b}"));
+        let req = if path == "/api/v1/ingest/file" {
+            req.header("content-type", morag_tests::multipart::Form::content_type())
+                .body(Body::from(doc_form().build()))
+        } else {
+            req.header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+        }
+        .unwrap();
+        let router = match function {
+            Function::Ingest => &env.ingest,
+            Function::Status => &env.status,
+        };
+        let res = call(router, req).await;
+        let names_a_thing = path.contains(&task) || path.contains(&endpoint) || path == "/api/v1/ingest/upload";
+        if names_a_thing {
+            assert_eq!(
+                (res.status, res.error_code()),
+                (StatusCode::NOT_FOUND, "not_found"),
+                "{method} {path}: {:?}",
+                res.body
+            );
+        } else {
+            assert!(res.status.is_success(), "{method} {path}: its own: {:?}", res.body);
+            let text = res.body.to_string();
+            for id in [&task, &endpoint, &delivery, &upload] {
+                assert!(
+                    !text.contains(id.as_str()),
+                    "{method} {path} shows the tenant's {id}: {text}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        tenant_view(&env, &a, &task, &endpoint).await,
+        before,
+        "nothing of the tenant changed"
+    );
 }

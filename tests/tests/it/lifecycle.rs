@@ -186,6 +186,14 @@ async fn history_keeps_the_newest_100_with_ttls_and_the_task_gets_one_when_it_en
         }
     }
     assert_eq!(entries.len(), 100, "newest 100 kept");
+    // without a limit: everything kept, in one page
+    let whole = env.get(&env.key_a, &format!("/api/v1/status/{task_id}/history")).await;
+    assert_eq!(whole.body["history"].as_array().unwrap(), &entries);
+    assert!(
+        whole.body.get("next_cursor").is_none(),
+        "{:?}",
+        whole.body["next_cursor"]
+    );
     assert_eq!(entries[0]["status"], "completed");
     // 106 events applied: the oldest six (started, p1..p5) were trimmed
     assert_eq!(entries[99]["progress"], 6.0 / 200.0);

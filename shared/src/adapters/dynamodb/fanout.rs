@@ -361,7 +361,10 @@ mod tests {
             for m in markers {
                 assert!(item_size(&m) <= 400_000, "a marker of {} bytes", item_size(&m));
                 let deliveries = from_item::<FanoutItem>(m, "marker").unwrap().deliveries();
-                assert!(deliveries.len() < TX_MAX_ITEMS, "a marker and its deliveries in one transaction");
+                assert!(
+                    deliveries.len() < TX_MAX_ITEMS,
+                    "a marker and its deliveries in one transaction"
+                );
                 let expansion: usize = deliveries
                     .iter()
                     .map(|d| item_size(&delivery_item(d, 0).unwrap()))

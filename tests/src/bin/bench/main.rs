@@ -65,6 +65,11 @@ fn check(name: &str, ok: bool) -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // the functions' warnings and errors on stderr (the report is stdout)
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .init();
     let endpoint = std::env::var("MORAG_BENCH_ENDPOINT").context("MORAG_BENCH_ENDPOINT (make bench sets it)")?;
     let section = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
     let mut report = Vec::new();
