@@ -372,6 +372,32 @@ pub fn sample_task(task_id: &str, tenant: &str) -> morag_shared::domain::Task {
     )
 }
 
+/// A `task_started` delivery of `task` to `url`, as the event's transaction
+/// writes it (pending, not enqueued, no attempt); tests set what differs.
+pub fn sample_delivery(
+    task: &morag_shared::domain::Task,
+    delivery_id: &str,
+    url: &str,
+) -> morag_shared::domain::Delivery {
+    use morag_shared::domain::{Delivery, DeliveryState, WebhookEvent};
+    Delivery {
+        task_id: task.task_id,
+        tenant: task.tenant.clone(),
+        delivery_id: delivery_id.parse().expect("delivery id"),
+        event_type: WebhookEvent::TaskStarted,
+        url: url.to_owned(),
+        payload: r#"{"event_type":"task_started"}"#.to_owned(),
+        sequence: 1,
+        endpoint_id: None,
+        state: DeliveryState::Pending,
+        created_at: morag_shared::time::now(),
+        enqueued: false,
+        cycle: 0,
+        attempts: Vec::new(),
+        attempts_total: 0,
+    }
+}
+
 /// The keys of a JSON object, sorted (for asserting a contract's exact shape).
 pub fn sorted_keys(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value

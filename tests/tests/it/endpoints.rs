@@ -1275,7 +1275,7 @@ async fn most_endpoints(env: &TestEnv, receiver: &TestReceiver) -> Vec<String> {
     for i in 0..MAX_ENDPOINTS_PER_TENANT {
         ids.push(
             create_ok(
-                &env,
+                env,
                 &env.key_a,
                 json!({"url": format!("http://{}/ep/{i}", receiver.addr)}),
             )

@@ -9,11 +9,23 @@ use serde_json::Value;
 use morag_cli::stack;
 use morag_shared::ports::TaskStore;
 use morag_tests::runtime::RuntimeEmulator;
-use morag_tests::{sample_task, spawn_env};
+use morag_tests::{sample_delivery, sample_task, spawn_env};
 
 /// `target/debug/<name>`, built by `make test` before the tests run.
 fn binary(name: &str) -> PathBuf {
     morag_tests::debug_binary(name)
+}
+
+/// `binary` under a fresh emulator, once it polls for work.
+async fn started(binary: &std::path::Path, vars: &[(String, String)]) -> (RuntimeEmulator, tokio::process::Child) {
+    let emulator = RuntimeEmulator::start().await;
+    let child = emulator.spawn(binary, vars).unwrap();
+    assert!(
+        emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
+        "{} never polled for work",
+        binary.display()
+    );
+    (emulator, child)
 }
 
 fn lambda_response(outcome: morag_tests::runtime::Outcome) -> (u16, Value) {
@@ -35,14 +47,7 @@ async fn the_status_binary_answers_api_gateway_events() {
     task.source_type = morag_shared::domain::SourceType::Text;
     env.store.create_task(&task, None).await.unwrap();
 
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-status"), &env.function_env(stack::STATUS))
-        .unwrap();
-    assert!(
-        emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
-        "never polled for work"
-    );
+    let (emulator, mut child) = started(&binary("morag-status"), &env.function_env(stack::STATUS)).await;
 
     let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/status-get.json")).await);
     assert_eq!(status, 200, "{body}");
@@ -63,11 +68,7 @@ async fn the_status_binary_answers_api_gateway_events() {
 async fn the_ingest_binary_accepts_a_url_and_enqueues_the_job() {
     let env = spawn_env().await;
     morag_cli::stack::seed_local_key(&env.store).await.unwrap();
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-ingest"), &env.function_env(stack::INGEST))
-        .unwrap();
-    assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
+    let (emulator, mut child) = started(&binary("morag-ingest"), &env.function_env(stack::INGEST)).await;
 
     let (status, body) = lambda_response(emulator.invoke(include_str!("../../../events/ingest-url.json")).await);
     assert_eq!(status, 202, "{body}");
@@ -101,12 +102,7 @@ async fn the_recorder_binary_reports_partial_batch_failures_as_lambda_expects() 
         .await
         .unwrap();
     let vars = env.function_env(stack::RECORDER);
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator.spawn(&binary("morag-recorder"), &vars).unwrap();
-    assert!(
-        emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
-        "never polled for work"
-    );
+    let (emulator, mut child) = started(&binary("morag-recorder"), &vars).await;
 
     let out = emulator
         .invoke(include_str!("../../../events/sqs-status-events.json"))
@@ -189,7 +185,7 @@ fn fixture(name: &str) -> String {
 /// Runtime API emulator, as `sam local invoke -e events/X.json` would.
 #[tokio::test]
 async fn every_api_fixture_answers_from_its_binary() {
-    use morag_shared::domain::{Delivery, DeliveryId, DeliveryState, Endpoint, EndpointId, Upload, UploadId};
+    use morag_shared::domain::{Delivery, DeliveryState, Endpoint, EndpointId, Upload, UploadId};
     use morag_shared::ports::{DeliveryStore, EndpointStore, UploadStore};
     let mut keys: Vec<String> = API_FIXTURES
         .iter()
@@ -229,20 +225,10 @@ async fn every_api_fixture_answers_from_its_binary() {
     };
     env.store.create_endpoint(&endpoint).await.unwrap();
     let delivery = Delivery {
-        task_id: task.task_id,
-        tenant: task.tenant.clone(),
-        delivery_id: "msg_0123456789abcdef01234567".parse::<DeliveryId>().unwrap(),
-        event_type: morag_shared::domain::WebhookEvent::TaskStarted,
-        url: endpoint.url.clone(),
-        payload: "{}".into(),
-        sequence: 1,
         endpoint_id: Some(endpoint_id),
         state: DeliveryState::Failed,
-        created_at: now,
         enqueued: true,
-        cycle: 0,
-        attempts: Vec::new(),
-        attempts_total: 0,
+        ..sample_delivery(&task, "msg_0123456789abcdef01234567", &endpoint.url)
     };
     env.store
         .insert_delivery(&delivery, now + chrono::Duration::days(1))
@@ -274,20 +260,8 @@ async fn every_api_fixture_answers_from_its_binary() {
         .unwrap();
     env.store.put_upload(&upload).await.unwrap();
 
-    let emulator_of = |name: &'static str, logical: &'static str| {
-        let env = &env;
-        async move {
-            let emulator = RuntimeEmulator::start().await;
-            let child = emulator.spawn(&binary(name), &env.function_env(logical)).unwrap();
-            assert!(
-                emulator.wait_ready(Duration::from_secs(20)).await.is_some(),
-                "{name} never polled for work"
-            );
-            (emulator, child)
-        }
-    };
-    let (status_fn, mut status_child) = emulator_of("morag-status", stack::STATUS).await;
-    let (ingest_fn, mut ingest_child) = emulator_of("morag-ingest", stack::INGEST).await;
+    let (status_fn, mut status_child) = started(&binary("morag-status"), &env.function_env(stack::STATUS)).await;
+    let (ingest_fn, mut ingest_child) = started(&binary("morag-ingest"), &env.function_env(stack::INGEST)).await;
     for (name, expected) in API_FIXTURES {
         let emulator = if name.starts_with("ingest") || name.starts_with("uploads") {
             &ingest_fn
@@ -306,7 +280,7 @@ async fn every_api_fixture_answers_from_its_binary() {
 /// parked as `invalid_message`, not failed.
 #[tokio::test]
 async fn the_sender_binary_delivers_the_sqs_fixture() {
-    use morag_shared::domain::{Delivery, DeliveryState, WebhookEvent};
+    use morag_shared::domain::{Delivery, DeliveryState};
     use morag_shared::ports::{DeliveryStore, SecretStore};
     let env = spawn_env().await;
     let task = sample_task("0b7e5a4e-2f1c-4c8e-9d3a-6f5b4e3d2c1b", "local");
@@ -314,22 +288,9 @@ async fn the_sender_binary_delivers_the_sqs_fixture() {
     let secret = crate::webhooks::SECRET;
     env.store.rotate_secret(&task.tenant, secret, None).await.unwrap();
     let receiver = morag_tests::receiver::TestReceiver::always(204).await;
-    let now = morag_shared::time::now();
     let delivery = Delivery {
-        task_id: task.task_id,
-        tenant: task.tenant.clone(),
-        delivery_id: "msg_0123456789abcdef01234567".parse().unwrap(),
-        event_type: WebhookEvent::TaskStarted,
-        url: receiver.url(),
-        payload: r#"{"event_type":"task_started"}"#.into(),
-        sequence: 1,
-        endpoint_id: None,
-        state: DeliveryState::Pending,
-        created_at: now,
         enqueued: true,
-        cycle: 0,
-        attempts: Vec::new(),
-        attempts_total: 0,
+        ..sample_delivery(&task, "msg_0123456789abcdef01234567", &receiver.url())
     };
     env.store
         .insert_delivery(&delivery, now + chrono::Duration::days(1))
@@ -338,9 +299,7 @@ async fn the_sender_binary_delivers_the_sqs_fixture() {
     let mut vars = env.function_env(stack::WEBHOOK_SENDER);
     vars.push(("MORAG_ALLOW_HTTP_WEBHOOKS".into(), "true".into()));
     vars.push(("MORAG_ALLOW_LOOPBACK_WEBHOOKS".into(), "true".into()));
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator.spawn(&binary("morag-webhook-sender"), &vars).unwrap();
-    assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
+    let (emulator, mut child) = started(&binary("morag-webhook-sender"), &vars).await;
     let out = emulator
         .invoke(include_str!("../../../events/sqs-webhook-delivery.json"))
         .await
@@ -395,11 +354,7 @@ async fn the_processor_and_watchdog_binaries_take_their_fixtures() {
         .send()
         .await
         .unwrap();
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-processor"), &env.function_env(stack::PROCESSOR))
-        .unwrap();
-    assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
+    let (emulator, mut child) = started(&binary("morag-processor"), &env.function_env(stack::PROCESSOR)).await;
     let out = emulator
         .invoke(include_str!("../../../events/sqs-processing-job.json"))
         .await
@@ -418,11 +373,7 @@ async fn the_processor_and_watchdog_binaries_take_their_fixtures() {
     assert_eq!(task.status.as_str(), "completed");
     child.kill().await.unwrap();
 
-    let emulator = RuntimeEmulator::start().await;
-    let mut child = emulator
-        .spawn(&binary("morag-watchdog"), &env.function_env(stack::WATCHDOG))
-        .unwrap();
-    assert!(emulator.wait_ready(Duration::from_secs(20)).await.is_some());
+    let (emulator, mut child) = started(&binary("morag-watchdog"), &env.function_env(stack::WATCHDOG)).await;
     let out = emulator
         .invoke(include_str!("../../../events/schedule-watchdog.json"))
         .await
