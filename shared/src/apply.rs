@@ -4,12 +4,12 @@
 //! queue (the outbox). The recorder applies pipeline events this way, the
 //! watchdog its own (`stalled`, `timed_out`, `processing_failed`).
 
+use futures_util::stream::{self, StreamExt};
+
 use crate::domain::{
     decide_linked, ApplyOutcome, Decision, Delivery, DeliveryState, Ignored, Links, Retention, StatusEvent, Task,
     TaskId, TaskStatus,
 };
-use futures_util::stream::{self, StreamExt};
-
 use crate::endpoints::EndpointCache;
 use crate::error::StoreError;
 use crate::outbox::enqueue_delivery;

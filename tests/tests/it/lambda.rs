@@ -293,7 +293,7 @@ async fn the_sender_binary_delivers_the_sqs_fixture() {
         ..sample_delivery(&task, "msg_0123456789abcdef01234567", &receiver.url())
     };
     env.store
-        .insert_delivery(&delivery, now + chrono::Duration::days(1))
+        .insert_delivery(&delivery, morag_shared::time::now() + chrono::Duration::days(1))
         .await
         .unwrap();
     let mut vars = env.function_env(stack::WEBHOOK_SENDER);
