@@ -20,14 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use super::deliveries::delivery_item;
 use super::watch::{due_pk, due_sk};
-use super::{from_item, s, task_pk, to_item, Condition, DynamoStore, Item};
+use super::{from_item, s, task_pk, to_item, Condition, DynamoStore, Item, FANOUT_PREFIX};
 use crate::domain::delivery::WebhookEvent;
 use crate::domain::watch;
 use crate::domain::{Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId};
 use crate::error::StoreError;
 
-/// The sort-key prefix of fan-out markers.
-pub(super) const FANOUT_PREFIX: &str = "FANOUT#";
 /// Items in one `TransactWriteItems` (DynamoDB's limit).
 pub(super) const TX_MAX_ITEMS: usize = 100;
 /// Bytes in one transaction: DynamoDB's 4 MB, less a margin for what the

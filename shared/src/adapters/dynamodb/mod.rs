@@ -51,6 +51,8 @@ pub fn task_pk(id: &TaskId) -> String {
 }
 /// The task item's sort key.
 pub const TASK_SK: &str = "STATE";
+/// The sort-key prefix of an event's fan-out markers (`fanout.rs`).
+const FANOUT_PREFIX: &str = "FANOUT#";
 
 /// The table, through the DynamoDB API.
 #[derive(Clone)]

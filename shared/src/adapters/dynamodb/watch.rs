@@ -46,7 +46,7 @@ fn watched(item: Item) -> Result<Watched, StoreError> {
     if sk == super::TASK_SK {
         return Ok(Watched::Task(task_id));
     }
-    if sk.starts_with(super::fanout::FANOUT_PREFIX) {
+    if sk.starts_with(super::FANOUT_PREFIX) {
         return Ok(Watched::Fanout(task_id));
     }
     match sk.strip_prefix("DELIVERY#").map(str::parse::<DeliveryId>) {
