@@ -7,3 +7,4 @@ pub mod esm;
 pub mod ingest;
 pub mod keys;
 pub mod stack;
+pub mod watch;

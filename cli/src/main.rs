@@ -90,6 +90,31 @@ enum Command {
         /// A JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        /// Then follow the task as `morag watch` does (and exit as it does).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        follow: Follow,
+        /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
+        #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// An API key (`make dev`'s local key by default).
+        #[arg(
+            long,
+            env = "MORAG_API_KEY",
+            default_value = "test-api-key",
+            hide_default_value = true
+        )]
+        key: String,
+    },
+    /// Follow a task until it ends: its progress and message, its events
+    /// as they come, its webhooks' outcomes. Exits 0 when it completes, 1
+    /// when it fails, 2 when it stalls or --timeout-s passes, 3 when it
+    /// cannot watch (a wrong key, an unknown task, the API unreachable).
+    Watch {
+        task_id: String,
+        #[command(flatten)]
+        follow: Follow,
         /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
         #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
         api: String,
@@ -107,6 +132,37 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+}
+
+/// How `watch` follows a task.
+#[derive(clap::Args)]
+struct Follow {
+    /// Stop watching (exit 2) after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_s: u64,
+    /// Between polls, in milliseconds (three GETs each).
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+impl Follow {
+    async fn run(&self, api: &str, key: &str, task_id: &str) -> anyhow::Result<()> {
+        let watched = morag_cli::watch::watch(&morag_cli::watch::WatchTask {
+            api,
+            key,
+            task_id,
+            timeout: std::time::Duration::from_secs(self.timeout_s),
+            interval: std::time::Duration::from_millis(self.interval_ms.max(100)),
+        })
+        .await;
+        match watched {
+            Ok(ended) => std::process::exit(ended.exit_code()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(morag_cli::watch::COULD_NOT_WATCH);
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -226,6 +282,8 @@ async fn main() -> Result<()> {
             content_type,
             webhook_url,
             metadata,
+            watch,
+            follow,
             api,
             key,
         } => {
@@ -244,8 +302,17 @@ async fn main() -> Result<()> {
             let done = morag_cli::ingest::ingest(&req, &morag_cli::ingest::progress_bar()).await?;
             println!("{}", done.task_id);
             eprintln!("status: {}", done.status_url);
+            if watch {
+                follow.run(api.trim_end_matches('/'), &key, &done.task_id).await?;
+            }
             Ok(())
         }
+        Command::Watch {
+            task_id,
+            follow,
+            api,
+            key,
+        } => follow.run(api.trim_end_matches('/'), &key, &task_id).await,
         Command::Webhooks { action } => {
             webhooks_command(
                 &sdk().await,

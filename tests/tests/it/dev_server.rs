@@ -261,3 +261,39 @@ async fn a_dead_workers_task_stalls_on_morag_dev_without_the_processor() {
     assert!(kinds.contains(&"task_started".to_owned()), "{kinds:?}");
     child.kill().await.unwrap();
 }
+
+/// The walkthrough: `morag ingest README.md --watch` on `morag dev`
+/// prints the task id, follows it through the processor's events and exits
+/// 0 at `completed`.
+#[tokio::test]
+async fn morag_ingest_watch_follows_the_readme_to_completed_on_morag_dev() {
+    let (mut dev, port) = morag_tests::spawn_morag_dev("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").await;
+    let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(morag_tests::debug_binary("morag"))
+            .arg("ingest")
+            .arg(&readme)
+            .args(["--watch", "--interval-ms", "200", "--timeout-s", "100"])
+            .args(["--api", &format!("http://127.0.0.1:{port}")])
+            .args(["--key", morag_cli::stack::LOCAL_DEV_KEY])
+            .output(),
+    )
+    .await
+    .expect("morag ingest --watch ends")
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let task_id = lines[0];
+    assert!(task_id.parse::<uuid::Uuid>().is_ok(), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("#1 started")), "{stdout}");
+    assert!(lines.iter().any(|l| l.contains(" completed 100%")), "{stdout}");
+    assert_eq!(lines.last().unwrap(), &format!("{task_id} completed"));
+    dev.kill().await.unwrap();
+}

@@ -21,6 +21,7 @@ mod soak;
 mod stack;
 mod status;
 mod uploads;
+mod watch;
 mod watchdog;
 mod webhooks;
 
