@@ -231,20 +231,34 @@ async fn the_readme_walkthrough_runs_as_printed() {
     }
     assert!(!upload_id.is_empty(), "the README shows the upload flow");
 
-    // `morag ingest`, as printed; only the API's address comes from the
-    // environment, as the README says
+    // `morag ingest` and `morag watch`, as printed; only the API's address
+    // comes from the environment, as the README says; `{task_id}` is the
+    // last ingested task
+    let mut last_task = String::new();
     for line in lines.iter().filter(|l| l.starts_with("target/debug/morag ")) {
+        let line = line.replace("{task_id}", &last_task);
         let out = tokio::process::Command::new("sh")
             .arg("-c")
-            .arg(line)
+            .arg(&line)
             .env("MORAG_API_URL", format!("http://127.0.0.1:{api_port}"))
             .current_dir(&root)
             .output()
             .await
             .unwrap();
         assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
-        let task_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        completes(task_id).await;
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if line.contains(" ingest ") {
+            // the task id first, then (with --watch) the task's lines
+            last_task = stdout.lines().next().unwrap_or_default().trim().to_owned();
+            completes(last_task.clone()).await;
+        }
+        if line.contains(" watch ") || line.contains(" --watch") {
+            // exits 0 only at completed, saying so last
+            assert!(
+                stdout.trim_end().ends_with(&format!("{last_task} completed")),
+                "{line}: {stdout}"
+            );
+        }
     }
 
     // the receiver printed one verified line per webhook, ending with task_completed
