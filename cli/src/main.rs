@@ -95,17 +95,8 @@ enum Command {
         watch: bool,
         #[command(flatten)]
         follow: Follow,
-        /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
-        #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An API key (`make dev`'s local key by default).
-        #[arg(
-            long,
-            env = "MORAG_API_KEY",
-            default_value = "test-api-key",
-            hide_default_value = true
-        )]
-        key: String,
+        #[command(flatten)]
+        api: Api,
     },
     /// Follow a task until it ends: its progress and message, its events
     /// as they come, its webhooks' outcomes. Exits 0 when it completes, 1
@@ -115,23 +106,36 @@ enum Command {
         task_id: String,
         #[command(flatten)]
         follow: Follow,
-        /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
-        #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
-        api: String,
-        /// An API key (`make dev`'s local key by default).
-        #[arg(
-            long,
-            env = "MORAG_API_KEY",
-            default_value = "test-api-key",
-            hide_default_value = true
-        )]
-        key: String,
+        #[command(flatten)]
+        api: Api,
     },
     /// Manage API keys (shown once, stored only as SHA-256 hashes).
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
+}
+
+/// Where the API is and the key to it (`ingest`, `watch`).
+#[derive(clap::Args)]
+struct Api {
+    /// The API's base URL (`make dev`'s by default; a stack's `ApiUrl` output).
+    #[arg(long, env = "MORAG_API_URL", default_value = "http://127.0.0.1:3000")]
+    api: String,
+    /// An API key (`make dev`'s local key by default).
+    #[arg(
+        long,
+        env = "MORAG_API_KEY",
+        default_value = "test-api-key",
+        hide_default_value = true
+    )]
+    key: String,
+}
+
+impl Api {
+    fn base(&self) -> &str {
+        self.api.trim_end_matches('/')
+    }
 }
 
 /// How `watch` follows a task.
@@ -146,10 +150,10 @@ struct Follow {
 }
 
 impl Follow {
-    async fn run(&self, api: &str, key: &str, task_id: &str) -> anyhow::Result<()> {
+    async fn run(&self, api: &Api, task_id: &str) -> anyhow::Result<()> {
         let watched = morag_cli::watch::watch(&morag_cli::watch::WatchTask {
-            api,
-            key,
+            api: api.base(),
+            key: &api.key,
             task_id,
             timeout: std::time::Duration::from_secs(self.timeout_s),
             interval: std::time::Duration::from_millis(self.interval_ms.max(100)),
@@ -285,14 +289,13 @@ async fn main() -> Result<()> {
             watch,
             follow,
             api,
-            key,
         } => {
             let metadata = metadata
                 .map(|m| serde_json::from_str(&m).context("--metadata must be a JSON object"))
                 .transpose()?;
             let req = morag_cli::ingest::IngestFile {
-                api: api.trim_end_matches('/'),
-                key: &key,
+                api: api.base(),
+                key: &api.key,
                 path: &file,
                 source_type: &source_type,
                 content_type: content_type.as_deref(),
@@ -303,16 +306,11 @@ async fn main() -> Result<()> {
             println!("{}", done.task_id);
             eprintln!("status: {}", done.status_url);
             if watch {
-                follow.run(api.trim_end_matches('/'), &key, &done.task_id).await?;
+                follow.run(&api, &done.task_id).await?;
             }
             Ok(())
         }
-        Command::Watch {
-            task_id,
-            follow,
-            api,
-            key,
-        } => follow.run(api.trim_end_matches('/'), &key, &task_id).await,
+        Command::Watch { task_id, follow, api } => follow.run(&api, &task_id).await,
         Command::Webhooks { action } => {
             webhooks_command(
                 &sdk().await,
