@@ -1218,23 +1218,10 @@ async fn a_waiting_delivery_moves_its_watchdog_entry_past_the_wait() {
     use morag_shared::domain::{Delivery, DeliveryId, DeliveryState, TaskId, WebhookEvent};
     use morag_shared::ports::{DeliveryStore, WatchIndex};
     let (env, _) = webhook_env("1").await;
-    let task_id = TaskId::new();
-    let d = Delivery {
-        task_id,
-        tenant: "acme".parse().unwrap(),
-        delivery_id: DeliveryId::derive(&task_id, WebhookEvent::TaskStarted, "once"),
-        event_type: WebhookEvent::TaskStarted,
-        url: "https://hooks.example.com/h".to_owned(),
-        payload: "{}".to_owned(),
-        sequence: 1,
-        endpoint_id: None,
-        state: DeliveryState::Pending,
-        created_at: morag_shared::time::now(),
-        enqueued: false,
-        cycle: 0,
-        attempts: Vec::new(),
-        attempts_total: 0,
-    };
+    let task = morag_tests::sample_task(&TaskId::new().to_string(), "acme");
+    let task_id = task.task_id;
+    let id = DeliveryId::derive(&task_id, WebhookEvent::TaskStarted, "once");
+    let d = morag_tests::sample_delivery(&task, id.as_str(), "https://hooks.example.com/h");
     let now = morag_shared::time::now();
     assert!(env
         .store

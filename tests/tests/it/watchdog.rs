@@ -279,21 +279,10 @@ async fn unsent_and_lost_deliveries_are_sent_with_their_webhook_id() {
     after.status = TaskStatus::Started;
     // a worker with a day's heartbeat: only the deliveries are due here
     after.heartbeat_timeout_s = 86_400;
+    let id = morag_shared::domain::DeliveryId::derive(&task.task_id, WebhookEvent::TaskStarted, "once");
     let delivery = Delivery {
-        task_id: task.task_id,
-        tenant: task.tenant.clone(),
-        delivery_id: morag_shared::domain::DeliveryId::derive(&task.task_id, WebhookEvent::TaskStarted, "once"),
-        event_type: WebhookEvent::TaskStarted,
-        url: receiver.url(),
         payload: json!({"event_type": "task_started", "data": {"task_id": task_id}}).to_string(),
-        sequence: 1,
-        endpoint_id: None,
-        state: DeliveryState::Pending,
-        created_at: morag_shared::time::now(),
-        enqueued: false,
-        cycle: 0,
-        attempts: Vec::new(),
-        attempts_total: 0,
+        ..morag_tests::sample_delivery(&task, id.as_str(), &receiver.url())
     };
     env.write_event_with_delivery(&task, &after, &delivery).await;
 
