@@ -1215,7 +1215,7 @@ async fn send_slots_are_reserved_an_interval_apart() {
 #[tokio::test]
 async fn a_waiting_delivery_moves_its_watchdog_entry_past_the_wait() {
     use morag_shared::domain::watch::{self, Watched};
-    use morag_shared::domain::{Delivery, DeliveryId, DeliveryState, TaskId, WebhookEvent};
+    use morag_shared::domain::{DeliveryId, TaskId, WebhookEvent};
     use morag_shared::ports::{DeliveryStore, WatchIndex};
     let (env, _) = webhook_env("1").await;
     let task = morag_tests::sample_task(&TaskId::new().to_string(), "acme");
