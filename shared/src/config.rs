@@ -469,6 +469,9 @@ pub struct SenderConfig {
     /// `MORAG_ENDPOINT_FAILURE_WINDOW_SECONDS` (default 432,000: 5 days): how
     /// long a tenant endpoint may fail every attempt before it is disabled.
     pub endpoint_failure_window: Duration,
+    /// `MORAG_HISTORY_TTL_DAYS` (default 7): how long an attempt's timeline
+    /// entry is kept, as a history entry (`MORAG_TASK_TTL_DAYS` is unused).
+    pub retention: Retention,
     pub aws: AwsSettings,
 }
 
@@ -491,6 +494,7 @@ impl FromEnv for SenderConfig {
                 }
                 Duration::from_secs(s)
             },
+            retention: read_retention(env),
             aws: AwsSettings::read(env),
         }
     }

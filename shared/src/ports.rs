@@ -12,10 +12,10 @@ use crate::domain::delivery::Schemes;
 use crate::domain::endpoint::HealthChange;
 use crate::domain::watch::Watched;
 use crate::domain::{
-    ApiKeyRecord, ApplyOutcome, Attempt, Blob, CreateOutcome, Credential, Delivery, DeliveryId, DeliveryMessage,
-    DeliveryState, Endpoint, EndpointId, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash, ObjectInfo, Page,
-    PageKey, PresignedPut, RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId, TenantSecrets,
-    Upload, UploadId,
+    ApiKeyRecord, ApplyOutcome, Attempt, AttemptEntry, Blob, CreateOutcome, Credential, Delivery, DeliveryId,
+    DeliveryMessage, DeliveryState, Endpoint, EndpointId, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash,
+    ObjectInfo, Page, PageKey, PresignedPut, RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId,
+    TenantSecrets, Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -66,6 +66,10 @@ pub trait TaskStore: Send + Sync {
         limit: usize,
         start: Option<PageKey>,
     ) -> Result<Page<HistoryEntry>, StoreError>;
+
+    /// A task's kept events after sequence `after`, oldest first, at most
+    /// `limit`, strongly consistent (the timeline).
+    async fn events_after(&self, task_id: &TaskId, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 
     /// A tenant's events at or after `since`, newest first, at most `limit`;
     /// `next` continues where the page stopped.
@@ -226,9 +230,10 @@ pub trait DeliveryStore: Send + Sync {
     async fn claim_unsent(&self, task_id: &TaskId, delivery_id: &DeliveryId, cycle: u32) -> Result<bool, StoreError>;
     async fn get_delivery(&self, task_id: &TaskId, delivery_id: &DeliveryId) -> Result<Option<Delivery>, StoreError>;
     /// Appends an attempt and sets the state, if the delivery is still in
-    /// `cycle`. `next_attempt`: when the queue brings the message back (a
-    /// retry), `None` when the state is final; the watchdog looks again a
-    /// grace period after it.
+    /// `cycle` (`false`: redelivered meanwhile or gone, nothing written).
+    /// `next_attempt`: when the queue brings the message back (a retry),
+    /// `None` when the state is final; the watchdog looks again a grace
+    /// period after it.
     async fn record_attempt(
         &self,
         task_id: &TaskId,
@@ -237,7 +242,25 @@ pub trait DeliveryStore: Send + Sync {
         attempt: &Attempt,
         state: DeliveryState,
         next_attempt: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Takes the task's next attempt number and writes `entry` under it
+    /// (its `n` and `recorded_at` are set here), kept until `expires_at`.
+    /// Returns the number.
+    async fn append_attempt_entry(
+        &self,
+        task_id: &TaskId,
+        entry: &AttemptEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// The task's attempt entries numbered after `after`, ascending, at most
+    /// `limit`, strongly consistent (a number may be missing: see
+    /// `domain::timeline::contiguous`).
+    async fn attempt_entries(
+        &self,
+        task_id: &TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AttemptEntry>, StoreError>;
     /// Stores a delivery planned outside an event's transaction (an
     /// operational webhook), in the outbox; `false` if it exists.
     async fn insert_delivery(&self, delivery: &Delivery, expires_at: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -3,6 +3,8 @@
 //!
 //! - `GET /api/v1/status/{task_id}`: the task's state;
 //! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
+//! - `GET /api/v1/status/{task_id}/timeline?after=&cursor=&wait=&limit=`: its events and
+//!   webhook attempts in one list, long-polled (see `timeline`);
 //! - `GET /api/v1/status/events/recent?hours=&limit=&cursor=`: the tenant's recent events,
 //!   newest first, one GSI1 query per hour bucket, stopping at the limit;
 //! - `GET /api/v1/tasks?status=&limit=&cursor=`: the tenant's tasks, newest first (GSI2/GSI3).
@@ -25,6 +27,7 @@
 mod endpoints;
 mod queries;
 pub mod secrets;
+pub mod timeline;
 mod webhooks;
 pub mod wiring;
 
@@ -69,6 +72,7 @@ pub fn router(state: Arc<Status>) -> Router {
     Router::new()
         .route("/api/v1/status/{task_id}", get(get_status))
         .route("/api/v1/status/{task_id}/history", get(queries::history))
+        .route("/api/v1/status/{task_id}/timeline", get(timeline::timeline))
         .route("/api/v1/status/events/recent", get(queries::recent_events))
         .route("/api/v1/tasks", get(queries::list_tasks))
         .route("/api/v1/status/{task_id}/webhooks", get(webhooks::list))

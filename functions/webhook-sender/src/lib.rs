@@ -40,7 +40,8 @@ use morag_shared::domain::delivery::{overtaken_by, parse_retry_after, RetrySched
 use morag_shared::domain::endpoint::{Breaker, HealthChange};
 use morag_shared::domain::{fanout, Endpoint};
 use morag_shared::domain::{
-    AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, SendSlot, TenantId, WebhookEvent,
+    Attempt, AttemptEntry, AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, SendSlot, TenantId,
+    WebhookEvent,
 };
 use morag_shared::error::StoreError;
 use morag_shared::outbound::{self, check_target_url, TargetPolicy};
@@ -118,6 +119,8 @@ pub struct SenderSettings {
     /// How long a probe holds a failing endpoint's breaker (longer than an
     /// attempt takes): a sender that dies mid-probe releases it by then.
     pub probe_lease: Duration,
+    /// How long an attempt's timeline entry is kept (as a history entry).
+    pub history_ttl: Duration,
 }
 
 pub struct Sender {
@@ -311,7 +314,8 @@ impl Sender {
             ),
             (Verdict::Retry, None) => (DeliveryState::Dead, None),
         };
-        self.ports
+        let recorded = self
+            .ports
             .deliveries
             .record_attempt(
                 &delivery.task_id,
@@ -322,6 +326,9 @@ impl Sender {
                 next_attempt,
             )
             .await?;
+        if recorded {
+            self.add_to_timeline(&delivery, &attempt, state, attempt_no).await;
+        }
         tracing::info!(
             ?state,
             status_code = attempt.status_code,
@@ -350,6 +357,32 @@ impl Sender {
                 self.park(record, delivery.attempts.len() + 1).await
             }
             _ => Ok(Outcome::Done),
+        }
+    }
+
+    /// The attempt's entry on its task's timeline. Not fatal when it
+    /// fails: the delivery's own attempt log (recorded just before) has it;
+    /// the timeline's readers step over a number taken but never written.
+    async fn add_to_timeline(&self, delivery: &Delivery, attempt: &Attempt, state: DeliveryState, attempt_no: u32) {
+        let entry = AttemptEntry {
+            n: 0,
+            recorded_at: attempt.at,
+            delivery_id: delivery.delivery_id.clone(),
+            event_type: delivery.event_type,
+            sequence: delivery.sequence,
+            endpoint_id: delivery.endpoint_id.clone(),
+            state,
+            attempt_no,
+            attempt: attempt.clone(),
+        };
+        let keep = chrono::Duration::from_std(self.settings.history_ttl).unwrap_or(chrono::Duration::days(7));
+        let appended = self
+            .ports
+            .deliveries
+            .append_attempt_entry(&delivery.task_id, &entry, attempt.at + keep)
+            .await;
+        if let Err(e) = appended {
+            tracing::warn!(error = %e, "attempt recorded, but not on the task's timeline");
         }
     }
 

@@ -61,6 +61,7 @@ async fn fixture(policy: TargetPolicy) -> Fixture {
             policy,
             endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
             probe_lease: Duration::from_secs(5),
+            history_ttl: Duration::from_secs(86_400),
         },
     );
     Fixture {

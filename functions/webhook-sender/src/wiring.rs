@@ -44,6 +44,7 @@ pub fn build_with_lookup(sdk: &SdkConfig, cfg: &SenderConfig, lookup: Lookup) ->
             endpoint_failure_window: cfg.endpoint_failure_window,
             // an attempt's longest (connect, then the whole request) and its bookkeeping
             probe_lease: cfg.connect_timeout + cfg.timeout + std::time::Duration::from_secs(10),
+            history_ttl: cfg.retention.history,
         },
     ))
 }

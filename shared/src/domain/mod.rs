@@ -4,7 +4,8 @@
 //! ← `lifecycle`; `endpoint` (← `delivery`) is what `fanout` plans tenant
 //! endpoints' webhooks from; `watch` (← `task`, `event`) holds the
 //! watchdog's rules; `keys` (← `delivery`, for signing), `idempotency`,
-//! `page` and `upload` (← `ids`) stand alone.
+//! `page` and `upload` (← `ids`) stand alone; `timeline` (← `delivery`)
+//! orders a task's webhook attempts for its readers.
 
 pub mod delivery;
 pub mod endpoint;
@@ -18,6 +19,7 @@ pub mod page;
 pub mod task;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod timeline;
 pub mod upload;
 pub mod watch;
 
@@ -33,4 +35,5 @@ pub use keys::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantSecrets};
 pub use lifecycle::{decide, decide_linked, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus, Timeouts};
+pub use timeline::AttemptEntry;
 pub use upload::{Blob, ObjectInfo, PresignedPut, Upload, UploadId};

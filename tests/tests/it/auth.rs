@@ -17,13 +17,14 @@ fn assert_401(res: &TestResponse, context: &str) {
 
 /// Every route of the API: method, path (`{task}`, `{delivery}`,
 /// `{endpoint}` stand for ids) and which function serves it.
-pub(crate) const ROUTES: [(&str, &str, Function); 22] = [
+pub(crate) const ROUTES: [(&str, &str, Function); 23] = [
     ("POST", "/api/v1/ingest/file", Function::Ingest),
     ("POST", "/api/v1/ingest/url", Function::Ingest),
     ("POST", "/api/v1/ingest/upload", Function::Ingest),
     ("POST", "/api/v1/uploads", Function::Ingest),
     ("GET", "/api/v1/status/{task}", Function::Status),
     ("GET", "/api/v1/status/{task}/history", Function::Status),
+    ("GET", "/api/v1/status/{task}/timeline", Function::Status),
     ("GET", "/api/v1/status/events/recent", Function::Status),
     ("GET", "/api/v1/tasks", Function::Status),
     ("GET", "/api/v1/status/{task}/webhooks", Function::Status),
@@ -235,6 +236,7 @@ async fn tenant_view(env: &morag_tests::TestEnv, key: &str, task: &str, endpoint
     for path in [
         format!("/api/v1/status/{task}"),
         format!("/api/v1/status/{task}/history"),
+        format!("/api/v1/status/{task}/timeline"),
         format!("/api/v1/status/{task}/webhooks"),
         "/api/v1/tasks".to_owned(),
         "/api/v1/status/events/recent".to_owned(),

@@ -140,12 +140,13 @@ async fn the_recorder_binary_reports_partial_batch_failures_as_lambda_expects() 
 
 /// What each API fixture answers, in the order they run (they build on each
 /// other: the endpoint is patched, recovered, then deleted).
-const API_FIXTURES: [(&str, u16); 30] = [
+const API_FIXTURES: [(&str, u16); 31] = [
     ("status-get", 200),
     ("status-get-unknown", 404),
     ("status-get-bad-id", 400),
     ("status-get-wrong-key", 401),
     ("status-history", 200),
+    ("status-timeline", 200),
     ("status-recent", 200),
     ("tasks-list", 200),
     ("status-webhooks", 200),

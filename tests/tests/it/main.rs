@@ -20,6 +20,7 @@ mod signing;
 mod soak;
 mod stack;
 mod status;
+mod timeline;
 mod uploads;
 mod watch;
 mod watchdog;

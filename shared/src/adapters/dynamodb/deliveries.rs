@@ -12,7 +12,9 @@ use super::watch::{due_pk, due_sk};
 use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, Item};
 use crate::domain::delivery::MAX_KEPT_ATTEMPTS;
 use crate::domain::watch;
-use crate::domain::{Attempt, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId, WebhookEvent};
+use crate::domain::{
+    Attempt, AttemptEntry, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId, WebhookEvent,
+};
 use crate::error::StoreError;
 use crate::ports::DeliveryStore;
 
@@ -303,7 +305,7 @@ impl DeliveryStore for DynamoStore {
         attempt: &Attempt,
         state: DeliveryState,
         next_attempt: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let one = serde_dynamo::to_attribute_value::<_, AttributeValue>(attempt).map_err(corrupt("attempt"))?;
         let state = serde_dynamo::to_attribute_value::<_, AttributeValue>(state).map_err(corrupt("delivery state"))?;
         let condition = |extra: &str| {
@@ -334,15 +336,15 @@ impl DeliveryStore for DynamoStore {
         );
         let append = append.value(":zero", n(0));
         if self.delivery_updated(task_id, delivery_id, &update, append).await? {
-            return Ok(());
+            return Ok(true);
         }
         // the list is full, the cycle moved on, or the item is gone
         for _ in 0..3 {
             let Some(current) = self.get_delivery(task_id, delivery_id).await? else {
-                return Ok(());
+                return Ok(false);
             };
             if current.cycle != cycle {
-                return Ok(());
+                return Ok(false);
             }
             let mut kept = current.attempts.clone();
             let read = kept.len();
@@ -355,13 +357,31 @@ impl DeliveryStore for DynamoStore {
                 .value(":total", n(current.attempts_total));
             let update = format!("SET attempts = :list, #state = :state, attempts_total = :total + :one{due}");
             if self.delivery_updated(task_id, delivery_id, &update, replace).await? {
-                return Ok(());
+                return Ok(true);
             }
         }
         Err(StoreError::Conflict {
             op: "UpdateItem",
             detail: format!("attempts of {delivery_id} kept changing while trimmed"),
         })
+    }
+
+    async fn append_attempt_entry(
+        &self,
+        task_id: &TaskId,
+        entry: &AttemptEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.append_attempt(task_id, entry, expires_at).await
+    }
+
+    async fn attempt_entries(
+        &self,
+        task_id: &TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AttemptEntry>, StoreError> {
+        self.attempts_after(task_id, after, limit).await
     }
 
     async fn get_deliveries(&self, task_id: &TaskId, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {

@@ -7,6 +7,7 @@
 //! | `idempotency` | `IDEM#{tenant}#{sha256(key)}` / `IDEM` (written with its task) |
 //! | `deliveries` | `TASK#{id}` / `DELIVERY#{delivery_id}` (GSI4: an endpoint's deliveries) |
 //! | `fanout` | an event's deliveries beyond one transaction, until expanded: `TASK#{id}` / `FANOUT#{seq:010}#{chunk:03}` |
+//! | `timeline` | attempt counter `TASK#{id}` / `ATTEMPTSEQ`, attempt entries `TASK#{id}` / `ATTEMPT#{n:010}` |
 //! | `endpoints` | tenant webhook endpoint `WHEP#{tenant}` / `EP#{endpoint_id}` |
 //! | `uploads` | `UPLOAD#{upload_id}` / `UPLOAD` (claimed in the task's transaction) |
 //! | `watch` | no items of its own: `DueIndex` over the `due_pk` / `due_sk` of live tasks and unfinished deliveries |
@@ -24,6 +25,7 @@ mod keys;
 #[cfg(feature = "test-support")]
 mod support;
 mod tasks;
+mod timeline;
 mod uploads;
 mod watch;
 

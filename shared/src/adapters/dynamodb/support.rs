@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 
 use super::tasks::HistoryItem;
 use super::{to_item, unavailable, DynamoStore};
-use crate::domain::{ApplyOutcome, Delivery, HistoryEntry, Retention, Task};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ApplyOutcome, AttemptEntry, Delivery, HistoryEntry, Retention, Task, TaskId};
 use crate::error::StoreError;
 
 impl DynamoStore {
@@ -55,5 +57,23 @@ impl DynamoStore {
                 None => ApplyOutcome::Conflict,
             },
         )
+    }
+
+    /// A sender's first step of `DeliveryStore::append_attempt_entry` only:
+    /// the number is taken, its entry not yet written (a slow or dead sender).
+    pub async fn take_attempt_number_only(&self, task_id: &TaskId) -> Result<u64, StoreError> {
+        self.take_attempt_number(task_id, crate::time::now() + chrono::Duration::days(1))
+            .await
+    }
+
+    /// The second step, late: `entry` under a number taken before.
+    pub async fn put_attempt_entry_late(
+        &self,
+        task_id: &TaskId,
+        number: u64,
+        entry: &AttemptEntry,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.put_attempt_entry(task_id, number, entry, expires_at).await
     }
 }

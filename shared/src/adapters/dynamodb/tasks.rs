@@ -503,6 +503,18 @@ impl TaskStore for DynamoStore {
         .await
     }
 
+    async fn events_after(&self, task_id: &TaskId, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let items = self.ascending(task_id, "EVENT#", history_sk(after + 1), limit).await?;
+        items
+            .into_iter()
+            .map(|i| {
+                from_item::<HistoryItem>(i, "history item")
+                    .and_then(HistoryItem::into_recent)
+                    .map(|r| r.entry)
+            })
+            .collect()
+    }
+
     /// One GSI1 query per hour bucket, newest first, stopping at the limit;
     /// the page key carries the bucket to continue in.
     async fn recent_events(

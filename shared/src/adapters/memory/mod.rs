@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
-    ApplyOutcome, Attempt, CreateOutcome, Delivery, DeliveryId, DeliveryState, Endpoint, HistoryEntry,
+    ApplyOutcome, Attempt, AttemptEntry, CreateOutcome, Delivery, DeliveryId, DeliveryState, Endpoint, HistoryEntry,
     IdempotencyRecord, Page, PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
 };
 use crate::error::StoreError;
@@ -37,6 +37,8 @@ pub struct MemoryTaskStore {
     pub history: Mutex<HashMap<TaskId, Vec<HistoryEntry>>>,
     /// By delivery id.
     pub deliveries: Mutex<HashMap<DeliveryId, Delivery>>,
+    /// Each task's timeline attempt entries, numbered from 1.
+    pub attempt_entries: Mutex<HashMap<TaskId, Vec<AttemptEntry>>>,
     pub uploads: Mutex<HashMap<UploadId, Upload>>,
     /// Tenants' webhook endpoints, oldest first.
     pub endpoints: Mutex<Vec<Endpoint>>,
@@ -153,6 +155,13 @@ impl TaskStore for MemoryTaskStore {
         let mut all: Vec<HistoryEntry> = lock(&self.history).get(task_id).cloned().unwrap_or_default();
         all.reverse();
         Ok(paginate(all, limit, start))
+    }
+
+    async fn events_after(&self, task_id: &TaskId, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        down(&self.fail, "memory", "events_after")?;
+        let all = lock(&self.history);
+        let kept = all.get(task_id).map(Vec::as_slice).unwrap_or_default();
+        Ok(kept.iter().filter(|e| e.seq > after).take(limit).cloned().collect())
     }
 
     async fn recent_events(
@@ -349,13 +358,45 @@ impl DeliveryStore for MemoryTaskStore {
         attempt: &Attempt,
         state: DeliveryState,
         _next_attempt: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         down(&self.fail, "memory", "record_attempt")?;
-        if let Some(d) = lock(&self.deliveries).get_mut(delivery_id).filter(|d| d.cycle == cycle) {
-            d.push_attempt(attempt.clone());
-            d.state = state;
-        }
-        Ok(())
+        let mut all = lock(&self.deliveries);
+        let Some(d) = all.get_mut(delivery_id).filter(|d| d.cycle == cycle) else {
+            return Ok(false);
+        };
+        d.push_attempt(attempt.clone());
+        d.state = state;
+        Ok(true)
+    }
+
+    async fn append_attempt_entry(
+        &self,
+        task_id: &TaskId,
+        entry: &AttemptEntry,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        down(&self.fail, "memory", "append_attempt_entry")?;
+        let mut all = lock(&self.attempt_entries);
+        let entries = all.entry(*task_id).or_default();
+        let n = entries.len() as u64 + 1;
+        entries.push(AttemptEntry {
+            n,
+            recorded_at: crate::time::now(),
+            ..entry.clone()
+        });
+        Ok(n)
+    }
+
+    async fn attempt_entries(
+        &self,
+        task_id: &TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AttemptEntry>, StoreError> {
+        down(&self.fail, "memory", "attempt_entries")?;
+        let all = lock(&self.attempt_entries);
+        let kept = all.get(task_id).map(Vec::as_slice).unwrap_or_default();
+        Ok(kept.iter().filter(|e| e.n > after).take(limit).cloned().collect())
     }
 
     async fn get_deliveries(&self, task_id: &TaskId, ids: &[DeliveryId]) -> Result<Vec<Delivery>, StoreError> {

@@ -109,6 +109,7 @@ async fn handler_run(receiver: &TestReceiver) -> Result<(f64, Vec<Duration>)> {
             policy: LOCAL,
             endpoint_failure_window: morag_shared::domain::endpoint::DEFAULT_FAILURE_WINDOW,
             probe_lease: Duration::from_secs(30),
+            history_ttl: Duration::from_secs(86_400),
         },
     );
     let mut times = Vec::new();
