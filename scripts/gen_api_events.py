@@ -16,6 +16,7 @@ HOST = "abc123defg.execute-api.us-east-1.amazonaws.com"
 # file, method, route (API Gateway's), path parameters, query, JSON body
 ROUTES = [
     ("status-history", "GET", "/api/v1/status/{task_id}/history", {"task_id": TASK}, "limit=2", None),
+    ("openapi-get", "GET", "/api/v1/openapi.json", {}, "", None),
     ("status-timeline", "GET", "/api/v1/status/{task_id}/timeline", {"task_id": TASK}, "after=0&wait=1", None),
     ("status-recent", "GET", "/api/v1/status/events/recent", {}, "hours=24", None),
     ("tasks-list", "GET", "/api/v1/tasks", {}, "status=pending&limit=10", None),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make test: formatting, clippy, template lint (as written and after an
-# offline SAM translation), then every test against a fresh moto server.
+# offline SAM translation), then every test against a fresh moto server,
+# then schemathesis against `morag dev`'s API.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -32,5 +33,11 @@ echo "==> the launcher's TransactWriteItems answers as DynamoDB does"
 echo "==> cargo test (emulator $MOTO_ENDPOINT)"
 set -o pipefail
 MORAG_TEST_ENDPOINT="$MOTO_ENDPOINT" cargo test --workspace --all-targets "$@" 2>&1 | tee target/test-output.log
+stop_moto
+trap - EXIT
+
+# the API against its OpenAPI document (morag dev, its own moto server)
+bash scripts/schemathesis.sh | tee target/schemathesis-output.log
+
 # one closing line for the whole run
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } } END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log

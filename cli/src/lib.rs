@@ -6,5 +6,6 @@ pub mod dlq;
 pub mod esm;
 pub mod ingest;
 pub mod keys;
+pub mod openapi;
 pub mod stack;
 pub mod watch;

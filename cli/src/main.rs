@@ -109,6 +109,8 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Print the API's OpenAPI 3.1 document (docs/openapi.json is its output).
+    Openapi,
     /// Manage API keys (shown once, stored only as SHA-256 hashes).
     Keys {
         #[command(subcommand)]
@@ -144,9 +146,9 @@ struct Follow {
     /// Stop watching (exit 2) after this many seconds.
     #[arg(long, default_value_t = 3600)]
     timeout_s: u64,
-    /// Between polls, in milliseconds (three GETs each).
-    #[arg(long, default_value_t = 1000)]
-    interval_ms: u64,
+    /// The longest one request waits for news (the timeline's long-poll), 1–20 s.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=20))]
+    wait_s: u64,
 }
 
 impl Follow {
@@ -156,7 +158,7 @@ impl Follow {
             key: &api.key,
             task_id,
             timeout: std::time::Duration::from_secs(self.timeout_s),
-            interval: std::time::Duration::from_millis(self.interval_ms.max(100)),
+            wait: std::time::Duration::from_secs(self.wait_s),
         })
         .await;
         match watched {
@@ -270,6 +272,10 @@ async fn main() -> Result<()> {
                 retry_schedule.unwrap_or_default(),
             )
             .await
+        }
+        Command::Openapi => {
+            print!("{}", morag_cli::openapi::document_text());
+            Ok(())
         }
         Command::Keys { action } => {
             keys_command(

@@ -5,12 +5,11 @@
 //! when it cannot watch), so scripts and CI jobs can wait on a task. A progress bar on a terminal,
 //! plain lines otherwise.
 //!
-//! It polls the task's status, history and deliveries (three GETs per
-//! `interval`, one second by default) and prints what is new since the last
-//! poll; history entries by their `seq`, deliveries by their attempt count
-//! and state.
+//! It long-polls the task's timeline (`GET /status/{id}/timeline?wait=`,
+//! one request per change or per 20 s) and prints each entry once, in the
+//! timeline's order: status events by `seq`, webhook attempts as they are
+//! recorded.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -49,8 +48,8 @@ pub struct WatchTask<'a> {
     pub task_id: &'a str,
     /// Give up (exit 2) after this long.
     pub timeout: Duration,
-    /// Between polls.
-    pub interval: Duration,
+    /// The longest one long-poll waits for news (at most 20 s).
+    pub wait: Duration,
 }
 
 /// Where the watch is shown: a bar with the task's message on a terminal,
@@ -131,25 +130,34 @@ fn event_line(e: &Value) -> String {
     line
 }
 
-/// One delivery's latest outcome as a line.
-fn delivery_line(d: &Value) -> String {
-    let attempts = d["attempts"].as_array().map_or(0, Vec::len);
-    let last = d["attempts"].as_array().and_then(|a| a.last());
-    let detail = match last {
-        Some(a) => match (a["status_code"].as_u64(), a["error"].as_str()) {
-            (Some(code), _) => format!(", HTTP {code}"),
-            (None, Some(error)) => format!(", {error}"),
-            _ => String::new(),
-        },
-        None => String::new(),
+/// One webhook attempt (a timeline `delivery` entry) as a line.
+fn attempt_line(a: &Value) -> String {
+    let detail = match (a["status_code"].as_u64(), a["error"].as_str()) {
+        (Some(code), _) => format!(", HTTP {code}"),
+        (None, Some(error)) => format!(", {error}"),
+        _ => String::new(),
     };
-    let to = d["endpoint_id"].as_str().unwrap_or("webhook_url");
+    let state = match a["state"].as_str() {
+        Some("pending") => "failed, will retry",
+        Some(state) => state,
+        None => "?",
+    };
     format!(
-        "webhook {} to {to}: {} ({attempts} attempt{}{detail})",
-        d["event_type"].as_str().unwrap_or("?"),
-        d["state"].as_str().unwrap_or("?"),
-        if attempts == 1 { "" } else { "s" }
+        "webhook {} to {}: {state} (attempt {}{detail})",
+        a["event_type"].as_str().unwrap_or("?"),
+        a["endpoint_id"].as_str().unwrap_or("webhook_url"),
+        a["attempt"]
     )
+}
+
+/// How a status ends a watch, if it does.
+fn ending(status: &str) -> Option<Ended> {
+    match status {
+        "completed" => Some(Ended::Completed),
+        "failed" => Some(Ended::Failed),
+        "stalled" => Some(Ended::Stalled),
+        _ => None,
+    }
 }
 
 /// Follows the task until it ends or the timeout passes.
@@ -157,63 +165,56 @@ pub async fn watch(w: &WatchTask<'_>) -> Result<Ended> {
     let client = reqwest::Client::new();
     let view = View::new();
     let started = Instant::now();
-    let mut last_seq = 0u64;
-    // delivery id → (state, attempts) last shown
-    let mut shown: HashMap<String, (String, usize)> = HashMap::new();
-    loop {
-        let status = get(&client, w, &format!("/api/v1/status/{}", w.task_id)).await?;
-        // the history and deliveries after the status: an end read first
-        // has its events and webhooks listed below
-        let history = get(&client, w, &format!("/api/v1/status/{}/history", w.task_id)).await?;
-        let mut entries: Vec<&Value> = history["history"]
-            .as_array()
-            .map(|h| h.iter().collect())
-            .unwrap_or_default();
-        entries.reverse();
-        for e in entries {
-            let seq = e["seq"].as_u64().unwrap_or(0);
-            if seq > last_seq {
-                view.line(&event_line(e));
-                last_seq = seq;
-            }
-        }
-        let deliveries = get(&client, w, &format!("/api/v1/status/{}/webhooks", w.task_id)).await?;
-        for d in deliveries["deliveries"].as_array().into_iter().flatten().rev() {
-            let id = d["delivery_id"].as_str().unwrap_or_default().to_owned();
-            let now = (
-                d["state"].as_str().unwrap_or_default().to_owned(),
-                d["attempts"].as_array().map_or(0, Vec::len),
-            );
-            let changed = shown.get(&id) != Some(&now);
-            // a pending delivery with no attempt yet is not news
-            if changed && !(now.0 == "pending" && now.1 == 0) {
-                view.line(&delivery_line(d));
-                shown.insert(id, now);
-            }
-        }
-        view.progress(percent(&status["progress"]), status["message"].as_str().unwrap_or(""));
-        let ended = match status["status"].as_str() {
-            Some("completed") => Some(Ended::Completed),
-            Some("failed") => Some(Ended::Failed),
-            Some("stalled") => Some(Ended::Stalled),
-            _ if started.elapsed() >= w.timeout => Some(Ended::TimedOut),
-            _ => None,
+    let status = get(&client, w, &format!("/api/v1/status/{}", w.task_id)).await?;
+    view.progress(percent(&status["progress"]), status["message"].as_str().unwrap_or(""));
+    let mut cursor: Option<String> = None;
+    let mut current = status["status"].as_str().unwrap_or("?").to_owned();
+    let ended = loop {
+        let left = w.timeout.saturating_sub(started.elapsed());
+        // whole seconds, at least 1 (the last poll may end a little late)
+        let wait = left.min(w.wait).as_secs_f64().ceil().max(1.0) as u64;
+        let position = match &cursor {
+            Some(c) => format!("cursor={c}"),
+            None => "after=0".to_owned(),
         };
-        if let Some(ended) = ended {
-            view.finish();
-            let how = match ended {
-                Ended::Completed => "completed".to_owned(),
-                Ended::Failed => format!("failed: {}", status["error"].as_str().unwrap_or("")),
-                Ended::Stalled => "stalled: its worker stopped reporting".to_owned(),
-                Ended::TimedOut => format!(
-                    "still {} after {} s: stopped watching",
-                    status["status"].as_str().unwrap_or("?"),
-                    w.timeout.as_secs()
-                ),
-            };
-            view.line(&format!("{} {how}", w.task_id));
-            return Ok(ended);
+        let page = get(
+            &client,
+            w,
+            &format!("/api/v1/status/{}/timeline?{position}&wait={wait}", w.task_id),
+        )
+        .await?;
+        let mut ended = None;
+        for entry in page["entries"].as_array().into_iter().flatten() {
+            match entry["kind"].as_str() {
+                Some("status") => {
+                    view.line(&event_line(entry));
+                    view.progress(percent(&entry["progress"]), entry["message"].as_str().unwrap_or(""));
+                    ended = ended.or_else(|| ending(entry["status"].as_str().unwrap_or("")));
+                }
+                Some("delivery") => view.line(&attempt_line(entry)),
+                _ => {}
+            }
         }
-        tokio::time::sleep(w.interval).await;
-    }
+        current = page["status"].as_str().unwrap_or(&current).to_owned();
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if let Some(ended) = ended {
+            break ended;
+        }
+        if page["has_more"] != true && started.elapsed() >= w.timeout {
+            break Ended::TimedOut;
+        }
+    };
+    view.finish();
+    let how = match ended {
+        Ended::Completed => "completed".to_owned(),
+        Ended::Failed => {
+            // the error is the task's, not the event's message
+            let status = get(&client, w, &format!("/api/v1/status/{}", w.task_id)).await?;
+            format!("failed: {}", status["error"].as_str().unwrap_or(""))
+        }
+        Ended::Stalled => "stalled: its worker stopped reporting".to_owned(),
+        Ended::TimedOut => format!("still {current} after {} s: stopped watching", w.timeout.as_secs()),
+    };
+    view.line(&format!("{} {how}", w.task_id));
+    Ok(ended)
 }

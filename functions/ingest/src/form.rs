@@ -8,6 +8,7 @@ use url::Url;
 
 use morag_shared::domain::{InvalidId, SourceType, UploadId};
 use morag_shared::domain::{Timeouts, WebhookEvent};
+use morag_shared::http::body::whole_number;
 use morag_shared::http::ApiError;
 use morag_shared::outbound::target::{check_target_url, MAX_URL_LEN};
 
@@ -69,7 +70,7 @@ fn seconds_text(name: &str, text: &str) -> Result<u64, ApiError> {
 fn seconds_field(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+        Some(v) => whole_number(v).map(Some).ok_or_else(|| {
             ApiError::unprocessable("invalid_timeout", format!("{name} must be a whole number of seconds"))
         }),
     }
@@ -464,7 +465,7 @@ pub fn parse_upload_request(bytes: &[u8], limits: &Limits) -> Result<UploadReque
     }
     let size_bytes = match body.get("size_bytes") {
         None | Some(Value::Null) => return Err(missing("size_bytes")),
-        Some(v) => v.as_u64().ok_or_else(|| {
+        Some(v) => whole_number(v).ok_or_else(|| {
             ApiError::unprocessable("invalid_size_bytes", "size_bytes must be a whole number of bytes")
         })?,
     };

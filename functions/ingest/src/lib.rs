@@ -8,6 +8,7 @@
 mod form;
 pub mod grant;
 mod limits;
+pub mod schema;
 mod state;
 pub mod submit;
 pub mod wiring;
@@ -22,10 +23,11 @@ use axum::routing::post;
 use axum::{middleware, Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use utoipa::OpenApi;
 
-use morag_shared::domain::{TaskId, TenantId};
+use morag_shared::domain::{TaskId, TaskStatus, TenantId};
 use morag_shared::http::body::{self, read_body, require_content_type};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{self as api, ApiError, Authenticated};
 
 use form::JsonSource;
@@ -37,6 +39,11 @@ pub use limits::{
 };
 pub use state::Ingest;
 pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
+
+/// The ingest function's part of the OpenAPI document (`docs/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(paths(ingest_file, ingest_url, ingest_upload, create_upload))]
+pub struct ApiDoc;
 
 /// The function's routes; `lambda_http::run` serves it on Lambda and the
 /// local runner on a socket.
@@ -57,6 +64,27 @@ pub fn router(state: Arc<Ingest>) -> Router {
         .with_state(state)
 }
 
+/// A document, uploaded in the request (up to the direct-upload limit).
+#[utoipa::path(
+    post,
+    path = "/api/v1/ingest/file",
+    operation_id = "ingest_file",
+    tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    request_body(content = schema::FileSubmission, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
+            headers(
+                ("Location" = String, description = "The task's status URL"),
+                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
+            )),
+        (status = 400, description = "`invalid_idempotency_key` or `invalid_multipart`", body = ErrorBody),
+        (status = 409, description = "`request_in_progress`: a request with the same `Idempotency-Key` is still being handled (retry after `Retry-After`)", body = ErrorBody),
+        (status = 413, description = "`file_too_large`: over the direct-upload limit (use `/api/v1/uploads`)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not multipart/form-data", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_url`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody),
+    )
+)]
 async fn ingest_file(
     State(st): State<Arc<Ingest>>,
     Authenticated(tenant): Authenticated,
@@ -75,6 +103,27 @@ async fn ingest_file(
     render(submit(&st, tenant, submission, idem_key).await, &base)
 }
 
+/// A URL to fetch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ingest/url",
+    operation_id = "ingest_url",
+    tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    request_body = schema::UrlSubmission,
+    responses(
+        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
+            headers(
+                ("Location" = String, description = "The task's status URL"),
+                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
+            )),
+        (status = 400, description = "`invalid_idempotency_key` or `invalid_json`", body = ErrorBody),
+        (status = 409, description = "`request_in_progress`: a request with the same `Idempotency-Key` is still being handled (retry after `Retry-After`)", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_url`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody),
+    )
+)]
 async fn ingest_url(
     State(st): State<Arc<Ingest>>,
     Authenticated(tenant): Authenticated,
@@ -83,6 +132,29 @@ async fn ingest_url(
     submit_json(&st, tenant, request, JsonSource::Url).await
 }
 
+/// A file already uploaded to its presigned URL.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ingest/upload",
+    operation_id = "ingest_upload",
+    tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    request_body = schema::UploadSubmission,
+    responses(
+        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
+            headers(
+                ("Location" = String, description = "The task's status URL"),
+                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
+            )),
+        (status = 400, description = "`invalid_idempotency_key` or `invalid_json`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such upload of the caller's tenant", body = ErrorBody),
+        (status = 409, description = "`upload_already_used` (by another task), `upload_incomplete` (not PUT yet) or `request_in_progress`", body = ErrorBody),
+        (status = 410, description = "`upload_expired`: its URL expired before the file landed", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_url`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody)
+    )
+)]
 async fn ingest_upload(
     State(st): State<Arc<Ingest>>,
     Authenticated(tenant): Authenticated,
@@ -111,6 +183,20 @@ async fn json_body(request: Request) -> Result<Bytes, ApiError> {
 }
 
 /// `201 {upload_id, method, url, headers, expires_at}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    operation_id = "create_upload",
+    tag = "ingest",
+    request_body = schema::UploadRequestBody,
+    responses(
+        (status = 201, description = "A presigned PUT for the file, valid an hour", body = schema::UploadGrant),
+        (status = 400, description = "`invalid_json`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "`missing_field`, `invalid_filename`, `invalid_content_type`, `invalid_size_bytes`, `invalid_sha256` or `unknown_field`", body = ErrorBody),
+    )
+)]
 async fn create_upload(
     State(st): State<Arc<Ingest>>,
     Authenticated(tenant): Authenticated,
@@ -118,19 +204,13 @@ async fn create_upload(
 ) -> Result<Response, ApiError> {
     let req = form::parse_upload_request(&json_body(request).await?, &st.limits)?;
     let granted = grant::grant(&st, tenant, req, morag_shared::time::now()).await?;
-    let headers: serde_json::Map<String, serde_json::Value> = granted
-        .put
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::Value::String(v)))
-        .collect();
-    let body = json!({
-        "upload_id": granted.upload.upload_id,
-        "method": "PUT",
-        "url": granted.put.url,
-        "headers": headers,
-        "expires_at": granted.upload.expires_at,
-    });
+    let body = schema::UploadGrant {
+        upload_id: granted.upload.upload_id,
+        method: "PUT".to_owned(),
+        url: granted.put.url,
+        headers: granted.put.headers.into_iter().collect(),
+        expires_at: granted.upload.expires_at,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -183,12 +263,12 @@ fn base_url_from(headers: HeaderMap) -> String {
 fn accepted(task_id: TaskId, created_at: DateTime<Utc>, base: &str, replayed: bool) -> Response {
     let status_path = format!("/api/v1/status/{task_id}");
     let status_url = format!("{base}{status_path}");
-    let body = json!({
-        "task_id": task_id.to_string(),
-        "status": "pending",
-        "status_url": status_url,
-        "created_at": created_at,
-    });
+    let body = schema::Accepted {
+        task_id,
+        status: TaskStatus::Pending,
+        status_url: status_url.clone(),
+        created_at,
+    };
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&status_url) {
         response.headers_mut().insert(header::LOCATION, location);

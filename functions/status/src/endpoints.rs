@@ -18,13 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use morag_shared::domain::endpoint::{
     DisabledReason, MAX_DESCRIPTION_CHARS, MAX_ENDPOINTS_PER_TENANT, MAX_RATE_LIMIT_PER_S,
 };
 use morag_shared::domain::{fanout, DeliveryState, Endpoint, EndpointId, PageKey, TenantId, WebhookEvent};
-use morag_shared::http::body::{json_body, parse_json};
+use morag_shared::http::body::{json_body, parse_json, whole_number};
 use morag_shared::http::query::{bounded, invalid_parameter};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{ApiError, Authenticated, Params};
 use morag_shared::outbound::check_target_url;
 
@@ -36,15 +38,43 @@ pub const MAX_ENDPOINT_BODY: usize = 8 * 1024;
 
 /// The fields a create or a patch may set; `null` or absent: not given
 /// (but `"rate_limit_per_s": null` removes the limit).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(title = "EndpointChange")]
 pub struct EndpointBody {
+    /// An https URL of a public host.
+    #[schema(format = "uri", max_length = 2048)]
     url: Option<String>,
+    /// The events it gets (at least one).
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     event_types: Option<Vec<String>>,
+    #[schema(max_length = 256)]
     description: Option<String>,
     disabled: Option<bool>,
+    /// Most attempts started per second; `null` removes the limit.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     rate_limit_per_s: Option<Option<Value>>,
+}
+
+/// A new endpoint (`url` is required; the rest as [`EndpointBody`]).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the create body's schema; parsed as an `EndpointBody`
+pub struct NewEndpoint {
+    /// An https URL of a public host.
+    #[schema(format = "uri", max_length = 2048)]
+    url: String,
+    /// The events it gets (default: every task event).
+    #[schema(min_items = 1)]
+    event_types: Option<Vec<WebhookEvent>>,
+    #[schema(max_length = 256)]
+    description: Option<String>,
+    /// Created disabled (default false).
+    disabled: Option<bool>,
+    /// Most attempts started per second (absent or `null`: no limit).
+    #[schema(minimum = 1, maximum = 1000)]
+    rate_limit_per_s: Option<u32>,
 }
 
 /// A field that is present (`Some`, perhaps `null`) or absent (`None`).
@@ -54,7 +84,7 @@ fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>
 
 fn check_rate_limit(raw: Option<Value>) -> Result<Option<u32>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
-    raw.as_u64()
+    whole_number(&raw)
         .filter(|r| (1..=u64::from(MAX_RATE_LIMIT_PER_S)).contains(r))
         .map(|r| Some(r as u32))
         .ok_or_else(|| {
@@ -65,7 +95,7 @@ fn check_rate_limit(raw: Option<Value>) -> Result<Option<u32>, ApiError> {
         })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
     pub endpoint_id: EndpointId,
     pub url: String,
@@ -158,6 +188,23 @@ async fn owned_endpoint(st: &Status, tenant: &TenantId, raw_id: &str) -> Result<
         .ok_or_else(endpoint_not_found)
 }
 
+/// A new webhook endpoint: every event of every task of the tenant whose
+/// type it names goes there too.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints",
+    operation_id = "create_endpoint",
+    tag = "endpoints",
+    request_body = NewEndpoint,
+    responses(
+        (status = 201, description = "Created", body = EndpointView),
+        (status = 400, description = "`invalid_body`: not JSON, an unknown field, a wrong type", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 8 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "`missing_field`, `invalid_url`, `invalid_event_types`, `invalid_description` or `invalid_rate_limit`", body = ErrorBody),
+        (status = 409, description = "`endpoint_limit`: the tenant has 100 endpoints", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -196,11 +243,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(EndpointView::from(endpoint))).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointsView {
     pub endpoints: Vec<EndpointView>,
 }
 
+/// The tenant's endpoints, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints",
+    operation_id = "list_endpoints",
+    tag = "endpoints",
+    responses((status = 200, description = "Every endpoint of the tenant", body = EndpointsView))
+)]
 pub async fn list(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -211,6 +266,18 @@ pub async fn list(
     }))
 }
 
+/// One endpoint, with its health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints/{endpoint_id}",
+    operation_id = "get_endpoint",
+    tag = "endpoints",
+    params(("endpoint_id" = EndpointId, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "`not_found`: no such endpoint of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -219,6 +286,23 @@ pub async fn get(
     Ok(Json(owned_endpoint(&st, &tenant, &raw_id).await?.into()))
 }
 
+/// Changes the fields given (`disabled: false` re-enables and clears its health).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/webhooks/endpoints/{endpoint_id}",
+    operation_id = "update_endpoint",
+    tag = "endpoints",
+    params(("endpoint_id" = EndpointId, Path, description = "The endpoint's id")),
+    request_body = EndpointBody,
+    responses(
+        (status = 200, description = "The endpoint as changed", body = EndpointView),
+        (status = 400, description = "`invalid_body`: not JSON, an unknown field, a wrong type", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 8 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+        (status = 422, description = "`missing_field`, `invalid_url`, `invalid_event_types`, `invalid_description` or `invalid_rate_limit`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn patch(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -258,6 +342,18 @@ pub async fn patch(
     Ok(Json(endpoint.into()))
 }
 
+/// Deletes the endpoint; its queued deliveries fail as `endpoint_deleted`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/endpoints/{endpoint_id}",
+    operation_id = "delete_endpoint",
+    tag = "endpoints",
+    params(("endpoint_id" = EndpointId, Path, description = "The endpoint's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such endpoint of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -271,15 +367,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryState>)]
     state: Option<String>,
+    /// Deliveries per page (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page (with the same `state`).
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointDeliveriesView {
     pub endpoint_id: EndpointId,
     /// Newest first; with `state`, only those in it (a page may then hold
@@ -296,6 +398,19 @@ struct DeliveriesCursor {
     key: PageKey,
 }
 
+/// The endpoint's delivery log, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/endpoints/{endpoint_id}/deliveries",
+    operation_id = "list_endpoint_deliveries",
+    tag = "endpoints",
+    params(("endpoint_id" = EndpointId, Path, description = "The endpoint's id"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "A page of the endpoint's deliveries", body = EndpointDeliveriesView),
+        (status = 400, description = "`invalid_parameter` or `invalid_cursor`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn deliveries(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -304,7 +419,7 @@ pub async fn deliveries(
 ) -> Result<Json<EndpointDeliveriesView>, ApiError> {
     let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
     let state = match q.state.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(
             serde_json::from_value::<DeliveryState>(Value::String(raw.to_owned())).map_err(|_| {
                 invalid_parameter("state must be one of pending, succeeded, failed, dead, superseded, paused")
@@ -355,13 +470,16 @@ pub const MAX_REPLAY_PER_CALL: usize = 200;
 /// every attempt to it, replayed or not).
 pub const REPLAY_PER_S: u64 = 10;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecoverQuery {
+    /// Replay the missed deliveries created since then (RFC 3339, not in the future).
+    #[param(required = true, value_type = String, format = DateTime)]
     since: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecoverView {
     pub endpoint_id: EndpointId,
     /// Deliveries sent again, oldest first, each with its `webhook-id`.
@@ -378,6 +496,20 @@ pub struct RecoverView {
 /// oldest first, paced at its rate limit or [`REPLAY_PER_S`], each with its original
 /// `webhook-id`. Progress that a newer delivery of its task overtook is
 /// superseded by the sender, so the endpoint gets each task's latest state.
+/// Enables the endpoint and replays its deliveries missed since `since`
+/// (paused, dead, failed), at most 200 per call, paced.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/endpoints/{endpoint_id}/recover",
+    operation_id = "recover_endpoint",
+    tag = "endpoints",
+    params(("endpoint_id" = EndpointId, Path, description = "The endpoint's id"), RecoverQuery),
+    responses(
+        (status = 202, description = "Replays queued (`next_since`: call again from there for more)", body = RecoverView),
+        (status = 400, description = "`invalid_parameter`: `since` missing, not RFC 3339, or in the future", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn recover(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,

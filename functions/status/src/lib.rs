@@ -1,6 +1,7 @@
 //! The status function: reads, plus two kinds of writes (redelivery of a
 //! webhook, the tenant's webhook signing).
 //!
+//! - `GET /api/v1/openapi.json`: the API's OpenAPI document (no key);
 //! - `GET /api/v1/status/{task_id}`: the task's state;
 //! - `GET /api/v1/status/{task_id}/history?limit=&cursor=`: its applied events, newest first;
 //! - `GET /api/v1/status/{task_id}/timeline?after=&cursor=&wait=&limit=`: its events and
@@ -39,9 +40,11 @@ use axum::{middleware, Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
 
 use morag_shared::domain::{InvalidId, SourceType, Task, TaskId, TaskStatus, TenantId};
 use morag_shared::http::cursor::CursorCodec;
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{self as api, ApiError, Authenticated, Authenticates, Authenticator};
 use morag_shared::outbound::TargetPolicy;
 use morag_shared::ports::{DeliveryStore, EndpointStore, SecretStore, TaskStore, WebhookQueue};
@@ -68,8 +71,36 @@ impl Authenticates for Status {
     }
 }
 
+/// The status function's part of the OpenAPI document (`docs/openapi.json`,
+/// assembled with the ingest function's by `morag openapi`).
+#[derive(OpenApi)]
+#[openapi(paths(
+    openapi_document,
+    get_status,
+    queries::history,
+    timeline::timeline,
+    queries::recent_events,
+    queries::list_tasks,
+    webhooks::list,
+    webhooks::redeliver,
+    secrets::get,
+    secrets::rotate,
+    secrets::public_keys,
+    secrets::rotate_key,
+    secrets::set_signing,
+    endpoints::list,
+    endpoints::create,
+    endpoints::get,
+    endpoints::patch,
+    endpoints::delete,
+    endpoints::deliveries,
+    endpoints::recover,
+))]
+pub struct ApiDoc;
+
 pub fn router(state: Arc<Status>) -> Router {
     Router::new()
+        .route("/api/v1/openapi.json", get(openapi_document))
         .route("/api/v1/status/{task_id}", get(get_status))
         .route("/api/v1/status/{task_id}/history", get(queries::history))
         .route("/api/v1/status/{task_id}/timeline", get(timeline::timeline))
@@ -107,11 +138,33 @@ pub fn router(state: Arc<Status>) -> Router {
         .with_state(state)
 }
 
+/// The OpenAPI document of the whole API, as committed (`morag openapi`
+/// writes it; a test checks it is what the code declares).
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../../docs/openapi.json");
+
+/// This API's OpenAPI 3.1 document. No key needed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "get_openapi",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_DOCUMENT,
+    )
+}
+
 /// The status answer (the MoRAG seed's shape).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatusView {
     pub task_id: TaskId,
     pub status: TaskStatus,
+    /// From 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: f64,
     pub message: String,
     pub source_type: SourceType,
@@ -121,10 +174,14 @@ pub struct StatusView {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// What the pipeline reported with `completed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The client's metadata, as submitted.
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     /// The longest silence of a running task's worker before `stalled`.
     pub heartbeat_timeout_s: u32,
@@ -171,6 +228,19 @@ pub(crate) async fn owned_task(st: &Status, tenant: &TenantId, raw_id: &str) -> 
     Ok(task)
 }
 
+/// A task's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/{task_id}",
+    operation_id = "get_status",
+    tag = "status",
+    params(("task_id" = TaskId, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task's state", body = StatusView),
+        (status = 400, description = "`invalid_task_id`: not a UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task of the caller's tenant", body = ErrorBody),
+    )
+)]
 async fn get_status(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,

@@ -10,10 +10,12 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use morag_shared::domain::lifecycle::HISTORY_LIMIT;
 use morag_shared::domain::{HistoryEntry, PageKey, TaskId, TaskStatus, TenantId};
 use morag_shared::http::query::{bounded, invalid_parameter};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{ApiError, Authenticated, Params};
 
 use crate::{owned_task, Status, StatusView};
@@ -36,22 +38,28 @@ impl Status {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Entries per page (without it: everything kept, the newest 100, in one page).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// One applied event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryItemView {
     /// The task's event sequence: the same number as the webhooks' `data.sequence`.
     pub seq: u64,
     pub timestamp: DateTime<Utc>,
     pub status: TaskStatus,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: f64,
     pub message: String,
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
 }
 
@@ -68,7 +76,7 @@ impl From<HistoryEntry> for HistoryItemView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryView {
     pub task_id: TaskId,
     pub history: Vec<HistoryItemView>,
@@ -84,6 +92,19 @@ struct HistoryCursor {
     key: PageKey,
 }
 
+/// A task's applied events, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/{task_id}/history",
+    operation_id = "get_history",
+    tag = "status",
+    params(("task_id" = TaskId, Path, description = "The task's id"), HistoryQuery),
+    responses(
+        (status = 200, description = "The task's history", body = HistoryView),
+        (status = 400, description = "`invalid_task_id`, `invalid_parameter` or `invalid_cursor`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn history(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -121,23 +142,29 @@ pub async fn history(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecentQuery {
+    /// How far back (default 24).
+    #[param(minimum = 1, maximum = 168)]
     hours: Option<u32>,
+    /// Events per page (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page (with the same `hours`).
     cursor: Option<String>,
 }
 
 /// An event with its task (recent events).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecentEventView {
     pub task_id: TaskId,
     #[serde(flatten)]
     pub event: HistoryItemView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecentView {
     pub events: Vec<RecentEventView>,
     pub count: usize,
@@ -155,6 +182,18 @@ struct RecentCursor {
     key: PageKey,
 }
 
+/// The tenant's events of the last hours, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/events/recent",
+    operation_id = "list_recent_events",
+    tag = "status",
+    params(RecentQuery),
+    responses(
+        (status = 200, description = "Recent events of the tenant's tasks", body = RecentView),
+        (status = 400, description = "`invalid_parameter` or `invalid_cursor`", body = ErrorBody),
+    )
+)]
 pub async fn recent_events(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -186,15 +225,21 @@ pub async fn recent_events(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TasksQuery {
+    /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    /// Tasks per page (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page (with the same `status`).
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TasksView {
     pub tasks: Vec<StatusView>,
     pub count: usize,
@@ -208,6 +253,18 @@ struct TasksCursor {
     key: PageKey,
 }
 
+/// The tenant's tasks, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    operation_id = "list_tasks",
+    tag = "status",
+    params(TasksQuery),
+    responses(
+        (status = 200, description = "The tenant's tasks", body = TasksView),
+        (status = 400, description = "`invalid_parameter` or `invalid_cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list_tasks(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -215,7 +272,7 @@ pub async fn list_tasks(
 ) -> Result<Json<TasksView>, ApiError> {
     let limit = bounded(q.limit, "limit", 50, 1..=100)? as usize;
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(
             serde_json::from_value::<TaskStatus>(Value::String(raw.to_owned())).map_err(|_| {
                 invalid_parameter("status must be one of pending, started, progress, completed, failed")

@@ -26,12 +26,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use morag_shared::domain::delivery::{AsymmetricKey, Schemes, SigningSecret};
 use morag_shared::domain::{Credential, Rotating, TenantId, TenantSecrets};
 use morag_shared::error::StoreError;
 use morag_shared::http::body::{json_body, parse_json};
 use morag_shared::http::query::{bounded, Params};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{ApiError, Authenticated};
 
 use crate::Status;
@@ -44,7 +46,7 @@ pub const MAX_OVERLAP_S: u32 = 7 * 86_400;
 pub const MAX_SIGNING_BODY: usize = 1024;
 
 /// Where a listed secret or key stands in its rotation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Validity {
     /// `true` for the one that signs first (the newest).
     pub current: bool,
@@ -56,14 +58,14 @@ pub struct Validity {
     pub signs_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SecretView {
     pub secret: String,
     #[serde(flatten)]
     pub validity: Validity,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SecretsView {
     /// Newest first; while `v1` is on, every one listed signs every webhook.
     pub secrets: Vec<SecretView>,
@@ -71,7 +73,7 @@ pub struct SecretsView {
     pub schemes: Schemes,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PublicKeyView {
     /// Names the key in the `webhook-key-ids` header.
     pub key_id: String,
@@ -82,7 +84,7 @@ pub struct PublicKeyView {
     pub validity: Validity,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PublicKeysView {
     /// Newest first; while `v1a` is on, every one listed signs every webhook.
     pub keys: Vec<PublicKeyView>,
@@ -174,11 +176,27 @@ async fn provisioned(st: &Status, tenant: &TenantId) -> Result<TenantSecrets, Ap
     Ok(secrets)
 }
 
+/// The tenant's webhook signing secrets (`v1`); provisions the first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/secret",
+    operation_id = "get_signing_secrets",
+    tag = "signing",
+    responses((status = 200, description = "The secrets that sign, newest first", body = SecretsView))
+)]
 pub async fn get(State(st): State<Arc<Status>>, Authenticated(tenant): Authenticated) -> Result<Response, ApiError> {
     let secrets = provisioned(&st, &tenant).await?;
     Ok(no_store(secrets_view(&secrets, morag_shared::time::now())))
 }
 
+/// The tenant's `v1a` public keys; generates the first key pair.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/public-keys",
+    operation_id = "get_public_keys",
+    tag = "signing",
+    responses((status = 200, description = "The public keys that verify, newest first", body = PublicKeysView))
+)]
 pub async fn public_keys(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -187,9 +205,12 @@ pub async fn public_keys(
     Ok(Json(keys_view(&secrets, morag_shared::time::now())?).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RotateParams {
+    /// How long the previous one still signs beside the new (default 86400; 0: not at all).
+    #[param(minimum = 0, maximum = 604800)]
     overlap_seconds: Option<u32>,
 }
 
@@ -227,6 +248,19 @@ async fn rotate_credential(
     }
 }
 
+/// A new signing secret; the previous one signs beside it for the overlap.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/secret/rotate",
+    operation_id = "rotate_signing_secret",
+    tag = "signing",
+    params(RotateParams),
+    responses(
+        (status = 200, description = "The secrets that sign now", body = SecretsView),
+        (status = 400, description = "`invalid_parameter`", body = ErrorBody),
+        (status = 409, description = "`rotation_conflict`: another change came first; nothing was rotated", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -236,6 +270,19 @@ pub async fn rotate(
     Ok(no_store(secrets_view(&secrets, now)))
 }
 
+/// A new `v1a` key pair; the previous one signs beside it for the overlap.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/public-keys/rotate",
+    operation_id = "rotate_signing_key",
+    tag = "signing",
+    params(RotateParams),
+    responses(
+        (status = 200, description = "The public keys that verify now", body = PublicKeysView),
+        (status = 400, description = "`invalid_parameter`", body = ErrorBody),
+        (status = 409, description = "`rotation_conflict`: another change came first; nothing was rotated", body = ErrorBody),
+    )
+)]
 pub async fn rotate_key(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -246,7 +293,7 @@ pub async fn rotate_key(
     Ok(Json(keys_view(&secrets, now)?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningBody {
     schemes: Schemes,
@@ -254,6 +301,19 @@ pub struct SigningBody {
 
 /// `PUT /api/v1/webhooks/signing`: the schemes; answers the public keys
 /// view (the key that signs `v1a` is there from now on).
+#[utoipa::path(
+    put,
+    path = "/api/v1/webhooks/signing",
+    operation_id = "set_signing_schemes",
+    tag = "signing",
+    request_body = SigningBody,
+    responses(
+        (status = 200, description = "The public keys (the key that signs `v1a` is there from now on)", body = PublicKeysView),
+        (status = 400, description = "`invalid_body`: not JSON, an unknown field, no scheme", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 1 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
+    )
+)]
 pub async fn set_signing(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,

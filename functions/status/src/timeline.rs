@@ -25,12 +25,14 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use morag_shared::domain::timeline::contiguous;
 use morag_shared::domain::{
     AttemptEntry, AttemptError, DeliveryId, DeliveryState, EndpointId, HistoryEntry, TaskId, TaskStatus, WebhookEvent,
 };
 use morag_shared::http::query::{bounded, invalid_parameter};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{ApiError, Authenticated, Params};
 
 use crate::queries::invalid_cursor;
@@ -48,12 +50,20 @@ pub const POLL_CAP: Duration = Duration::from_millis(500);
 /// Entries of each kind per answer, by default and at most.
 const MAX_LIMIT: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
+    /// Only what came after this status sequence (a webhook's
+    /// `data.sequence`); not with `cursor`. Default 0: everything kept.
     after: Option<u64>,
+    /// `next_cursor` of an earlier answer; not with `after`.
     cursor: Option<String>,
+    /// Seconds to wait for an entry when there is none yet (default 0).
+    #[param(minimum = 0, maximum = 20)]
     wait: Option<u32>,
+    /// Status events, and attempts, per answer (default 100).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -68,15 +78,17 @@ struct TimelineCursor {
 }
 
 /// One entry, `kind` `status` or `delivery`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TimelineEntry {
     Status {
         seq: u64,
         at: DateTime<Utc>,
         status: TaskStatus,
+        #[schema(minimum = 0.0, maximum = 1.0)]
         progress: f64,
         message: String,
+        #[schema(value_type = Object)]
         metadata: Map<String, Value>,
     },
     Delivery {
@@ -146,7 +158,7 @@ impl From<AttemptEntry> for TimelineEntry {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineView {
     pub task_id: TaskId,
     /// The task's status when the answer was made.
@@ -189,6 +201,20 @@ async fn read(st: &Status, at: TimelineCursor, limit: usize) -> Result<Read, Api
     })
 }
 
+/// A task's status events and webhook attempts in one list; waits for the
+/// next with `wait`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/{task_id}/timeline",
+    operation_id = "get_timeline",
+    tag = "status",
+    params(("task_id" = TaskId, Path, description = "The task's id"), TimelineQuery),
+    responses(
+        (status = 200, description = "The entries after the cursor (empty when none came within `wait`)", body = TimelineView),
+        (status = 400, description = "`invalid_task_id`, `invalid_parameter` or `invalid_cursor`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn timeline(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,

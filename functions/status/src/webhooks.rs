@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use morag_shared::domain::{AttemptError, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId};
+use morag_shared::domain::{AttemptError, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, WebhookEvent};
+use morag_shared::http::schema::ErrorBody;
 use morag_shared::http::{ApiError, Authenticated};
 
 use crate::{owned_task, Status};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
     pub at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -24,9 +26,10 @@ pub struct AttemptView {
     pub latency_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     pub delivery_id: DeliveryId,
+    #[schema(value_type = WebhookEvent)]
     pub event_type: String,
     pub url: String,
     /// The tenant endpoint it is for (absent: the task's own `webhook_url`).
@@ -42,12 +45,25 @@ pub struct DeliveryView {
     pub attempts_total: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveriesView {
     pub task_id: TaskId,
     pub deliveries: Vec<DeliveryView>,
 }
 
+/// A task's webhook deliveries and their attempts, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/{task_id}/webhooks",
+    operation_id = "list_task_deliveries",
+    tag = "webhooks",
+    params(("task_id" = TaskId, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task's deliveries", body = DeliveriesView),
+        (status = 400, description = "`invalid_task_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -86,7 +102,32 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
+/// The answer to a redelivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedeliveredView {
+    pub delivery_id: DeliveryId,
+    /// Always `pending`: its first attempt is queued.
+    pub state: DeliveryState,
+    /// The new attempt cycle.
+    pub cycle: u32,
+}
+
 /// A fresh attempt cycle with the same `webhook-id`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/status/{task_id}/webhooks/{delivery_id}/redeliver",
+    operation_id = "redeliver",
+    tag = "webhooks",
+    params(
+        ("task_id" = TaskId, Path, description = "The task's id"),
+        ("delivery_id" = DeliveryId, Path, description = "The delivery's id (its `webhook-id`)"),
+    ),
+    responses(
+        (status = 202, description = "Queued for a fresh attempt cycle", body = RedeliveredView),
+        (status = 400, description = "`invalid_task_id`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such task or delivery of the caller's tenant", body = ErrorBody),
+    )
+)]
 pub async fn redeliver(
     State(st): State<Arc<Status>>,
     Authenticated(tenant): Authenticated,
@@ -107,7 +148,11 @@ pub async fn redeliver(
     tracing::info!(cycle = delivery.cycle, "redelivery queued");
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"delivery_id": delivery.delivery_id, "state": "pending", "cycle": delivery.cycle})),
+        Json(RedeliveredView {
+            delivery_id: delivery.delivery_id,
+            state: DeliveryState::Pending,
+            cycle: delivery.cycle,
+        }),
     )
         .into_response())
 }

@@ -10,7 +10,7 @@ use super::delivery::WebhookEvent;
 use super::ids::{TaskId, TenantId};
 
 /// What kind of content a task ingests (the MoRAG seed's source types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceType {
     Document,
@@ -65,7 +65,7 @@ impl fmt::Display for SourceType {
 /// Lifecycle: `pending → started → progress* → completed | failed`, and
 /// `stalled` (set by the watchdog when a running task's worker misses its
 /// heartbeat) until the worker's next event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Pending,

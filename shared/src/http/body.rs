@@ -70,3 +70,13 @@ pub async fn json_body(request: Request, limit: usize) -> Result<Bytes, ApiError
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))
 }
+
+/// A JSON number that is a whole number at least 0 (`5` or `5.0`, as JSON
+/// Schema's `integer` means), as a `u64`.
+pub fn whole_number(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}

@@ -1,13 +1,15 @@
 //! HTTP plumbing shared by the API functions: the JSON error shape
 //! ([`ApiError`]), the request span, 404/405 fallbacks, authentication
-//! (`auth`), request bodies (`body`), sealed cursors (`cursor`) and typed
-//! query strings (`query`).
+//! (`auth`), request bodies (`body`), sealed cursors (`cursor`), typed
+//! query strings (`query`) and what the OpenAPI document says of them
+//! (`schema`).
 
 pub mod auth;
 pub mod body;
 pub mod cursor;
 pub mod error;
 pub mod query;
+pub mod schema;
 
 pub use auth::{Authenticated, Authenticates, Authenticator};
 pub use error::ApiError;

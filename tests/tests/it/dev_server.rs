@@ -274,7 +274,7 @@ async fn morag_ingest_watch_follows_the_readme_to_completed_on_morag_dev() {
         tokio::process::Command::new(morag_tests::debug_binary("morag"))
             .arg("ingest")
             .arg(&readme)
-            .args(["--watch", "--interval-ms", "200", "--timeout-s", "100"])
+            .args(["--watch", "--timeout-s", "100"])
             .args(["--api", &format!("http://127.0.0.1:{port}")])
             .args(["--key", morag_cli::stack::LOCAL_DEV_KEY])
             .output(),

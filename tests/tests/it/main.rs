@@ -14,6 +14,7 @@ mod ingest;
 mod lambda;
 mod lifecycle;
 mod logs;
+mod openapi;
 mod python_worker;
 mod readme;
 mod signing;

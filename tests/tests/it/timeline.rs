@@ -17,7 +17,9 @@ use morag_tests::{call, TestEnv};
 use crate::webhooks::{deliver_all, event, sender, submit, webhook_env};
 
 async fn timeline(env: &TestEnv, task: &str, query: &str) -> Value {
-    let res = env.get(&env.key_a, &format!("/api/v1/status/{task}/timeline?{query}")).await;
+    let res = env
+        .get(&env.key_a, &format!("/api/v1/status/{task}/timeline?{query}"))
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{query}: {:?}", res.body);
     res.body
 }
@@ -82,7 +84,10 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
         .iter()
         .map(|r| {
             let body = r.json();
-            (r.header("webhook-id").to_owned(), body["data"]["sequence"].as_u64().unwrap())
+            (
+                r.header("webhook-id").to_owned(),
+                body["data"]["sequence"].as_u64().unwrap(),
+            )
         })
         .collect();
     assert_eq!(attempts.len(), receiver.received().len(), "{attempts:?}");
@@ -103,7 +108,10 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
             )
         })
         .collect();
-    assert_eq!(started, [(1, 500, "pending"), (2, 503, "pending"), (3, 200, "succeeded")]);
+    assert_eq!(
+        started,
+        [(1, 500, "pending"), (2, 503, "pending"), (3, 200, "succeeded")]
+    );
     // the list: each event, then the attempts of its webhooks
     let order: Vec<(String, u64)> = entries(&all)
         .iter()
@@ -124,15 +132,14 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
     assert_eq!(order, expected);
 
     // from the completed webhook's data.sequence: nothing of it or before
-    let completed_seq = attempts
-        .iter()
-        .find(|a| a["event_type"] == "task_completed")
-        .unwrap()["seq"]
+    let completed_seq = attempts.iter().find(|a| a["event_type"] == "task_completed").unwrap()["seq"]
         .as_u64()
         .unwrap();
     let after = timeline(&env, &task, &format!("after={}", completed_seq - 1)).await;
     assert_eq!(entries(&after).len(), 2, "the completed event and its attempt: {after}");
-    assert!(entries(&after).iter().all(|e| e["seq"].as_u64().unwrap() >= completed_seq));
+    assert!(entries(&after)
+        .iter()
+        .all(|e| e["seq"].as_u64().unwrap() >= completed_seq));
     assert!(entries(&timeline(&env, &task, &format!("after={completed_seq}")).await).is_empty());
 
     // one entry per page through the cursors: the same entries, once each
@@ -144,14 +151,20 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
         entries(&all).iter().map(key).collect::<BTreeSet<_>>()
     );
     // the last cursor holds still when nothing is new
-    let end = timeline(&env, &task, "").await["next_cursor"].as_str().unwrap().to_owned();
+    let end = timeline(&env, &task, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let again = timeline(&env, &task, &format!("cursor={end}")).await;
     assert!(entries(&again).is_empty());
     assert_eq!(again["next_cursor"], end.as_str());
 
     // bad parameters, and a cursor of another task
     let other = submit(&env, &receiver.url(), None).await;
-    let other_cursor = timeline(&env, &other, "").await["next_cursor"].as_str().unwrap().to_owned();
+    let other_cursor = timeline(&env, &other, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for (query, code) in [
         ("wait=21", "invalid_parameter"),
         ("limit=0", "invalid_parameter"),
@@ -162,7 +175,9 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
         ("cursor=garbage", "invalid_cursor"),
         (&format!("cursor={other_cursor}") as &str, "invalid_cursor"),
     ] {
-        let res = env.get(&env.key_a, &format!("/api/v1/status/{task}/timeline?{query}")).await;
+        let res = env
+            .get(&env.key_a, &format!("/api/v1/status/{task}/timeline?{query}"))
+            .await;
         assert_eq!(
             (res.status, res.error_code()),
             (StatusCode::BAD_REQUEST, code),
@@ -265,16 +280,22 @@ async fn a_long_poll_answers_with_the_next_event_or_attempt() {
     let cursor = start["next_cursor"].as_str().unwrap().to_owned();
 
     // nothing new: empty after the wait, the same cursor
-    let (idle, waited) = long_poll(&env, &task, &format!("cursor={cursor}&wait=1")).await.unwrap();
+    let (idle, waited) = long_poll(&env, &task, &format!("cursor={cursor}&wait=1"))
+        .await
+        .unwrap();
     assert!(entries(&idle).is_empty(), "{idle}");
     assert_eq!(idle["next_cursor"], cursor.as_str());
-    assert!(waited >= Duration::from_secs(1), "answered before the wait ended: {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "answered before the wait ended: {waited:?}"
+    );
 
     // an event recorded while it waits
     let poll = long_poll(&env, &task, &format!("cursor={cursor}&wait=20"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!poll.is_finished(), "nothing was written yet");
-    env.send_status_events(&[event(&task, "p", "progress", Some(0.3), 2)]).await;
+    env.send_status_events(&[event(&task, "p", "progress", Some(0.3), 2)])
+        .await;
     env.record_all().await;
     let (view, _) = poll.await.unwrap();
     let got: Vec<(&str, u64)> = entries(&view)
@@ -289,7 +310,12 @@ async fn a_long_poll_answers_with_the_next_event_or_attempt() {
     let poll = long_poll(&env, &task, &format!("cursor={cursor}&wait=20"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!poll.is_finished(), "nothing was attempted yet");
-    deliver_all(&env, &sender(&env, &schedule, Duration::from_secs(5)), Duration::from_secs(20)).await;
+    deliver_all(
+        &env,
+        &sender(&env, &schedule, Duration::from_secs(5)),
+        Duration::from_secs(20),
+    )
+    .await;
     let (view, _) = poll.await.unwrap();
     let got: Vec<(&str, u64, &str)> = entries(&view)
         .iter()

@@ -19,7 +19,7 @@ pub use signing::{AsymmetricKey, Scheme, Schemes, Signed, Signer, SigningSecret,
 use super::ids::{EndpointId, InvalidId, TaskId, TenantId};
 
 /// What a client can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookEvent {
     TaskStarted,
@@ -161,7 +161,7 @@ impl fmt::Display for DeliveryId {
 }
 
 /// Where a webhook delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Waiting for (another) attempt.
@@ -195,7 +195,7 @@ impl DeliveryState {
 
 /// Why an attempt got no answer (stored, and shown in the API, as its
 /// snake_case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptError {
     /// The target is (or resolves to) an address the policy refuses.

@@ -114,7 +114,7 @@ impl AsymmetricKey {
 }
 
 /// A signature scheme of the Standard Webhooks spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     /// HMAC-SHA256 with the shared `whsec_` secret.

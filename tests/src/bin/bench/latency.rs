@@ -3,6 +3,9 @@
 //! event-source mappings, as `make soak` runs them), from a pipeline's
 //! SendMessage to the webhook's arrival at a receiver on 127.0.0.1; idle (one
 //! event at a time) and under a burst of 100 documents reporting at once.
+//! And the timeline's long-poll: from the status event's SendMessage to the
+//! answer of a `wait=20` request already waiting in the release status
+//! binary (behind the Runtime API emulator).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -16,12 +19,14 @@ use morag_shared::domain::delivery::WebhookEvent;
 use morag_shared::domain::{DeliveryId, TaskId};
 use morag_shared::ports::{SecretStore, TaskStore};
 use morag_tests::receiver::TestReceiver;
+use morag_tests::runtime::RuntimeEmulator;
 use morag_tests::soak::functions::{pump, Seen, Supervised};
 
 use super::{ms, percentile, release_binary};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const IDLE_SAMPLES: usize = 30;
+const LONG_POLL_SAMPLES: usize = 50;
 const BURST_DOCUMENTS: usize = 100;
 
 /// A document's events as a pipeline reports them, and the webhook each
@@ -35,6 +40,8 @@ const EVENTS: [(&str, Option<f64>, WebhookEvent, &str); 5] = [
 ];
 
 struct Stack {
+    deployed: morag_tests::Deployed,
+    endpoint: String,
     sqs: aws_sdk_sqs::Client,
     status_queue: String,
     store: Arc<morag_shared::adapters::dynamodb::DynamoStore>,
@@ -87,12 +94,14 @@ async fn start(endpoint: &str) -> Result<Stack> {
         }
     }
     Ok(Stack {
+        endpoint: endpoint.to_owned(),
         sqs,
         status_queue: deployed.resources.status_events_queue_url.clone(),
         store: deployed.store.clone(),
         receiver: TestReceiver::always(200).await,
         _functions: functions,
         stop,
+        deployed,
     })
 }
 
@@ -152,6 +161,61 @@ impl Stack {
     }
 }
 
+/// The timeline request for `task`, after `after`, waiting up to 20 s.
+fn timeline_event(key: &str, task: &TaskId) -> Result<String> {
+    let mut event: serde_json::Value = serde_json::from_str(include_str!("../../../../events/status-timeline.json"))?;
+    let path = format!("/api/v1/status/{task}/timeline");
+    event["headers"]["authorization"] = format!("Bearer {key}").into();
+    event["rawPath"] = path.clone().into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["pathParameters"]["task_id"] = task.to_string().into();
+    event["rawQueryString"] = "after=0&wait=20".into();
+    event["queryStringParameters"] = serde_json::json!({"after": "0", "wait": "20"});
+    Ok(event.to_string())
+}
+
+/// From a status event's SendMessage to the answer of a long-poll that was
+/// waiting for it, each sample on a fresh task; the event is sent at a
+/// different point of the poll cycle each time.
+async fn long_poll(stack: &Stack) -> Result<Vec<Duration>> {
+    let (key, _) = morag_cli::keys::create(stack.store.as_ref(), &"bench".parse()?, "long-poll").await?;
+    let emulator = Arc::new(RuntimeEmulator::start().await);
+    let _child = emulator.spawn(
+        &release_binary("morag-status")?,
+        &stack.deployed.function_env(stack::STATUS, &stack.endpoint)?,
+    )?;
+    emulator
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("status never ready"))?;
+    let mut samples = Vec::new();
+    for n in 0..LONG_POLL_SAMPLES + 3 {
+        let task = stack.task().await?;
+        let waiting = {
+            let (emulator, event) = (emulator.clone(), timeline_event(&key, &task)?);
+            tokio::spawn(async move {
+                let out = emulator.invoke(event).await;
+                (out, Instant::now())
+            })
+        };
+        // somewhere in the 250/500 ms poll cycle
+        tokio::time::sleep(Duration::from_millis(300 + (n as u64 * 97) % 700)).await;
+        let (_, sent) = stack.send(task, 0).await?;
+        let (out, answered) = waiting.await?;
+        let out = out.map_err(|e| anyhow::anyhow!("invocation error: {e:?}"))?;
+        let response: serde_json::Value = serde_json::from_slice(&out)?;
+        let body: serde_json::Value = serde_json::from_str(response["body"].as_str().unwrap_or("null"))?;
+        if body["entries"][0]["status"] != "started" {
+            bail!("the long-poll answered without the event: {response}");
+        }
+        if n >= 3 {
+            samples.push(answered.duration_since(sent));
+        }
+    }
+    samples.sort();
+    Ok(samples)
+}
+
 pub async fn run(endpoint: &str) -> Result<Vec<String>> {
     let stack = start(endpoint).await?;
     // idle: one event at a time, nothing else in flight
@@ -167,6 +231,7 @@ pub async fn run(endpoint: &str) -> Result<Vec<String>> {
         }
     }
     idle.sort();
+    let polled = long_poll(&stack).await?;
 
     // burst: 100 documents report their five events each, interleaved, at once
     let mut tasks = Vec::new();
@@ -211,6 +276,14 @@ pub async fn run(endpoint: &str) -> Result<Vec<String>> {
             ),
             &burst,
         ),
+        String::new(),
+        "## Status event → timeline long-poll answer (local stack)".to_owned(),
+        String::new(),
+        format!("From the status event's SendMessage to the answer of a `GET .../timeline?after=0&wait=20` already waiting in the release status binary (Runtime API emulator), {LONG_POLL_SAMPLES} fresh tasks, the event sent 300–1000 ms into the wait (all phases of the 250/500 ms poll cycle). It includes the recorder's SQS pickup and write, as the webhook figures above do."),
+        String::new(),
+        "| | answers | p50 ms | p99 ms | max ms |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+        row("long-poll answer".to_owned(), &polled),
         String::new(),
     ])
 }

@@ -1,0 +1,106 @@
+//! The OpenAPI document: generated from the handlers' annotations and the
+//! views they serialize (`morag openapi`), committed at docs/openapi.json,
+//! served without a key at `GET /api/v1/openapi.json`. Schemathesis (run by
+//! `make test` against `morag dev`) holds the API to it.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use serde_json::Value;
+
+use morag_tests::{call, spawn_env};
+
+use crate::auth::{PUBLIC_ROUTES, ROUTES};
+
+fn committed() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    std::fs::read_to_string(path).expect("docs/openapi.json")
+}
+
+#[test]
+fn the_committed_document_is_what_the_code_declares() {
+    assert!(
+        morag_cli::openapi::document_text() == committed(),
+        "docs/openapi.json is not what the code declares: run `cargo run -q -p morag-cli -- openapi > docs/openapi.json`"
+    );
+    // and what the status function serves is that file
+    assert_eq!(morag_status::OPENAPI_DOCUMENT, committed());
+}
+
+#[test]
+fn the_document_describes_every_route_with_its_errors() {
+    let doc: Value = serde_json::from_str(&committed()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let route = path
+                .replace("{task_id}", "{task}")
+                .replace("{delivery_id}", "{delivery}")
+                .replace("{endpoint_id}", "{endpoint}");
+            documented.insert((method.to_uppercase(), route.clone()));
+            let codes: BTreeSet<&str> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let public = PUBLIC_ROUTES
+                .iter()
+                .any(|(m, p, _)| *m == method.to_uppercase() && *p == route);
+            assert_eq!(
+                public,
+                !codes.contains("401"),
+                "{method} {path}: 401 unless public: {codes:?}"
+            );
+            assert!(
+                codes.contains("503") && codes.contains("500"),
+                "{method} {path}: {codes:?}"
+            );
+            assert!(
+                codes.iter().any(|c| c.starts_with('2')),
+                "{method} {path}: no success: {codes:?}"
+            );
+            // every error answer is the error shape
+            for (code, response) in op["responses"].as_object().unwrap() {
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}"
+                    );
+                }
+            }
+            let has_path_params = path.contains('{');
+            if has_path_params {
+                let params = op["parameters"].as_array().expect("parameters");
+                for name in ["task_id", "delivery_id", "endpoint_id"] {
+                    if path.contains(&format!("{{{name}}}")) {
+                        assert!(
+                            params.iter().any(|p| p["name"] == name && p["in"] == "path"),
+                            "{method} {path}: {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let every: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .chain(PUBLIC_ROUTES.iter())
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, every, "the document names exactly the routes");
+}
+
+#[tokio::test]
+async fn the_status_function_serves_the_document_without_a_key() {
+    let env = spawn_env().await;
+    let res = call(
+        &env.status,
+        Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.body, serde_json::from_str::<Value>(&committed()).unwrap());
+}
