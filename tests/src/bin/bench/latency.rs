@@ -180,7 +180,7 @@ fn timeline_event(key: &str, task: &TaskId) -> Result<String> {
 async fn long_poll(stack: &Stack) -> Result<Vec<Duration>> {
     let (key, _) = morag_cli::keys::create(stack.store.as_ref(), &"bench".parse()?, "long-poll").await?;
     let emulator = Arc::new(RuntimeEmulator::start().await);
-    let _child = emulator.spawn(
+    let mut child = emulator.spawn(
         &release_binary("morag-status")?,
         &stack.deployed.function_env(stack::STATUS, &stack.endpoint)?,
     )?;
@@ -212,6 +212,8 @@ async fn long_poll(stack: &Stack) -> Result<Vec<Duration>> {
             samples.push(answered.duration_since(sent));
         }
     }
+    // before the emulator goes (its runtime loop would report the lost API)
+    child.kill().await?;
     samples.sort();
     Ok(samples)
 }
