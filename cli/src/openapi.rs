@@ -5,6 +5,7 @@
 //! function serves that file; a test checks the two are the same).
 
 use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, Ref, RefOr, ServerBuilder};
@@ -43,8 +44,41 @@ pub fn document() -> OpenApi {
         ),
     );
     doc.security = Some(vec![SecurityRequirement::new(API_KEY, Vec::<String>::new())]);
-    for item in doc.paths.paths.values_mut() {
-        for op in [
+    for op in operations_mut(&mut doc) {
+        // an operation with `security: [{}]` (the document) needs no key
+        let public = op.security.as_ref().is_some_and(|s| !s.is_empty());
+        let responses = &mut op.responses.responses;
+        if !public {
+            responses.insert(
+                "401".to_owned(),
+                error(
+                    "No API key, or not a valid one (`unauthorized`)",
+                    Some("WWW-Authenticate"),
+                )
+                .into(),
+            );
+        }
+        responses.insert(
+            "500".to_owned(),
+            error("`internal_error`: an unexpected failure (logged)", None).into(),
+        );
+        responses.insert(
+            "503".to_owned(),
+            error(
+                "`service_unavailable`: a backing service is down; retry after `Retry-After`",
+                Some("Retry-After"),
+            )
+            .into(),
+        );
+    }
+    add_links(&mut doc);
+    doc
+}
+
+/// Every operation of the document.
+fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.post,
             &mut item.put,
@@ -53,36 +87,7 @@ pub fn document() -> OpenApi {
         ]
         .into_iter()
         .flatten()
-        {
-            // an operation with `security: [{}]` (the document) needs no key
-            let public = op.security.as_ref().is_some_and(|s| !s.is_empty());
-            let responses = &mut op.responses.responses;
-            if !public {
-                responses.insert(
-                    "401".to_owned(),
-                    error(
-                        "No API key, or not a valid one (`unauthorized`)",
-                        Some("WWW-Authenticate"),
-                    )
-                    .into(),
-                );
-            }
-            responses.insert(
-                "500".to_owned(),
-                error("`internal_error`: an unexpected failure (logged)", None).into(),
-            );
-            responses.insert(
-                "503".to_owned(),
-                error(
-                    "`service_unavailable`: a backing service is down; retry after `Retry-After`",
-                    Some("Retry-After"),
-                )
-                .into(),
-            );
-        }
-    }
-    add_links(&mut doc);
-    doc
+    })
 }
 
 /// From an operation's answer (its id and status) to operations, with the
@@ -135,32 +140,21 @@ fn add_links(doc: &mut OpenApi) {
             ],
         ),
     ];
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let Some((_, status, targets, params)) =
-                plan.iter().find(|(from, ..)| op.operation_id.as_deref() == Some(*from))
-            else {
-                continue;
-            };
-            let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
-                continue;
-            };
-            for target in targets.iter() {
-                let mut link = LinkBuilder::new().operation_id(*target);
-                for (name, value) in params.iter() {
-                    link = link.parameter(*name, *value);
-                }
-                response.links.insert((*target).to_owned(), RefOr::T(link.build()));
+    for op in operations_mut(doc) {
+        let Some((_, status, targets, params)) =
+            plan.iter().find(|(from, ..)| op.operation_id.as_deref() == Some(*from))
+        else {
+            continue;
+        };
+        let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
+            continue;
+        };
+        for target in targets.iter() {
+            let mut link = LinkBuilder::new().operation_id(*target);
+            for (name, value) in params.iter() {
+                link = link.parameter(*name, *value);
             }
+            response.links.insert((*target).to_owned(), RefOr::T(link.build()));
         }
     }
 }

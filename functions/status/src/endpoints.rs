@@ -490,14 +490,14 @@ pub struct RecoverView {
     pub endpoint: EndpointView,
 }
 
-/// `POST /api/v1/webhooks/endpoints/{id}/recover?since=`: enables the
-/// endpoint (a fresh failure streak) and sends again every delivery to it
-/// created since `since` that did not succeed (`paused`, `dead`, `failed`),
-/// oldest first, paced at its rate limit or [`REPLAY_PER_S`], each with its original
+/// Enables the endpoint and replays the deliveries it missed since `since`.
+///
+/// Enables the endpoint (a fresh failure streak) and sends again every
+/// delivery to it created since `since` that did not succeed (`paused`,
+/// `dead`, `failed`), oldest first, at most 200 per call, paced at its rate
+/// limit or 10 per second (`REPLAY_PER_S`), each with its original
 /// `webhook-id`. Progress that a newer delivery of its task overtook is
 /// superseded by the sender, so the endpoint gets each task's latest state.
-/// Enables the endpoint and replays its deliveries missed since `since`
-/// (paused, dead, failed), at most 200 per call, paced.
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/endpoints/{endpoint_id}/recover",

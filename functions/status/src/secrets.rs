@@ -299,8 +299,9 @@ pub struct SigningBody {
     schemes: Schemes,
 }
 
-/// `PUT /api/v1/webhooks/signing`: the schemes; answers the public keys
-/// view (the key that signs `v1a` is there from now on).
+/// Which signatures the tenant's webhooks carry (`v1`, `v1a` or both).
+///
+/// Answers the public keys view: the key that signs `v1a` is there from now on.
 #[utoipa::path(
     put,
     path = "/api/v1/webhooks/signing",

@@ -552,3 +552,40 @@ async fn the_budget_counts_the_cycles_recorded_attempts() {
         "third attempt of the cycle was its last"
     );
 }
+
+/// Every recorded attempt gets an entry on its task's timeline, numbered,
+/// with the delivery's state after it; a message that makes no attempt
+/// adds none.
+#[tokio::test]
+async fn each_recorded_attempt_is_on_its_tasks_timeline() {
+    let f = fixture(TargetPolicy {
+        allow_http: true,
+        allow_loopback: true,
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/h");
+    let d = delivery(&url);
+    let entries = |task: &TaskId| f.store.attempt_entries.lock().unwrap().get(task).cloned().unwrap_or_default();
+    let (_, after) = f.deliver(d.clone(), 1).await;
+    let (_, after) = f.deliver(after, 3).await;
+    let got: Vec<(u64, DeliveryState, u32, u64, bool)> = entries(&d.task_id)
+        .iter()
+        .map(|e| (e.n, e.state, e.attempt_no, e.sequence, e.attempt.error.is_some()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, DeliveryState::Pending, 1, 1, true),
+            (2, DeliveryState::Dead, 3, 1, true)
+        ]
+    );
+    assert!(entries(&d.task_id).iter().all(|e| e.delivery_id == d.delivery_id));
+    // a finished delivery's message: no attempt, no entry
+    f.deliver(after, 4).await;
+    assert_eq!(entries(&d.task_id).len(), 2);
+}
