@@ -570,7 +570,15 @@ async fn each_recorded_attempt_is_on_its_tasks_timeline() {
         .port();
     let url = format!("http://127.0.0.1:{port}/h");
     let d = delivery(&url);
-    let entries = |task: &TaskId| f.store.attempt_entries.lock().unwrap().get(task).cloned().unwrap_or_default();
+    let entries = |task: &TaskId| {
+        f.store
+            .attempt_entries
+            .lock()
+            .unwrap()
+            .get(task)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (_, after) = f.deliver(d.clone(), 1).await;
     let (_, after) = f.deliver(after, 3).await;
     let got: Vec<(u64, DeliveryState, u32, u64, bool)> = entries(&d.task_id)

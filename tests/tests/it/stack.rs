@@ -195,13 +195,7 @@ async fn every_template_route_is_served_by_its_function() {
             } else {
                 http::StatusCode::UNAUTHORIZED
             };
-            assert_eq!(
-                res.status,
-                expected,
-                "{} {path}: {:?}",
-                route.method,
-                res.body
-            );
+            assert_eq!(res.status, expected, "{} {path}: {:?}", route.method, res.body);
             assert_eq!(env.stack.function_for_path(&path), Some(function.as_str()));
             checked += 1;
         }
