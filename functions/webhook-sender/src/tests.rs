@@ -194,6 +194,16 @@ async fn the_ssrf_matrix_is_refused_at_send_time() {
     assert!(f.visibility.changes.lock().unwrap().is_empty());
 }
 
+/// A loopback URL nothing listens at (its port was free a moment ago).
+fn nothing_listens() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/h")
+}
+
 #[tokio::test]
 async fn retries_set_the_visibility_and_the_last_attempt_is_dead() {
     let f = fixture(TargetPolicy {
@@ -201,13 +211,7 @@ async fn retries_set_the_visibility_and_the_last_attempt_is_dead() {
         allow_loopback: true,
     })
     .await;
-    // nothing listens here
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/h");
+    let url = nothing_listens();
     let (outcome, after) = f.attempt(&url, 1).await;
     assert_eq!((outcome, after.state), (Outcome::Again, DeliveryState::Pending));
     let (delay, _) = (f.visibility.changes.lock().unwrap()[0].1, ());
@@ -563,12 +567,7 @@ async fn each_recorded_attempt_is_on_its_tasks_timeline() {
         allow_loopback: true,
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}/h");
+    let url = nothing_listens();
     let d = delivery(&url);
     let entries = |task: &TaskId| {
         f.store
