@@ -221,12 +221,15 @@ pub async fn create(
     };
     let description = check_description(body.description.unwrap_or_default())?;
     let rate_limit_per_s = check_rate_limit(body.rate_limit_per_s.flatten())?;
-    if st.endpoints.list_endpoints(&tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
-        return Err(ApiError::new(
+    let over_limit = || {
+        ApiError::new(
             StatusCode::CONFLICT,
             "endpoint_limit",
             format!("a tenant has at most {MAX_ENDPOINTS_PER_TENANT} endpoints; delete one first"),
-        ));
+        )
+    };
+    if st.endpoints.list_endpoints(&tenant).await?.len() >= MAX_ENDPOINTS_PER_TENANT {
+        return Err(over_limit());
     }
     let now = morag_shared::time::now();
     let disabled = body.disabled.unwrap_or(false);
@@ -239,6 +242,18 @@ pub async fn create(
         ..Endpoint::new(tenant, url, event_types, now)
     };
     st.endpoints.create_endpoint(&endpoint).await?;
+    // creates racing past the count above: counted again with this one in
+    // (a consistent read), a create that finds more than the limit takes
+    // its endpoint back, so no more than the limit ever stay (racing
+    // creates may all be refused; a retry then succeeds)
+    let now_there = st.endpoints.list_endpoints(&endpoint.tenant).await?.len();
+    if now_there > MAX_ENDPOINTS_PER_TENANT {
+        st.endpoints
+            .delete_endpoint(&endpoint.tenant, &endpoint.endpoint_id)
+            .await?;
+        tracing::warn!(endpoint_id = %endpoint.endpoint_id, now_there, "concurrent creates passed the limit: this one taken back");
+        return Err(over_limit());
+    }
     tracing::info!(endpoint_id = %endpoint.endpoint_id, "endpoint created");
     Ok((StatusCode::CREATED, Json(EndpointView::from(endpoint))).into_response())
 }

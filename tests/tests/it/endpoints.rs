@@ -1258,6 +1258,69 @@ async fn a_waiting_delivery_moves_its_watchdog_entry_past_the_wait() {
     assert!(watched(hours(4)).await);
 }
 
+/// Creates racing past the count never leave more than the limit: with 97
+/// endpoints, eight creates at once end with at most 100, each 201 is one
+/// of them, every other answer is 409 `endpoint_limit`; the tenant can then
+/// fill up to the limit one by one, and not past it.
+#[tokio::test]
+async fn racing_creates_never_leave_more_than_the_limit() {
+    use morag_shared::domain::Endpoint;
+    use morag_shared::ports::EndpointStore;
+    let env = morag_tests::spawn_env().await;
+    let tenant: morag_shared::domain::TenantId = "acme".parse().unwrap();
+    let start = MAX_ENDPOINTS_PER_TENANT - 3;
+    for i in 0..start {
+        let e = Endpoint::new(
+            tenant.clone(),
+            format!("https://hooks.example.com/{i}"),
+            morag_shared::domain::WebhookEvent::ALL.to_vec(),
+            morag_shared::time::now(),
+        );
+        env.store.create_endpoint(&e).await.unwrap();
+    }
+    let racing = (0..8).map(|i| {
+        create(
+            &env,
+            &env.key_a,
+            json!({"url": format!("https://hooks.example.com/race/{i}")}),
+        )
+    });
+    let answers = futures_util::future::join_all(racing).await;
+    let listed = ids(&send(&env, Some(&env.key_a), "GET", "/api/v1/webhooks/endpoints", None).await);
+    assert!(listed.len() <= MAX_ENDPOINTS_PER_TENANT, "{} endpoints", listed.len());
+    let mut created = 0;
+    for a in &answers {
+        match a.status {
+            StatusCode::CREATED => {
+                created += 1;
+                assert!(listed.contains(&a.body["endpoint_id"].as_str().unwrap().to_owned()));
+            }
+            _ => assert_eq!(
+                (a.status, a.error_code()),
+                (StatusCode::CONFLICT, "endpoint_limit"),
+                "{:?}",
+                a.body
+            ),
+        }
+    }
+    assert_eq!(listed.len(), start + created, "each 201 stayed, each 409 left nothing");
+    for i in listed.len()..MAX_ENDPOINTS_PER_TENANT {
+        create_ok(
+            &env,
+            &env.key_a,
+            json!({"url": format!("https://hooks.example.com/fill/{i}")}),
+        )
+        .await;
+    }
+    let over = create(&env, &env.key_a, json!({"url": "https://hooks.example.com/over"})).await;
+    assert_eq!(
+        (over.status, over.error_code()),
+        (StatusCode::CONFLICT, "endpoint_limit")
+    );
+    let listed = ids(&send(&env, Some(&env.key_a), "GET", "/api/v1/webhooks/endpoints", None).await);
+    assert_eq!(listed.len(), MAX_ENDPOINTS_PER_TENANT);
+}
+
 /// Registers the most endpoints a tenant may have, all on `receiver`, told
 /// apart by path (`/ep/{i}`).
 async fn most_endpoints(env: &TestEnv, receiver: &TestReceiver) -> Vec<String> {
