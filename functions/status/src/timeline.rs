@@ -183,9 +183,13 @@ async fn read(st: &Status, at: TimelineCursor, limit: usize) -> Result<Read, Api
         st.tasks.events_after(&at.task, at.event, limit),
         st.deliveries.attempt_entries(&at.task, at.attempt, limit),
     )?;
-    let full = events.len() >= limit || attempts.len() >= limit;
+    let last_fetched = attempts.last().map(|a| a.n);
+    let attempts_full = attempts.len() >= limit;
     let event = events.last().map_or(at.event, |e| e.seq);
     let (attempts, attempt) = contiguous(at.attempt, attempts, morag_shared::time::now());
+    // more is ready only past a page read to its end: a page held back at a
+    // missing number is not (asking again at once would find the same gap)
+    let full = events.len() >= limit || (attempts_full && last_fetched == Some(attempt));
     let mut entries: Vec<TimelineEntry> = events.into_iter().map(TimelineEntry::from).collect();
     entries.extend(
         attempts
@@ -240,7 +244,8 @@ pub async fn timeline(
             }
         }
     };
-    let deadline = tokio::time::Instant::now() + wait;
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
     let mut pause = FIRST_POLL;
     let mut polls = 0u32;
     let (entries, full) = loop {
@@ -265,7 +270,8 @@ pub async fn timeline(
     tracing::info!(
         entries = entries.len(),
         polls,
-        waited_ms = wait.as_millis() as u64,
+        wait_s = wait.as_secs(),
+        waited_ms = started.elapsed().as_millis() as u64,
         "timeline answered"
     );
     // the task as it is now (the entries may be newer than `task`)

@@ -233,6 +233,15 @@ async fn a_missing_attempt_number_holds_the_cursor_until_its_entry_comes() {
     }
     let held = timeline(&env, &task, "").await;
     assert!(of_kind(&held, "delivery").is_empty(), "2 waits for 1: {held}");
+    // a full page held back at the gap is not "more ready now", and a
+    // long-poll on it waits instead of answering at once
+    let one = timeline(&env, &task, "limit=1").await;
+    assert_eq!((entries(&one).len(), &one["has_more"]), (0, &json!(false)), "{one}");
+    let (waited, took) = long_poll(&env, &task, "limit=1&wait=1").await.unwrap();
+    assert!(
+        entries(&waited).is_empty() && took >= Duration::from_secs(1),
+        "{waited} after {took:?}"
+    );
     let cursor = held["next_cursor"].as_str().unwrap().to_owned();
     env.store
         .put_attempt_entry_late(
