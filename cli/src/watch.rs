@@ -183,13 +183,11 @@ pub async fn watch(w: &WatchTask<'_>) -> Result<Ended> {
             &format!("/api/v1/status/{}/timeline?{position}&wait={wait}", w.task_id),
         )
         .await?;
-        let mut ended = None;
         for entry in page["entries"].as_array().into_iter().flatten() {
             match entry["kind"].as_str() {
                 Some("status") => {
                     view.line(&event_line(entry));
                     view.progress(percent(&entry["progress"]), entry["message"].as_str().unwrap_or(""));
-                    ended = ended.or_else(|| ending(entry["status"].as_str().unwrap_or("")));
                 }
                 Some("delivery") => view.line(&attempt_line(entry)),
                 _ => {}
@@ -197,10 +195,15 @@ pub async fn watch(w: &WatchTask<'_>) -> Result<Ended> {
         }
         current = page["status"].as_str().unwrap_or(&current).to_owned();
         cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if let Some(ended) = ended {
+        if page["has_more"] == true {
+            continue;
+        }
+        // the task as it is after everything shown (a stall the worker came
+        // back from does not end the watch)
+        if let Some(ended) = ending(&current) {
             break ended;
         }
-        if page["has_more"] != true && started.elapsed() >= w.timeout {
+        if started.elapsed() >= w.timeout {
             break Ended::TimedOut;
         }
     };

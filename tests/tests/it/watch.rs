@@ -115,6 +115,30 @@ async fn morag_watch_shows_events_and_webhooks_and_exits_by_how_the_task_ended()
         "{out}"
     );
 
+    // a stall the worker came back from before the watch began does not
+    // end it: the watch follows the task to its end (0)
+    let task_id = submit(&env, &receiver.url(), None).await;
+    env.send_status_events(&[event(&task_id, "s", "started", None, 1)])
+        .await;
+    env.record_all().await;
+    let report = env
+        .watchdog()
+        .run(morag_shared::time::now() + chrono::Duration::hours(2))
+        .await;
+    assert_eq!(report.tasks_stalled, 1, "{report:?}");
+    env.send_status_events(&[event(&task_id, "p", "progress", Some(0.4), 2)])
+        .await;
+    env.record_all().await;
+    let child = watch(&api, &env.key_a, &task_id, 60);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.send_status_events(&[event(&task_id, "c", "completed", None, 3)])
+        .await;
+    env.record_all().await;
+    let (code, out, err) = ended(child).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("#2 stalled") && out.contains("#3 progress  40%"), "{out}");
+    assert!(out.ends_with(&format!("{task_id} completed\n")), "{out}");
+
     // nothing happens within the timeout: 2
     let task_id = submit(&env, &receiver.url(), None).await;
     let (code, out, err) = ended(watch(&api, &env.key_a, &task_id, 1)).await;
