@@ -375,11 +375,11 @@ impl Sender {
             attempt_no,
             attempt: attempt.clone(),
         };
-        let keep = chrono::Duration::from_std(self.settings.history_ttl).unwrap_or(chrono::Duration::days(7));
+        let expires_at = attempt.at + morag_shared::time::span(self.settings.history_ttl);
         let appended = self
             .ports
             .deliveries
-            .append_attempt_entry(&delivery.task_id, &entry, attempt.at + keep)
+            .append_attempt_entry(&delivery.task_id, &entry, expires_at)
             .await;
         if let Err(e) = appended {
             tracing::warn!(error = %e, "attempt recorded, but not on the task's timeline");

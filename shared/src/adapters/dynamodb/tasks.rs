@@ -362,6 +362,13 @@ impl DynamoStore {
     }
 }
 
+/// A history item as its entry (the history and the timeline).
+fn history_entry(item: Item) -> Result<HistoryEntry, StoreError> {
+    from_item::<HistoryItem>(item, "history item")
+        .and_then(HistoryItem::into_recent)
+        .map(|r| r.entry)
+}
+
 #[async_trait]
 impl TaskStore for DynamoStore {
     async fn create_task(&self, task: &Task, idem: Option<&IdempotencyRecord>) -> Result<CreateOutcome, StoreError> {
@@ -495,24 +502,12 @@ impl TaskStore for DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(task_pk(task_id)))
             .expression_attribute_values(":prefix", s("EVENT#"));
-        self.newest_first(query, limit, start, |i| {
-            from_item::<HistoryItem>(i, "history item")
-                .and_then(HistoryItem::into_recent)
-                .map(|r| r.entry)
-        })
-        .await
+        self.newest_first(query, limit, start, history_entry).await
     }
 
     async fn events_after(&self, task_id: &TaskId, after: u64, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         let items = self.ascending(task_id, "EVENT#", history_sk(after + 1), limit).await?;
-        items
-            .into_iter()
-            .map(|i| {
-                from_item::<HistoryItem>(i, "history item")
-                    .and_then(HistoryItem::into_recent)
-                    .map(|r| r.entry)
-            })
-            .collect()
+        items.into_iter().map(history_entry).collect()
     }
 
     /// One GSI1 query per hour bucket, newest first, stopping at the limit;

@@ -163,12 +163,8 @@ impl Stack {
 
 /// The timeline request for `task`, after `after`, waiting up to 20 s.
 fn timeline_event(key: &str, task: &TaskId) -> Result<String> {
-    let mut event: serde_json::Value = serde_json::from_str(include_str!("../../../../events/status-timeline.json"))?;
-    let path = format!("/api/v1/status/{task}/timeline");
-    event["headers"]["authorization"] = format!("Bearer {key}").into();
-    event["rawPath"] = path.clone().into();
-    event["requestContext"]["http"]["path"] = path.into();
-    event["pathParameters"]["task_id"] = task.to_string().into();
+    let fixture = include_str!("../../../../events/status-timeline.json");
+    let mut event = super::task_route_event(fixture, key, &task.to_string(), "/timeline")?;
     event["rawQueryString"] = "after=0&wait=20".into();
     event["queryStringParameters"] = serde_json::json!({"after": "0", "wait": "20"});
     Ok(event.to_string())

@@ -50,13 +50,20 @@ pub(crate) fn release_binary(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn status_event(key: &str, task_id: &str) -> Result<String> {
-    let mut event: Value = serde_json::from_str(include_str!("../../../../events/status-get.json"))?;
+/// An `events/` API Gateway fixture for `task_id` with `key`: its path
+/// (`suffix` after the task) and path parameter rewritten.
+pub(crate) fn task_route_event(fixture: &str, key: &str, task_id: &str, suffix: &str) -> Result<Value> {
+    let mut event: Value = serde_json::from_str(fixture)?;
     event["headers"]["authorization"] = Value::String(format!("Bearer {key}"));
-    event["rawPath"] = Value::String(format!("/api/v1/status/{task_id}"));
+    event["rawPath"] = Value::String(format!("/api/v1/status/{task_id}{suffix}"));
     event["requestContext"]["http"]["path"] = event["rawPath"].clone();
     event["pathParameters"]["task_id"] = Value::String(task_id.to_owned());
-    Ok(event.to_string())
+    Ok(event)
+}
+
+fn status_event(key: &str, task_id: &str) -> Result<String> {
+    let fixture = include_str!("../../../../events/status-get.json");
+    Ok(task_route_event(fixture, key, task_id, "")?.to_string())
 }
 
 fn check(name: &str, ok: bool) -> String {
