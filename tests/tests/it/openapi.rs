@@ -26,6 +26,45 @@ fn the_committed_document_is_what_the_code_declares() {
     );
     // and what the status function serves is that file
     assert_eq!(morag_status::OPENAPI_DOCUMENT, committed());
+    // and the README's command prints it
+    let out = std::process::Command::new(morag_tests::debug_binary("morag"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8(out.stdout).unwrap() == committed());
+}
+
+/// Every link names an operation of the document (`operationId`, as
+/// OpenAPI spells it) and only parameters that operation takes.
+#[test]
+fn the_documents_links_lead_to_its_operations() {
+    let doc: Value = serde_json::from_str(&committed()).unwrap();
+    let mut operations = std::collections::BTreeMap::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let params: BTreeSet<String> = op["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+            operations.insert(op["operationId"].as_str().unwrap().to_owned(), params);
+        }
+    }
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for response in op["responses"].as_object().unwrap().values() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: {link}"));
+                    let params = &operations[target];
+                    for param in link["parameters"].as_object().unwrap().keys() {
+                        assert!(params.contains(param), "{name}: {target} takes no {param}");
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(links, 18, "the links of add_links");
 }
 
 #[test]
