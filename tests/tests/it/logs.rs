@@ -78,3 +78,45 @@ async fn request_logs_carry_tenant_and_task_id_and_no_secrets() {
         assert!(!logs.contains(secret), "{secret} leaked into logs:\n{logs}");
     }
 }
+
+/// The timeline's long-poll reads as docs/ARCHITECTURE.md counts (the
+/// timeline): a wait of S seconds with nothing new polls at most 2 + 2S
+/// times (two Queries each), and its log says how long it waited.
+#[tokio::test]
+async fn an_idle_long_poll_polls_at_most_2_plus_2s_times() {
+    let env = spawn_env().await;
+    let res = call(
+        &env.ingest,
+        crate::url_request(
+            &env.key_a,
+            &serde_json::json!({"source_type": "web", "url": "https://example.com/"}),
+        ),
+    )
+    .await;
+    let task_id = res.body["task_id"].as_str().unwrap().to_owned();
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let waited = env
+        .get(&env.key_a, &format!("/api/v1/status/{task_id}/timeline?wait=2"))
+        .await;
+    drop(_guard);
+    assert_eq!(waited.status, StatusCode::OK);
+    assert!(waited.body["entries"].as_array().unwrap().is_empty());
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let answered: serde_json::Value = logs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["message"] == "timeline answered")
+        .unwrap_or_else(|| panic!("{logs}"));
+    let polls = answered["polls"].as_u64().unwrap();
+    assert!((2..=6).contains(&polls), "{answered}");
+    assert_eq!(answered["wait_s"], 2);
+    assert!(answered["waited_ms"].as_u64().unwrap() >= 2000, "{answered}");
+}
