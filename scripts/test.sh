@@ -8,6 +8,14 @@ cd "$ROOT"
 ensure_venv
 mkdir -p target
 
+# One feature set and no incremental caches: a clean clone's build takes
+# 3 min 22 s and 2.0 GB instead of 4 min 55 s and 3.6 GB (measured in a fresh
+# clone on 2 cores). `cargo build --bins` alone resolved the SDK crates with
+# other features than the tests do, so they were compiled twice; the
+# incremental caches only help a second build of the same crates. CI failed
+# once with the linker killed by SIGBUS on a full disk.
+export CARGO_INCREMENTAL=0
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -23,8 +31,8 @@ echo "==> aws-sam-translator + cfn-lint on the translated template"
 "$VENV/bin/python" scripts/sam_translate.py template.yaml target/template.translated.json
 "$VENV/bin/cfn-lint" target/template.translated.json
 
-echo "==> cargo build (function binaries, run by the tests through the Runtime API emulator)"
-cargo build --workspace --bins --quiet
+echo "==> cargo build (function binaries, run by the tests through the Runtime API emulator, and the tests)"
+cargo build --workspace --all-targets --quiet
 
 start_moto target/moto-test.log
 trap stop_moto EXIT
