@@ -42,7 +42,11 @@ pub use submit::{submit, SubmitError, Submitted, IDEMPOTENCY_WINDOW_HOURS};
 
 /// The ingest function's part of the OpenAPI document (`docs/openapi.json`).
 #[derive(OpenApi)]
-#[openapi(paths(ingest_file, ingest_url, ingest_upload, create_upload))]
+#[openapi(
+    paths(ingest_file, ingest_url, ingest_upload, create_upload),
+    // referenced by `AcceptedResponse`, which does not collect it
+    components(schemas(schema::Accepted))
+)]
 pub struct ApiDoc;
 
 /// The function's routes; `lambda_http::run` serves it on Lambda and the
@@ -70,14 +74,10 @@ pub fn router(state: Arc<Ingest>) -> Router {
     path = "/api/v1/ingest/file",
     operation_id = "ingest_file",
     tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(schema::IdempotencyKeyHeader),
     request_body(content = schema::FileSubmission, content_type = "multipart/form-data"),
     responses(
-        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
-            headers(
-                ("Location" = String, description = "The task's status URL"),
-                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
-            )),
+        schema::AcceptedResponse,
         (status = 400, description = "`invalid_idempotency_key` or `invalid_multipart`", body = ErrorBody),
         (status = 409, description = "`request_in_progress`: a request with the same `Idempotency-Key` is still being handled (retry after `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`file_too_large`: over the direct-upload limit (use `/api/v1/uploads`)", body = ErrorBody),
@@ -109,14 +109,10 @@ async fn ingest_file(
     path = "/api/v1/ingest/url",
     operation_id = "ingest_url",
     tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(schema::IdempotencyKeyHeader),
     request_body = schema::UrlSubmission,
     responses(
-        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
-            headers(
-                ("Location" = String, description = "The task's status URL"),
-                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
-            )),
+        schema::AcceptedResponse,
         (status = 400, description = "`invalid_idempotency_key` or `invalid_json`", body = ErrorBody),
         (status = 409, description = "`request_in_progress`: a request with the same `Idempotency-Key` is still being handled (retry after `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
@@ -138,14 +134,10 @@ async fn ingest_url(
     path = "/api/v1/ingest/upload",
     operation_id = "ingest_upload",
     tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
+    params(schema::IdempotencyKeyHeader),
     request_body = schema::UploadSubmission,
     responses(
-        (status = 202, description = "The task was created, or found by its `Idempotency-Key`", body = schema::Accepted,
-            headers(
-                ("Location" = String, description = "The task's status URL"),
-                ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
-            )),
+        schema::AcceptedResponse,
         (status = 400, description = "`invalid_idempotency_key` or `invalid_json`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such upload of the caller's tenant", body = ErrorBody),
         (status = 409, description = "`upload_already_used` (by another task), `upload_incomplete` (not PUT yet) or `request_in_progress`", body = ErrorBody),

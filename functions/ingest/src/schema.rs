@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use morag_shared::domain::{SourceType, TaskId, TaskStatus, UploadId};
 
@@ -21,6 +21,29 @@ pub struct Accepted {
     /// Where to read its status (absolute when the request named its host).
     pub status_url: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// The `202` of the three ingest routes, with its headers.
+#[derive(IntoResponses)]
+#[response(
+    status = 202,
+    description = "The task was created, or found by its `Idempotency-Key`",
+    headers(
+        ("Location" = String, description = "The task's status URL"),
+        ("Idempotent-Replayed" = Option<String>, description = "`true` when an earlier request with the same key made the task"),
+    )
+)]
+#[allow(dead_code)]
+pub struct AcceptedResponse(Accepted);
+
+/// The header the three ingest routes take (read by `idempotency_key`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// Repeats within 24 h with the same key and content answer the first task (`Idempotent-Replayed: true`); 1–255 visible ASCII characters
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `201`: a presigned PUT for the file.

@@ -67,6 +67,34 @@ fn the_documents_links_lead_to_its_operations() {
     assert_eq!(links, 18, "the links of add_links");
 }
 
+/// Every `$ref` names a schema of the document's components (a response
+/// type may refer to a schema without collecting it).
+#[test]
+fn every_reference_resolves() {
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let doc: Value = serde_json::from_str(&committed()).unwrap();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 100, "{} references", found.len());
+    for r in found {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}: not a schema reference"));
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+    }
+}
+
 #[test]
 fn the_document_describes_every_route_with_its_errors() {
     let doc: Value = serde_json::from_str(&committed()).unwrap();
