@@ -12,10 +12,10 @@ use crate::domain::delivery::Schemes;
 use crate::domain::endpoint::HealthChange;
 use crate::domain::watch::Watched;
 use crate::domain::{
-    ApiKeyRecord, ApplyOutcome, Attempt, AttemptEntry, Blob, CreateOutcome, Credential, Delivery, DeliveryId,
-    DeliveryMessage, DeliveryState, Endpoint, EndpointId, HistoryEntry, IdempotencyRecord, JobMessage, KeyHash,
-    ObjectInfo, Page, PageKey, PresignedPut, RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus, TenantId,
-    TenantSecrets, Upload, UploadId,
+    ApiKeyRecord, ApplyOutcome, Attempt, AttemptEntry, AttemptRecord, Blob, CreateOutcome, Credential, Delivery,
+    DeliveryId, DeliveryMessage, DeliveryState, Endpoint, EndpointId, HistoryEntry, IdempotencyRecord, JobMessage,
+    KeyHash, ObjectInfo, Page, PageKey, PresignedPut, RecentEvent, Retention, StatusEvent, Task, TaskId, TaskStatus,
+    TenantId, TenantSecrets, Upload, UploadId,
 };
 use crate::error::StoreError;
 
@@ -243,13 +243,12 @@ pub trait DeliveryStore: Send + Sync {
         state: DeliveryState,
         next_attempt: Option<DateTime<Utc>>,
     ) -> Result<bool, StoreError>;
-    /// Takes the task's next attempt number and writes `entry` under it
-    /// (its `n` and `recorded_at` are set here), kept until `expires_at`.
-    /// Returns the number.
+    /// Takes the task's next attempt number and writes `record` under it,
+    /// kept until `expires_at`. Returns the number.
     async fn append_attempt_entry(
         &self,
         task_id: &TaskId,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         expires_at: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
     /// The task's attempt entries numbered after `after`, ascending, at most

@@ -140,11 +140,12 @@ impl From<HistoryEntry> for TimelineEntry {
 }
 
 impl From<AttemptEntry> for TimelineEntry {
-    fn from(e: AttemptEntry) -> Self {
+    fn from(entry: AttemptEntry) -> Self {
+        let e = entry.record;
         Self::Delivery {
             seq: e.sequence,
             at: e.attempt.at,
-            attempt_seq: e.n,
+            attempt_seq: entry.n,
             delivery_id: e.delivery_id,
             event_type: e.event_type,
             endpoint_id: e.endpoint_id,
@@ -194,7 +195,7 @@ async fn read(st: &Status, at: TimelineCursor, limit: usize) -> Result<Read, Api
     entries.extend(
         attempts
             .into_iter()
-            .filter(|a| a.sequence > at.floor)
+            .filter(|a| a.record.sequence > at.floor)
             .map(TimelineEntry::from),
     );
     entries.sort_by_key(TimelineEntry::order);

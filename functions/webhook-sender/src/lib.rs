@@ -40,7 +40,7 @@ use morag_shared::domain::delivery::{overtaken_by, parse_retry_after, RetrySched
 use morag_shared::domain::endpoint::{Breaker, HealthChange};
 use morag_shared::domain::{fanout, Endpoint};
 use morag_shared::domain::{
-    Attempt, AttemptEntry, AttemptError, AttemptOutcome, Delivery, DeliveryMessage, DeliveryState, SendSlot, TenantId,
+    Attempt, AttemptError, AttemptOutcome, AttemptRecord, Delivery, DeliveryMessage, DeliveryState, SendSlot, TenantId,
     WebhookEvent,
 };
 use morag_shared::error::StoreError;
@@ -364,9 +364,7 @@ impl Sender {
     /// fails: the delivery's own attempt log (recorded just before) has it;
     /// the timeline's readers step over a number taken but never written.
     async fn add_to_timeline(&self, delivery: &Delivery, attempt: &Attempt, state: DeliveryState, attempt_no: u32) {
-        let entry = AttemptEntry {
-            n: 0,
-            recorded_at: attempt.at,
+        let record = AttemptRecord {
             delivery_id: delivery.delivery_id.clone(),
             event_type: delivery.event_type,
             sequence: delivery.sequence,
@@ -379,7 +377,7 @@ impl Sender {
         let appended = self
             .ports
             .deliveries
-            .append_attempt_entry(&delivery.task_id, &entry, expires_at)
+            .append_attempt_entry(&delivery.task_id, &record, expires_at)
             .await;
         if let Err(e) = appended {
             tracing::warn!(error = %e, "attempt recorded, but not on the task's timeline");

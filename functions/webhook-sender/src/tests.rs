@@ -582,7 +582,15 @@ async fn each_recorded_attempt_is_on_its_tasks_timeline() {
     let (_, after) = f.deliver(after, 3).await;
     let got: Vec<(u64, DeliveryState, u32, u64, bool)> = entries(&d.task_id)
         .iter()
-        .map(|e| (e.n, e.state, e.attempt_no, e.sequence, e.attempt.error.is_some()))
+        .map(|e| {
+            (
+                e.n,
+                e.record.state,
+                e.record.attempt_no,
+                e.record.sequence,
+                e.record.attempt.error.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -591,7 +599,9 @@ async fn each_recorded_attempt_is_on_its_tasks_timeline() {
             (2, DeliveryState::Dead, 3, 1, true)
         ]
     );
-    assert!(entries(&d.task_id).iter().all(|e| e.delivery_id == d.delivery_id));
+    assert!(entries(&d.task_id)
+        .iter()
+        .all(|e| e.record.delivery_id == d.delivery_id));
     // a finished delivery's message: no attempt, no entry
     f.deliver(after, 4).await;
     assert_eq!(entries(&d.task_id).len(), 2);

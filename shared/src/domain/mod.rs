@@ -35,5 +35,5 @@ pub use keys::{ApiKeyRecord, Credential, KeyHash, Rotating, TenantSecrets};
 pub use lifecycle::{decide, decide_linked, ApplyOutcome, Decision, HistoryEntry, Ignored, RecentEvent, Retention};
 pub use page::{Page, PageKey};
 pub use task::{JobMessage, Source, SourceType, Task, TaskStatus, Timeouts};
-pub use timeline::AttemptEntry;
+pub use timeline::{AttemptEntry, AttemptRecord};
 pub use upload::{Blob, ObjectInfo, PresignedPut, Upload, UploadId};

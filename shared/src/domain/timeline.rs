@@ -22,13 +22,20 @@ use super::{Attempt, DeliveryId, DeliveryState, EndpointId, WebhookEvent};
 /// SDK's timeouts and retries end well within this.
 pub const GAP_GIVE_UP: Duration = Duration::seconds(60);
 
-/// One webhook attempt as the timeline keeps it.
+/// One webhook attempt on the timeline: what its sender recorded, under the
+/// number the store gave it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptEntry {
     /// Its number among the task's attempts (1, 2, ...), taken by the sender.
     pub n: u64,
     /// When the number was taken (every lower number was taken before it).
     pub recorded_at: DateTime<Utc>,
+    pub record: AttemptRecord,
+}
+
+/// What a sender adds to its task's timeline after an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
     pub delivery_id: DeliveryId,
     pub event_type: WebhookEvent,
     /// The delivered webhook's `data.sequence`.
@@ -77,19 +84,21 @@ mod tests {
         AttemptEntry {
             n,
             recorded_at,
-            delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskStarted, "once"),
-            event_type: WebhookEvent::TaskStarted,
-            sequence: 1,
-            endpoint_id: None,
-            state: DeliveryState::Succeeded,
-            attempt_no: 1,
-            attempt: Attempt {
-                at: recorded_at,
-                status_code: Some(200),
-                error: None,
-                latency_ms: 3,
-                excerpt: None,
-                cycle: Some(0),
+            record: AttemptRecord {
+                delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskStarted, "once"),
+                event_type: WebhookEvent::TaskStarted,
+                sequence: 1,
+                endpoint_id: None,
+                state: DeliveryState::Succeeded,
+                attempt_no: 1,
+                attempt: Attempt {
+                    at: recorded_at,
+                    status_code: Some(200),
+                    error: None,
+                    latency_ms: 3,
+                    excerpt: None,
+                    cycle: Some(0),
+                },
             },
         }
     }

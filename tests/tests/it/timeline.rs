@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use morag_shared::domain::{Attempt, AttemptEntry, DeliveryId, DeliveryState, TaskId, WebhookEvent};
+use morag_shared::domain::{Attempt, AttemptRecord, DeliveryId, DeliveryState, TaskId, WebhookEvent};
 use morag_tests::receiver::{Reply, TestReceiver};
 use morag_tests::{call, TestEnv};
 
@@ -187,11 +187,9 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
     }
 }
 
-fn attempt_entry(delivery: &str) -> AttemptEntry {
+fn attempt_record(delivery: &str) -> AttemptRecord {
     let now = morag_shared::time::now();
-    AttemptEntry {
-        n: 0,
-        recorded_at: now,
+    AttemptRecord {
         delivery_id: delivery.parse().unwrap(),
         event_type: WebhookEvent::TaskStarted,
         sequence: 1,
@@ -226,7 +224,7 @@ async fn a_missing_attempt_number_holds_the_cursor_until_its_entry_comes() {
         let later = morag_shared::time::now() + chrono::Duration::days(1);
         let n = env
             .store
-            .append_attempt_entry(&task_id, &attempt_entry(second.as_str()), later)
+            .append_attempt_entry(&task_id, &attempt_record(second.as_str()), later)
             .await
             .unwrap();
         assert_eq!(n, 2);
@@ -247,7 +245,7 @@ async fn a_missing_attempt_number_holds_the_cursor_until_its_entry_comes() {
         .put_attempt_entry_late(
             &task_id,
             slow,
-            &attempt_entry(first.as_str()),
+            &attempt_record(first.as_str()),
             morag_shared::time::now() + chrono::Duration::days(1),
         )
         .await

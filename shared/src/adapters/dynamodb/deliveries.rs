@@ -13,7 +13,8 @@ use super::{from_item, n, s, settle, task_pk, to_item, Condition, DynamoStore, I
 use crate::domain::delivery::MAX_KEPT_ATTEMPTS;
 use crate::domain::watch;
 use crate::domain::{
-    Attempt, AttemptEntry, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId, WebhookEvent,
+    Attempt, AttemptEntry, AttemptRecord, Delivery, DeliveryId, DeliveryState, EndpointId, TaskId, TenantId,
+    WebhookEvent,
 };
 use crate::error::StoreError;
 use crate::ports::DeliveryStore;
@@ -369,10 +370,10 @@ impl DeliveryStore for DynamoStore {
     async fn append_attempt_entry(
         &self,
         task_id: &TaskId,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         expires_at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.append_attempt(task_id, entry, expires_at).await
+        self.append_attempt(task_id, record, expires_at).await
     }
 
     async fn attempt_entries(

@@ -9,7 +9,7 @@ use super::tasks::HistoryItem;
 use super::{to_item, unavailable, DynamoStore};
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ApplyOutcome, AttemptEntry, Delivery, HistoryEntry, Retention, Task, TaskId};
+use crate::domain::{ApplyOutcome, AttemptRecord, Delivery, HistoryEntry, Retention, Task, TaskId};
 use crate::error::StoreError;
 
 impl DynamoStore {
@@ -66,14 +66,14 @@ impl DynamoStore {
             .await
     }
 
-    /// The second step, late: `entry` under a number taken before.
+    /// The second step, late: `record` under a number taken before.
     pub async fn put_attempt_entry_late(
         &self,
         task_id: &TaskId,
         number: u64,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.put_attempt_entry(task_id, number, entry, expires_at).await
+        self.put_attempt_entry(task_id, number, record, expires_at).await
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{from_item, n, s, task_pk, to_item, unavailable, DynamoStore, Item};
-use crate::domain::{AttemptEntry, TaskId};
+use crate::domain::{AttemptEntry, AttemptRecord, TaskId};
 use crate::error::StoreError;
 
 /// The attempt counter's sort key.
@@ -35,11 +35,11 @@ impl DynamoStore {
     pub(super) async fn append_attempt(
         &self,
         task_id: &TaskId,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         expires_at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let number = self.take_attempt_number(task_id, expires_at).await?;
-        self.put_attempt_entry(task_id, number, entry, expires_at).await?;
+        self.put_attempt_entry(task_id, number, record, expires_at).await?;
         Ok(number)
     }
 
@@ -74,12 +74,12 @@ impl DynamoStore {
             })
     }
 
-    /// `entry` under `number`, recorded now (after the number was taken).
+    /// `record` under `number`, recorded now (after the number was taken).
     pub(super) async fn put_attempt_entry(
         &self,
         task_id: &TaskId,
         number: u64,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let item = AttemptItem {
@@ -88,7 +88,7 @@ impl DynamoStore {
             entry: AttemptEntry {
                 n: number,
                 recorded_at: crate::time::now(),
-                ..entry.clone()
+                record: record.clone(),
             },
             expires_at: expires_at.timestamp(),
         };

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::lifecycle::HISTORY_LIMIT;
 use crate::domain::{
-    ApplyOutcome, Attempt, AttemptEntry, CreateOutcome, Delivery, DeliveryId, DeliveryState, Endpoint, HistoryEntry,
-    IdempotencyRecord, Page, PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload, UploadId,
+    ApplyOutcome, Attempt, AttemptEntry, AttemptRecord, CreateOutcome, Delivery, DeliveryId, DeliveryState, Endpoint,
+    HistoryEntry, IdempotencyRecord, Page, PageKey, RecentEvent, Retention, Task, TaskId, TaskStatus, TenantId, Upload,
+    UploadId,
 };
 use crate::error::StoreError;
 use crate::ports::{DeliveryStore, TaskStore, UploadStore};
@@ -372,7 +373,7 @@ impl DeliveryStore for MemoryTaskStore {
     async fn append_attempt_entry(
         &self,
         task_id: &TaskId,
-        entry: &AttemptEntry,
+        record: &AttemptRecord,
         _expires_at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         down(&self.fail, "memory", "append_attempt_entry")?;
@@ -382,7 +383,7 @@ impl DeliveryStore for MemoryTaskStore {
         entries.push(AttemptEntry {
             n,
             recorded_at: crate::time::now(),
-            ..entry.clone()
+            record: record.clone(),
         });
         Ok(n)
     }
