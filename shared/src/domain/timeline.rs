@@ -50,6 +50,30 @@ pub struct AttemptRecord {
     pub attempt: Attempt,
 }
 
+#[cfg(any(test, feature = "test-support"))]
+impl AttemptRecord {
+    /// For tests: the first attempt of a `task.started` webhook (sequence
+    /// 1), answered 200 at `at`.
+    pub fn answered_200(delivery_id: DeliveryId, at: DateTime<Utc>) -> Self {
+        Self {
+            delivery_id,
+            event_type: WebhookEvent::TaskStarted,
+            sequence: 1,
+            endpoint_id: None,
+            state: DeliveryState::Succeeded,
+            attempt_no: 1,
+            attempt: Attempt {
+                at,
+                status_code: Some(200),
+                error: None,
+                latency_ms: 1,
+                excerpt: None,
+                cycle: Some(0),
+            },
+        }
+    }
+}
+
 /// The entries of `fetched` (ascending by `n`, all after `after`) a reader
 /// may return now: up to the first gap in the numbering, stepping over a
 /// gap only when the entry after it was recorded more than
@@ -84,22 +108,10 @@ mod tests {
         AttemptEntry {
             n,
             recorded_at,
-            record: AttemptRecord {
-                delivery_id: DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskStarted, "once"),
-                event_type: WebhookEvent::TaskStarted,
-                sequence: 1,
-                endpoint_id: None,
-                state: DeliveryState::Succeeded,
-                attempt_no: 1,
-                attempt: Attempt {
-                    at: recorded_at,
-                    status_code: Some(200),
-                    error: None,
-                    latency_ms: 3,
-                    excerpt: None,
-                    cycle: Some(0),
-                },
-            },
+            record: AttemptRecord::answered_200(
+                DeliveryId::derive(&TaskId::new(), WebhookEvent::TaskStarted, "once"),
+                recorded_at,
+            ),
         }
     }
 

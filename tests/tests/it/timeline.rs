@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use morag_shared::domain::{Attempt, AttemptRecord, DeliveryId, DeliveryState, TaskId, WebhookEvent};
+use morag_shared::domain::{AttemptRecord, DeliveryId, TaskId, WebhookEvent};
 use morag_tests::receiver::{Reply, TestReceiver};
 use morag_tests::{call, TestEnv};
 
@@ -188,23 +188,7 @@ async fn the_timeline_orders_events_and_attempts_and_its_cursors_miss_none() {
 }
 
 fn attempt_record(delivery: &str) -> AttemptRecord {
-    let now = morag_shared::time::now();
-    AttemptRecord {
-        delivery_id: delivery.parse().unwrap(),
-        event_type: WebhookEvent::TaskStarted,
-        sequence: 1,
-        endpoint_id: None,
-        state: DeliveryState::Succeeded,
-        attempt_no: 1,
-        attempt: Attempt {
-            at: now,
-            status_code: Some(200),
-            error: None,
-            latency_ms: 1,
-            excerpt: None,
-            cycle: Some(0),
-        },
-    }
+    AttemptRecord::answered_200(delivery.parse().unwrap(), morag_shared::time::now())
 }
 
 /// A sender that took a number and has not written its entry yet holds
