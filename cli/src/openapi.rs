@@ -95,7 +95,8 @@ fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
 type LinkPlan<'a> = (&'a str, &'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
 
 /// Where an answer's ids lead (OpenAPI links): a new task to its reads, a
-/// new endpoint to its routes, a task's deliveries to a redelivery.
+/// new endpoint to its routes, a task's deliveries to a redelivery, a new
+/// upload to its submission.
 fn add_links(doc: &mut OpenApi) {
     let task_reads = ["get_status", "get_history", "get_timeline", "list_task_deliveries"];
     let endpoint_routes = [
@@ -141,6 +142,17 @@ fn add_links(doc: &mut OpenApi) {
         ),
     ];
     for op in operations_mut(doc) {
+        // a new upload to the submission that names it (in the body)
+        if op.operation_id.as_deref() == Some("create_upload") {
+            if let Some(RefOr::T(response)) = op.responses.responses.get_mut("201") {
+                let link = LinkBuilder::new()
+                    .operation_id("ingest_upload")
+                    .request_body(Some(serde_json::json!({ "upload_id": "$response.body#/upload_id" })));
+                response
+                    .links
+                    .insert("ingest_upload".to_owned(), RefOr::T(link.build()));
+            }
+        }
         let Some((_, status, targets, params)) =
             plan.iter().find(|(from, ..)| op.operation_id.as_deref() == Some(*from))
         else {

@@ -49,22 +49,48 @@ fn the_documents_links_lead_to_its_operations() {
             operations.insert(op["operationId"].as_str().unwrap().to_owned(), params);
         }
     }
-    let mut links = 0;
+    let mut op_bodies = std::collections::BTreeMap::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let schema = match schema["$ref"].as_str() {
+                Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+                None => schema,
+            };
+            op_bodies.insert(op["operationId"].as_str().unwrap().to_owned(), schema.clone());
+        }
+    }
+    let (mut links, mut body_links) = (0, 0);
     for item in doc["paths"].as_object().unwrap().values() {
         for op in item.as_object().unwrap().values() {
             for response in op["responses"].as_object().unwrap().values() {
                 for (name, link) in response["links"].as_object().into_iter().flatten() {
                     let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{name}: {link}"));
                     let params = &operations[target];
-                    for param in link["parameters"].as_object().unwrap().keys() {
+                    for param in link["parameters"].as_object().into_iter().flatten().map(|(k, _)| k) {
                         assert!(params.contains(param), "{name}: {target} takes no {param}");
+                    }
+                    if let Some(body) = link.get("requestBody") {
+                        // fields of the target's body, from the answer
+                        let schema = &op_bodies[target];
+                        for (field, value) in body.as_object().unwrap() {
+                            assert!(
+                                schema["properties"].get(field).is_some(),
+                                "{name}: {target}'s body has no {field}"
+                            );
+                            assert!(
+                                value.as_str().unwrap().starts_with("$response.body#/"),
+                                "{name}: {value}"
+                            );
+                        }
+                        body_links += 1;
                     }
                     links += 1;
                 }
             }
         }
     }
-    assert_eq!(links, 18, "the links of add_links");
+    assert_eq!((links, body_links), (19, 1), "the links of add_links");
 }
 
 /// Every `$ref` names a schema of the document's components (a response
