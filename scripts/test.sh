@@ -15,6 +15,12 @@ mkdir -p target
 # incremental caches only help a second build of the same crates. CI failed
 # once with the linker killed by SIGBUS on a full disk.
 export CARGO_INCREMENTAL=0
+# Say so up front when the disk is short, rather than leave a linker's
+# SIGBUS to explain it.
+free_kb="$(df -Pk target | awk 'NR == 2 { print $4 }')"
+if [ "${free_kb:-0}" -lt $((3 * 1024 * 1024)) ]; then
+    echo "warning: $((free_kb / 1024)) MB free where target/ is; a clean build needs about 2.2 GB" >&2
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
