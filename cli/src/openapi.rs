@@ -90,81 +90,86 @@ fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
     })
 }
 
-/// From an operation's answer (its id and status) to operations, with the
-/// parameters taken from the answer.
-type LinkPlan<'a> = (&'a str, &'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+/// Where a value taken from an answer goes in a linked operation.
+enum Slot {
+    /// A parameter (path or query) of that name.
+    Param(&'static str),
+    /// A field of that name in its JSON body.
+    Body(&'static str),
+}
+
+/// From the answers (this status) of some operations to other operations,
+/// with values taken from the answer.
+struct LinkPlan {
+    from: &'static [&'static str],
+    status: &'static str,
+    to: &'static [&'static str],
+    values: &'static [(Slot, &'static str)],
+}
 
 /// Where an answer's ids lead (OpenAPI links): a new task to its reads, a
 /// new endpoint to its routes, a task's deliveries to a redelivery, a new
 /// upload to its submission.
+const LINKS: [LinkPlan; 4] = [
+    LinkPlan {
+        from: &["ingest_file", "ingest_url", "ingest_upload"],
+        status: "202",
+        to: &["get_status", "get_history", "get_timeline", "list_task_deliveries"],
+        values: &[(Slot::Param("task_id"), "$response.body#/task_id")],
+    },
+    LinkPlan {
+        from: &["create_endpoint"],
+        status: "201",
+        to: &[
+            "get_endpoint",
+            "update_endpoint",
+            "delete_endpoint",
+            "list_endpoint_deliveries",
+            "recover_endpoint",
+        ],
+        values: &[(Slot::Param("endpoint_id"), "$response.body#/endpoint_id")],
+    },
+    LinkPlan {
+        from: &["list_task_deliveries"],
+        status: "200",
+        to: &["redeliver"],
+        values: &[
+            (Slot::Param("task_id"), "$response.body#/task_id"),
+            (Slot::Param("delivery_id"), "$response.body#/deliveries/0/delivery_id"),
+        ],
+    },
+    LinkPlan {
+        from: &["create_upload"],
+        status: "201",
+        to: &["ingest_upload"],
+        values: &[(Slot::Body("upload_id"), "$response.body#/upload_id")],
+    },
+];
+
 fn add_links(doc: &mut OpenApi) {
-    let task_reads = ["get_status", "get_history", "get_timeline", "list_task_deliveries"];
-    let endpoint_routes = [
-        "get_endpoint",
-        "update_endpoint",
-        "delete_endpoint",
-        "list_endpoint_deliveries",
-        "recover_endpoint",
-    ];
-    let plan: [LinkPlan; 5] = [
-        (
-            "ingest_file",
-            "202",
-            &task_reads,
-            &[("task_id", "$response.body#/task_id")],
-        ),
-        (
-            "ingest_url",
-            "202",
-            &task_reads,
-            &[("task_id", "$response.body#/task_id")],
-        ),
-        (
-            "ingest_upload",
-            "202",
-            &task_reads,
-            &[("task_id", "$response.body#/task_id")],
-        ),
-        (
-            "create_endpoint",
-            "201",
-            &endpoint_routes,
-            &[("endpoint_id", "$response.body#/endpoint_id")],
-        ),
-        (
-            "list_task_deliveries",
-            "200",
-            &["redeliver"],
-            &[
-                ("task_id", "$response.body#/task_id"),
-                ("delivery_id", "$response.body#/deliveries/0/delivery_id"),
-            ],
-        ),
-    ];
     for op in operations_mut(doc) {
-        // a new upload to the submission that names it (in the body)
-        if op.operation_id.as_deref() == Some("create_upload") {
-            if let Some(RefOr::T(response)) = op.responses.responses.get_mut("201") {
-                let link = LinkBuilder::new()
-                    .operation_id("ingest_upload")
-                    .request_body(Some(serde_json::json!({ "upload_id": "$response.body#/upload_id" })));
-                response
-                    .links
-                    .insert("ingest_upload".to_owned(), RefOr::T(link.build()));
-            }
-        }
-        let Some((_, status, targets, params)) =
-            plan.iter().find(|(from, ..)| op.operation_id.as_deref() == Some(*from))
-        else {
+        let Some(id) = op.operation_id.as_deref() else {
             continue;
         };
-        let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
+        let Some(plan) = LINKS.iter().find(|plan| plan.from.contains(&id)) else {
             continue;
         };
-        for target in targets.iter() {
+        let Some(RefOr::T(response)) = op.responses.responses.get_mut(plan.status) else {
+            continue;
+        };
+        for target in plan.to {
             let mut link = LinkBuilder::new().operation_id(*target);
-            for (name, value) in params.iter() {
-                link = link.parameter(*name, *value);
+            let mut body = serde_json::Map::new();
+            for (slot, value) in plan.values {
+                match slot {
+                    Slot::Param(name) => link = link.parameter(*name, *value),
+                    Slot::Body(field) => {
+                        body.insert((*field).to_owned(), (*value).into());
+                    }
+                }
+            }
+            if !body.is_empty() {
+                link = link.request_body(Some(body));
             }
             response.links.insert((*target).to_owned(), RefOr::T(link.build()));
         }
