@@ -82,7 +82,7 @@ pub fn router(state: Arc<Ingest>) -> Router {
         (status = 409, description = "`request_in_progress`: a request with the same `Idempotency-Key` is still being handled (retry after `Retry-After`)", body = ErrorBody),
         (status = 413, description = "`file_too_large`: over the direct-upload limit (use `/api/v1/uploads`)", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not multipart/form-data", body = ErrorBody),
-        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_url`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody),
     )
 )]
 async fn ingest_file(
@@ -144,7 +144,7 @@ async fn ingest_url(
         (status = 410, description = "`upload_expired`: its URL expired before the file landed", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not application/json", body = ErrorBody),
-        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_url`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody)
+        (status = 422, description = "A field is missing, of the wrong type or not allowed (`missing_field`, `invalid_source_type`, `invalid_upload_id`, `invalid_webhook_url`, `invalid_webhook_events`, `invalid_metadata`, `invalid_timeout`, `unknown_field`, ...) or `idempotency_key_reused` with other content", body = ErrorBody)
     )
 )]
 async fn ingest_upload(
