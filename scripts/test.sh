@@ -9,8 +9,10 @@ ensure_venv
 mkdir -p target
 
 # One feature set and no incremental caches: a clean clone's build takes
-# 3 min 22 s and 2.0 GB instead of 4 min 55 s and 3.6 GB (measured in a fresh
-# clone on 2 cores). `cargo build --bins` alone resolved the SDK crates with
+# 3 min 22 s and 2.0 GB instead of 4 min 55 s and 3.6 GB (in a fresh clone on
+# 2 cores: `time (cargo build --workspace --all-targets && cargo test
+# --workspace --all-targets --no-run)`, then `du -sh target`; the whole of
+# `.ci/run` leaves 2.2 GB). `cargo build --bins` alone resolved the SDK crates with
 # other features than the tests do, so they were compiled twice; the
 # incremental caches only help a second build of the same crates. CI failed
 # once with the linker killed by SIGBUS on a full disk.
