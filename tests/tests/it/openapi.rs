@@ -121,6 +121,34 @@ fn every_reference_resolves() {
     }
 }
 
+/// The timeline's `wait` bound in the document is the one the handler
+/// enforces (the annotation writes the number; the handler reads
+/// `MAX_WAIT_S`), and schemathesis's 25 s response-time limit for it
+/// (scripts/schemathesis.toml) stays above that wait.
+#[test]
+fn the_documented_wait_is_the_enforced_one() {
+    let doc: Value = serde_json::from_str(&committed()).unwrap();
+    let params = doc["paths"]["/api/v1/status/{task_id}/timeline"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let wait = params.iter().find(|p| p["name"] == "wait").expect("wait");
+    let max_wait = u64::from(morag_status::timeline::MAX_WAIT_S);
+    assert_eq!(wait["schema"]["maximum"].as_u64(), Some(max_wait));
+    let toml =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/schemathesis.toml"))
+            .unwrap();
+    let limit: f64 = toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("checks.max_response_time = "))
+        .expect("the timeline's response-time limit")
+        .parse()
+        .unwrap();
+    assert!(
+        limit >= max_wait as f64 + 5.0,
+        "{limit} s leaves no room over a {max_wait} s wait"
+    );
+}
+
 #[test]
 fn the_document_describes_every_route_with_its_errors() {
     let doc: Value = serde_json::from_str(&committed()).unwrap();
